@@ -1,0 +1,56 @@
+/**
+ * Error classes with stable codes. A code is part of the public contract:
+ * docs/API.md lists every one, and a test checks that it does.
+ */
+export const ErrorCodes = Object.freeze({
+  USAGE: 'TCPIPE_ERR_USAGE',
+  CONFIG: 'TCPIPE_ERR_CONFIG',
+  PROTOCOL: 'TCPIPE_ERR_PROTOCOL',
+  FRAME_TOO_LARGE: 'TCPIPE_ERR_FRAME_TOO_LARGE',
+  LIMIT: 'TCPIPE_ERR_LIMIT',
+  HANDSHAKE: 'TCPIPE_ERR_HANDSHAKE',
+  HANDSHAKE_TIMEOUT: 'TCPIPE_ERR_HANDSHAKE_TIMEOUT',
+  AUTH: 'TCPIPE_ERR_AUTH',
+  PARTNER_BUSY: 'TCPIPE_ERR_PARTNER_BUSY',
+  HEARTBEAT_TIMEOUT: 'TCPIPE_ERR_HEARTBEAT_TIMEOUT',
+  LINK_CLOSED: 'TCPIPE_ERR_LINK_CLOSED',
+  LISTEN: 'TCPIPE_ERR_LISTEN',
+} as const);
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class TcpipeError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** A bad command line or configuration: the CLI exits with status 2. */
+export class UsageError extends TcpipeError {
+  constructor(message: string) {
+    super(ErrorCodes.USAGE, message);
+  }
+}
+
+/**
+ * The partner broke the protocol. `goAwayCode` is the reason this side sends
+ * in its GOAWAY frame before closing the link.
+ */
+export class ProtocolError extends TcpipeError {
+  readonly goAwayCode: number;
+  constructor(goAwayCode: number, message: string, code: ErrorCode = ErrorCodes.PROTOCOL) {
+    super(code, message);
+    this.goAwayCode = goAwayCode;
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return typeof code === 'string' && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+  }
+  return String(err);
+}

@@ -1,0 +1,111 @@
+/**
+ * Wire constants. Each one quotes docs/PROTOCOL.md; change both together.
+ */
+
+/** "Each side opens the link by sending the 8-byte preface `TCPIPE\0` + version." */
+export const PREFACE = Buffer.from([0x54, 0x43, 0x50, 0x49, 0x50, 0x45, 0x00, 0x01]);
+export const PREFACE_LENGTH = 8;
+/** "The last preface byte is the protocol version; this document describes version 1." */
+export const PROTOCOL_VERSION = 1;
+
+/** "Every frame starts with a 10-byte header: type u8, flags u8, stream u32, length u32 (big-endian)." */
+export const HEADER_LENGTH = 10;
+
+/** Frame types ("Frame types" table). */
+export const FrameType = Object.freeze({
+  /** "HELLO: the first frame on the link; parameters as TLVs." */
+  HELLO: 0x01,
+  /** "OPEN (the seed's Connect): the entry side asks the exit side to connect to its target on `port`." */
+  OPEN: 0x02,
+  /** "ACCEPT: the exit side connected to the target; the stream is open." */
+  ACCEPT: 0x03,
+  /** "DATA (the seed's Data): payload bytes of one stream; flag FIN half-closes after them." */
+  DATA: 0x04,
+  /** "WINDOW: the receiver has consumed `consumed` bytes and grants `window` more beyond them." */
+  WINDOW: 0x05,
+  /** "RESET (the seed's Disconnect, abortive): the stream is torn down in both directions." */
+  RESET: 0x06,
+  /** "PING: 8 opaque bytes; with flag ACK it is the answer." */
+  PING: 0x07,
+  /** "GOAWAY: the sender closes the link; code u8 and a UTF-8 reason." */
+  GOAWAY: 0x08,
+} as const);
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+export const MAX_FRAME_TYPE = 0x08;
+
+export const Flag = Object.freeze({
+  /** "FIN (0x01, DATA only): the sender will send no more data on this stream." */
+  FIN: 0x01,
+  /** "ACK (0x01, PING only): this PING answers one received." */
+  ACK: 0x01,
+  /** "LOCAL (0x80): the sender of this frame is the entry side of the stream (the seed's Local indicator)." */
+  LOCAL: 0x80,
+} as const);
+
+/** "A receiver rejects any other flag bit for the frame type." */
+export const ALLOWED_FLAGS: Readonly<Record<number, number>> = Object.freeze({
+  [FrameType.HELLO]: 0,
+  [FrameType.OPEN]: Flag.LOCAL,
+  [FrameType.ACCEPT]: 0,
+  [FrameType.DATA]: Flag.FIN | Flag.LOCAL,
+  [FrameType.WINDOW]: Flag.LOCAL,
+  [FrameType.RESET]: Flag.LOCAL,
+  [FrameType.PING]: Flag.ACK,
+  [FrameType.GOAWAY]: 0,
+});
+
+/** "Control frames (all but DATA) carry at most 1,024 payload bytes." */
+export const MAX_CONTROL_PAYLOAD = 1024;
+/** "DATA payloads are at most the smaller of the two sides' HELLO max-frame values, and never above 1 MiB." */
+export const MAX_DATA_PAYLOAD_LIMIT = 1024 * 1024;
+/** "Reasons in RESET and GOAWAY are UTF-8, at most 256 bytes." */
+export const MAX_REASON_BYTES = 256;
+/** "Stream ids are 1..2^32-1, allocated in increasing order by the entry side." */
+export const MAX_STREAM_ID = 0xffffffff;
+
+/** GOAWAY codes ("GOAWAY codes" table). */
+export const GoAwayCode = Object.freeze({
+  NORMAL: 0,
+  SHUTDOWN: 1,
+  PROTOCOL_ERROR: 2,
+  PARTNER_BUSY: 3,
+  LIMIT_EXCEEDED: 4,
+  HEARTBEAT_TIMEOUT: 5,
+  INTERNAL_ERROR: 6,
+  UNSUPPORTED_VERSION: 7,
+  AUTH_REQUIRED: 8,
+} as const);
+
+/** RESET codes ("RESET codes" table). */
+export const ResetCode = Object.freeze({
+  /** "The user application or the target reset its connection." */
+  PEER_RESET: 0,
+  /** "The exit side could not connect: the target refused." */
+  TARGET_REFUSED: 1,
+  /** "The exit side could not connect: unreachable, unknown host or timeout." */
+  TARGET_UNREACHABLE: 2,
+  /** "The exit side does not allow this port or has no route for it." */
+  NOT_ALLOWED: 3,
+  /** "A limit was reached on the exit side (streams, file descriptors)." */
+  LIMIT: 4,
+  /** "The sender is shutting down." */
+  SHUTDOWN: 5,
+  /** "Any other local failure." */
+  INTERNAL: 6,
+} as const);
+
+/** HELLO parameter keys ("HELLO parameters" table). Unknown keys are ignored. */
+export const HelloKey = Object.freeze({
+  /** "role u8: 0 client (dialed the link), 1 server." */
+  ROLE: 1,
+  /** "initial-window u32: the window each new stream grants the sender, in bytes." */
+  INITIAL_WINDOW: 2,
+  /** "max-frame u32: the largest DATA payload the sender of HELLO accepts." */
+  MAX_FRAME: 3,
+  /** "max-streams u32: the most concurrent streams the sender of HELLO accepts from its partner." */
+  MAX_STREAMS: 4,
+  /** "heartbeat u32: the sender's liveness timeout in milliseconds." */
+  HEARTBEAT_MS: 5,
+  /** "software utf8: free text naming the implementation, for logs." */
+  SOFTWARE: 6,
+} as const);

@@ -1,0 +1,102 @@
+/**
+ * Frame encoding. Every function returns fresh bytes and touches no socket:
+ * the caller writes the header and any DATA payload together (cork or writev)
+ * so the payload itself is never copied.
+ */
+import { Buffer } from 'node:buffer';
+import {
+  FrameType,
+  HEADER_LENGTH,
+  MAX_REASON_BYTES,
+  type FrameTypeValue,
+} from './constants.js';
+
+function header(type: FrameTypeValue, flags: number, streamId: number, length: number, extra = 0): Buffer {
+  const buf = Buffer.allocUnsafe(HEADER_LENGTH + extra);
+  buf[0] = type;
+  buf[1] = flags;
+  buf.writeUInt32BE(streamId, 2);
+  buf.writeUInt32BE(length, 6);
+  return buf;
+}
+
+/** Header of a DATA frame; the payload follows it in the same write. */
+export function encodeDataHeader(streamId: number, flags: number, length: number): Buffer {
+  return header(FrameType.DATA, flags, streamId, length);
+}
+
+export function encodeOpen(streamId: number, flags: number, port: number): Buffer {
+  const buf = header(FrameType.OPEN, flags, streamId, 2, 2);
+  buf.writeUInt16BE(port, HEADER_LENGTH);
+  return buf;
+}
+
+export function encodeAccept(streamId: number): Buffer {
+  return header(FrameType.ACCEPT, 0, streamId, 0);
+}
+
+/** `consumed` may exceed 2^32: it is written as a u64 (hi, lo). */
+export function encodeWindow(streamId: number, flags: number, consumed: number, window: number): Buffer {
+  const buf = header(FrameType.WINDOW, flags, streamId, 12, 12);
+  buf.writeUInt32BE(Math.floor(consumed / 0x1_0000_0000), HEADER_LENGTH);
+  buf.writeUInt32BE(consumed >>> 0, HEADER_LENGTH + 4);
+  buf.writeUInt32BE(window, HEADER_LENGTH + 8);
+  return buf;
+}
+
+/** Truncates a reason to MAX_REASON_BYTES without splitting a UTF-8 sequence. */
+export function reasonBytes(reason: string): Buffer {
+  const bytes = Buffer.from(reason, 'utf8');
+  if (bytes.length <= MAX_REASON_BYTES) return bytes;
+  let end = MAX_REASON_BYTES;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
+
+function codeAndReason(type: FrameTypeValue, flags: number, streamId: number, code: number, reason: string): Buffer {
+  const text = reasonBytes(reason);
+  const buf = header(type, flags, streamId, 1 + text.length, 1 + text.length);
+  buf[HEADER_LENGTH] = code;
+  text.copy(buf, HEADER_LENGTH + 1);
+  return buf;
+}
+
+export function encodeReset(streamId: number, flags: number, code: number, reason: string): Buffer {
+  return codeAndReason(FrameType.RESET, flags, streamId, code, reason);
+}
+
+export function encodeGoAway(code: number, reason: string): Buffer {
+  return codeAndReason(FrameType.GOAWAY, 0, 0, code, reason);
+}
+
+/** `opaque` must be 8 bytes. */
+export function encodePing(flags: number, opaque: Buffer): Buffer {
+  const buf = header(FrameType.PING, flags, 0, 8, 8);
+  opaque.copy(buf, HEADER_LENGTH, 0, 8);
+  return buf;
+}
+
+/** HELLO parameters are TLVs: key u16, length u16, value. */
+export function encodeHello(params: ReadonlyMap<number, Buffer>): Buffer {
+  let length = 0;
+  for (const value of params.values()) length += 4 + value.length;
+  const buf = header(FrameType.HELLO, 0, 0, length, length);
+  let at = HEADER_LENGTH;
+  for (const [key, value] of params) {
+    buf.writeUInt16BE(key, at);
+    buf.writeUInt16BE(value.length, at + 2);
+    value.copy(buf, at + 4);
+    at += 4 + value.length;
+  }
+  return buf;
+}
+
+export function u32(value: number): Buffer {
+  const buf = Buffer.allocUnsafe(4);
+  buf.writeUInt32BE(value, 0);
+  return buf;
+}
+
+export function u8(value: number): Buffer {
+  return Buffer.from([value]);
+}
