@@ -38,15 +38,19 @@ export const Flag = Object.freeze({
   FIN: 0x01,
   /** "ACK (0x01, PING only): this PING answers one received." */
   ACK: 0x01,
-  /** "LOCAL (0x80): the sender of this frame is the entry side of the stream (the seed's Local indicator)." */
+  /**
+   * "LOCAL (0x80), the seed's Local indicator: set when the receiver of the frame is the entry side
+   * of the stream, i.e. the frame concerns the receiver's connection *from* a user application.
+   * The exit side sets it on every stream frame it sends; OPEN never has it, ACCEPT always does."
+   */
   LOCAL: 0x80,
 } as const);
 
 /** "A receiver rejects any other flag bit for the frame type." */
 export const ALLOWED_FLAGS: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.HELLO]: 0,
-  [FrameType.OPEN]: Flag.LOCAL,
-  [FrameType.ACCEPT]: 0,
+  [FrameType.OPEN]: 0,
+  [FrameType.ACCEPT]: Flag.LOCAL,
   [FrameType.DATA]: Flag.FIN | Flag.LOCAL,
   [FrameType.WINDOW]: Flag.LOCAL,
   [FrameType.RESET]: Flag.LOCAL,

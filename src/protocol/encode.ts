@@ -5,6 +5,7 @@
  */
 import { Buffer } from 'node:buffer';
 import {
+  Flag,
   FrameType,
   HEADER_LENGTH,
   MAX_REASON_BYTES,
@@ -31,8 +32,9 @@ export function encodeOpen(streamId: number, flags: number, port: number): Buffe
   return buf;
 }
 
+/** ACCEPT always comes from the exit side, so it always carries LOCAL. */
 export function encodeAccept(streamId: number): Buffer {
-  return header(FrameType.ACCEPT, 0, streamId, 0);
+  return header(FrameType.ACCEPT, Flag.LOCAL, streamId, 0);
 }
 
 /** `consumed` may exceed 2^32: it is written as a u64 (hi, lo). */

@@ -1,0 +1,170 @@
+/**
+ * Command-line parsing and validation. Pure: argv in, a typed command out,
+ * or a UsageError with a one-line reason (the CLI prints it with the usage
+ * and exits 2).
+ */
+import { parseArgs } from 'node:util';
+import { UsageError } from '../errors.js';
+import type { ListenSpec } from '../endpoints/entry.js';
+
+export type LogFormat = 'text' | 'json';
+
+export interface RunCommand {
+  readonly kind: 'run';
+  readonly mode: 'server' | 'client';
+  /** Server: the link port. Client: the server's port. */
+  readonly linkPort: number;
+  /** Client: the server's host. Server: the bind address of the link listener (default all). */
+  readonly linkHost: string | undefined;
+  readonly ports: readonly ListenSpec[];
+  readonly target: string | undefined;
+  readonly onePerPort: boolean;
+  readonly heartbeatSeconds: number | undefined;
+  readonly verbosity: 'quiet' | 'normal' | 'verbose';
+  readonly logFormat: LogFormat;
+}
+
+export type Command =
+  | RunCommand
+  | { readonly kind: 'help' }
+  | { readonly kind: 'version' }
+  | { readonly kind: 'demo'; readonly verbosity: 'quiet' | 'normal' | 'verbose' };
+
+const OPTIONS = {
+  client: { type: 'string', short: 'c' },
+  server: { type: 'string', short: 's' },
+  ports: { type: 'string', short: 'p', multiple: true },
+  target: { type: 'string', short: 't', multiple: true },
+  'one-per-port': { type: 'boolean' },
+  heartbeat: { type: 'string' },
+  verbose: { type: 'boolean', short: 'v' },
+  quiet: { type: 'boolean', short: 'q' },
+  'log-format': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+} as const;
+
+export function parseCommandLine(argv: readonly string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new UsageError(cleanParseError(err));
+  }
+  const { values, positionals } = parsed;
+  if (values.help === true) return { kind: 'help' };
+  if (values.version === true) return { kind: 'version' };
+  if (values.verbose === true && values.quiet === true) throw new UsageError('-v/--verbose and -q/--quiet cannot be used together');
+  const verbosity = values.verbose === true ? 'verbose' : values.quiet === true ? 'quiet' : 'normal';
+
+  if (positionals.length > 0) {
+    const [first, ...rest] = positionals;
+    if (first === 'demo' && rest.length === 0) {
+      if (values.client !== undefined || values.server !== undefined) throw new UsageError('demo takes no -c or -s: it runs both ends itself');
+      return { kind: 'demo', verbosity };
+    }
+    throw new UsageError(`unexpected argument '${first ?? ''}'`);
+  }
+
+  if (values.client === undefined && values.server === undefined) throw new UsageError('a mode is required: -c <host>:<port> or -s <port>');
+  if (values.client !== undefined && values.server !== undefined) throw new UsageError('-c and -s cannot be used together: choose client or server mode');
+
+  let mode: 'server' | 'client';
+  let linkPort: number;
+  let linkHost: string | undefined;
+  if (values.server !== undefined) {
+    mode = 'server';
+    linkPort = parsePort(values.server, '-s/--server');
+    linkHost = undefined;
+  } else {
+    mode = 'client';
+    const address = parseHostPort(values.client ?? '', '-c/--client');
+    linkHost = address.host;
+    linkPort = address.port;
+  }
+
+  const ports = parsePortList((values.ports ?? []).join(','), (values.ports ?? []).length > 0);
+  const targets = values.target ?? [];
+  if (targets.length > 1) throw new UsageError('-t/--target may be given once');
+  const target = targets[0];
+  if (target !== undefined) validateHost(target, '-t/--target');
+
+  let heartbeatSeconds: number | undefined;
+  if (values.heartbeat !== undefined) {
+    heartbeatSeconds = Number(values.heartbeat);
+    if (!/^\d+(\.\d+)?$/.test(values.heartbeat) || !(heartbeatSeconds >= 0.3 && heartbeatSeconds <= 3600)) {
+      throw new UsageError(`--heartbeat must be a number of seconds between 0.3 and 3600, not '${values.heartbeat}'`);
+    }
+  }
+
+  const format = values['log-format'] ?? 'text';
+  if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format must be text or json, not '${format}'`);
+
+  return {
+    kind: 'run',
+    mode,
+    linkPort,
+    linkHost,
+    ports,
+    target,
+    onePerPort: values['one-per-port'] === true,
+    heartbeatSeconds,
+    verbosity,
+    logFormat: format,
+  };
+}
+
+export function parsePort(text: string, what: string): number {
+  if (!/^\d{1,5}$/.test(text)) throw new UsageError(`${what}: '${text}' is not a port number (1-65535)`);
+  const port = Number(text);
+  if (port < 1 || port > 65535) throw new UsageError(`${what}: port ${port} is outside 1-65535`);
+  return port;
+}
+
+/** `host:port`, `[v6]:port`. */
+export function parseHostPort(text: string, what: string): { host: string; port: number } {
+  const v6 = /^\[([^\]]+)\]:(.*)$/.exec(text);
+  if (v6 !== null) {
+    const host = v6[1] ?? '';
+    validateHost(host, what);
+    return { host, port: parsePort(v6[2] ?? '', what) };
+  }
+  const colon = text.lastIndexOf(':');
+  if (colon < 0) throw new UsageError(`${what}: '${text}' needs a port, as <host>:<port>`);
+  const host = text.slice(0, colon);
+  if (host.includes(':')) throw new UsageError(`${what}: write an IPv6 address in brackets, as [${host}]:${text.slice(colon + 1)}`);
+  if (host === '') throw new UsageError(`${what}: '${text}' has no host`);
+  validateHost(host, what);
+  return { host, port: parsePort(text.slice(colon + 1), what) };
+}
+
+/** `[BIND:]PORT[,[BIND:]PORT...]`. */
+export function parsePortList(text: string, given: boolean): ListenSpec[] {
+  if (!given) return [];
+  const specs: ListenSpec[] = [];
+  const seen = new Set<string>();
+  for (const item of text.split(',')) {
+    if (item === '') throw new UsageError(`-p/--ports: empty entry in '${text}'`);
+    const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, '-p/--ports') } : parseHostPort(item, '-p/--ports');
+    const key = `${spec.host ?? '*'}|${spec.port}`;
+    if (seen.has(key)) throw new UsageError(`-p/--ports: port ${spec.port} is listed twice`);
+    seen.add(key);
+    specs.push(spec);
+  }
+  return specs;
+}
+
+function validateHost(host: string, what: string): void {
+  if (host === '' || !/^[A-Za-z0-9._:%-]+$/.test(host)) throw new UsageError(`${what}: '${host}' is not a host name or address`);
+}
+
+function cleanParseError(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  // parseArgs messages carry advice on a second sentence; keep the first line, without the trailing period.
+  const first = (message.split('\n')[0] ?? message).replace(/\.$/, '');
+  const unknown = /^Unknown option '([^']+)'/.exec(first);
+  if (unknown !== null) return `unknown option '${unknown[1] ?? ''}'`;
+  const missing = /^Option '([^']+)' argument missing/.exec(first);
+  if (missing !== null) return `option '${missing[1] ?? ''}' needs a value`;
+  return first.charAt(0).toLowerCase() + first.slice(1);
+}

@@ -1,0 +1,52 @@
+/** Usage and help text. The README quotes HELP_TEXT verbatim; a test keeps them equal. */
+import { DEFAULTS } from '../config/defaults.js';
+
+export const USAGE = `Usage: tcpipe <mode> [<ports>] [<target>] [options]
+  <mode>    -c <host>:<port> | --client=<host>:<port>   dial the server (IPv6: [::1]:50000)
+            -s <port>        | --server=<port>          listen for the client
+  <ports>   -p <port>[,<port>...] | --ports=...         accept user connections here
+  <target>  -t <host>        | --target=<host>          connect here for the partner's ports
+Try 'tcpipe --help' for every option.`;
+
+export const HELP_TEXT = `tcpipe relays TCP connections between two hosts over one link.
+
+Usage: tcpipe <mode> [<ports>] [<target>] [options]
+       tcpipe demo
+       tcpipe (-h | --help | -V | --version)
+
+Mode (exactly one):
+  -c, --client=<host>:<port>   Dial the tcpipe server at <host>:<port> and keep the
+                               link up, reconnecting with backoff (IPv6: [::1]:50000).
+  -s, --server=<port>          Listen on <port> for one tcpipe client at a time.
+
+Relaying (both modes, either or both):
+  -p, --ports=<port>[,<port>...]
+                               Accept user connections on these ports; the partner
+                               connects to its target on the same port. A port may
+                               be given as <addr>:<port> or [<v6addr>]:<port> to
+                               listen on one address only (default: all addresses).
+  -t, --target=<host>          Connect to <host> when the partner relays a port.
+
+Options:
+      --one-per-port           One connection at a time per port: a port stops
+                               accepting while its connection is open (the seed's
+                               exact behaviour). Default: any number at once.
+      --heartbeat=<seconds>    Declare the link dead after this long without an
+                               answer to a ping (default ${DEFAULTS.heartbeatSeconds}).
+  -v, --verbose                Also log each stream opened and closed.
+  -q, --quiet                  Log only warnings and errors.
+      --log-format=text|json   Log lines as text (default) or one JSON object each.
+  -h, --help                   Show this help.
+  -V, --version                Show the version.
+
+Commands:
+  demo                         Run both ends, an echo target and some traffic on
+                               this machine, print what happened, and exit.
+
+Exit status: 0 on a normal stop (SIGINT, SIGTERM), 1 when tcpipe cannot run
+(a port in use, say), 2 for a bad command line.
+
+Example (the seed's):
+  host1$ tcpipe -s 50000 -p 40000,40001
+  host2$ tcpipe -c host1:50000 -t appli2
+  Connections to host1:40000 and host1:40001 reach appli2:40000 and appli2:40001.`;

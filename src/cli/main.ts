@@ -1,0 +1,99 @@
+#!/usr/bin/env node
+/**
+ * The tcpipe command: turns argv and signals into a running instance.
+ * Exit status: 0 normal stop, 1 runtime failure, 2 usage.
+ */
+import { startClient, startServer } from '../index.js';
+import type { Tcpipe } from '../instance.js';
+import { TcpipeError, UsageError, errorMessage } from '../errors.js';
+import { createLogger, type LogLevel } from '../log/logger.js';
+import { VERSION } from '../version.js';
+import { parseCommandLine, type RunCommand } from './args.js';
+import { HELP_TEXT, USAGE } from './help.js';
+import { runDemo } from './demo.js';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+async function main(argv: readonly string[]): Promise<number> {
+  let command;
+  try {
+    command = parseCommandLine(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`tcpipe: ${err.message}\n${USAGE}\n`);
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+  switch (command.kind) {
+    case 'help':
+      process.stdout.write(HELP_TEXT + '\n');
+      return EXIT_OK;
+    case 'version':
+      process.stdout.write(`tcpipe ${VERSION}\n`);
+      return EXIT_OK;
+    case 'demo':
+      return runDemo(command.verbosity);
+    case 'run':
+      return run(command);
+  }
+}
+
+async function run(command: RunCommand): Promise<number> {
+  const level: LogLevel = command.verbosity === 'quiet' ? 'warn' : command.verbosity === 'verbose' ? 'debug' : 'info';
+  const logger = createLogger({ level, format: command.logFormat, write: (line) => process.stderr.write(line) });
+  const common = {
+    ports: command.ports,
+    ...(command.target !== undefined ? { target: command.target } : {}),
+    onePerPort: command.onePerPort,
+    ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),
+    logger,
+  };
+  if (command.ports.length === 0 && command.target === undefined) {
+    logger.warn('config', 'neither -p nor -t given: this instance will hold the link but relay nothing');
+  }
+  let instance: Tcpipe;
+  try {
+    instance =
+      command.mode === 'server'
+        ? await startServer({ port: command.linkPort, ...(command.linkHost !== undefined ? { host: command.linkHost } : {}), ...common })
+        : await startClient({ host: command.linkHost ?? '', port: command.linkPort, ...common });
+  } catch (err) {
+    logger.error('start_failed', errorMessage(err));
+    return EXIT_FAILURE;
+  }
+  const ports = command.ports.map((p) => (p.host !== undefined ? `${p.host}:${p.port}` : String(p.port))).join(',');
+  const where = command.mode === 'server' ? `link port ${instance.linkAddress?.port ?? command.linkPort}` : `server ${command.linkHost ?? ''}:${command.linkPort}`;
+  logger.info(
+    'started',
+    `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}`,
+  );
+  // Timers inside are unref'd: hold the process until a signal stops it.
+  const keepAlive = setInterval(() => undefined, 1 << 30);
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  logger.info('stopping', `${signal}: stopping`);
+  const hardStop = setTimeout(() => {
+    logger.error('stop_timeout', 'could not stop cleanly within 2s: exiting');
+    process.exit(EXIT_FAILURE);
+  }, 2000);
+  await instance.stop(`partner shutting down (${signal})`);
+  clearTimeout(hardStop);
+  clearInterval(keepAlive);
+  return EXIT_OK;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const message = err instanceof TcpipeError ? err.message : errorMessage(err);
+    process.stderr.write(`tcpipe: ${message}\n`);
+    process.exitCode = EXIT_FAILURE;
+  },
+);

@@ -1,0 +1,104 @@
+/**
+ * The relay of one stream: a local TCP socket (the user's connection on the
+ * entry side, the target connection on the exit side) joined to its stream.
+ *
+ * Backpressure both ways: the socket is paused while the stream holds unsent
+ * bytes (no window, or the link is busy); window credit goes back to the
+ * partner only for bytes the socket has taken (write() returned true, or on
+ * 'drain'). A FIN is relayed as a FIN after the data; anything abnormal is
+ * relayed as a reset.
+ */
+import type net from 'node:net';
+import { errorMessage } from '../errors.js';
+import { ResetCode } from '../protocol/constants.js';
+import type { Stream, StreamSink } from '../mux/stream.js';
+
+export interface PipeEvents {
+  /** The socket is gone; `reason` is empty for a clean close in both directions. */
+  onClosed(pipe: StreamPipe, reason: string): void;
+}
+
+export class StreamPipe implements StreamSink {
+  /** Bytes written to the socket but not yet credited back (waiting for 'drain'). */
+  private uncredited = 0;
+  private socketError: Error | null = null;
+  private resetByPartner = false;
+  private closedReason: string | null = null;
+
+  private readonly onSocketData = (chunk: Buffer): void => {
+    if (!this.stream.write(chunk)) this.socket.pause();
+  };
+  private readonly onSocketEnd = (): void => this.stream.end();
+  private readonly onSocketDrain = (): void => {
+    const credit = this.uncredited;
+    this.uncredited = 0;
+    if (credit > 0) this.stream.consume(credit);
+  };
+  private readonly onSocketError = (err: Error): void => {
+    this.socketError ??= err;
+  };
+  private readonly onSocketClose = (): void => this.handleSocketClose();
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly stream: Stream,
+    private readonly events: PipeEvents,
+  ) {
+    stream.attach(this);
+    socket.on('data', this.onSocketData);
+    socket.on('end', this.onSocketEnd);
+    socket.on('drain', this.onSocketDrain);
+    socket.on('error', this.onSocketError);
+    socket.on('close', this.onSocketClose);
+  }
+
+  /** Starts relaying what the socket receives (sockets are accepted paused). */
+  start(): void {
+    this.socket.resume();
+  }
+
+  // ---- StreamSink --------------------------------------------------------
+
+  onData(chunk: Buffer): void {
+    if (this.socket.destroyed) return;
+    if (this.socket.write(chunk)) this.stream.consume(chunk.length);
+    else this.uncredited += chunk.length;
+  }
+
+  onEnd(): void {
+    if (!this.socket.destroyed) this.socket.end();
+  }
+
+  onReset(_code: number, reason: string): void {
+    this.resetByPartner = true;
+    this.closedReason = reason;
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+
+  onAccept(): void {}
+
+  onWritable(): void {
+    if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  /** Closes the local socket abortively and tells the partner (shutdown, limits). */
+  abort(code: number, reason: string): void {
+    this.closedReason = reason;
+    this.stream.reset(code, reason);
+    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+
+  private handleSocketClose(): void {
+    const { stream } = this;
+    if (!this.resetByPartner && this.closedReason === null) {
+      const finished = stream.state === 'closed';
+      if (!finished) {
+        // The socket died before both directions finished: the partner must see a reset.
+        const why = this.socketError !== null ? errorMessage(this.socketError) : 'connection closed before the stream finished';
+        this.closedReason = `${stream.isEntry ? 'user application' : 'target'}: ${why}`;
+        stream.reset(ResetCode.PEER_RESET, this.closedReason);
+      }
+    }
+    this.events.onClosed(this, this.closedReason ?? '');
+  }
+}

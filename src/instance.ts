@@ -1,0 +1,320 @@
+/**
+ * One tcpipe instance: the link (server or client side), the entry ports and
+ * the exit dialer, wired together. The public API (index.ts) starts one.
+ */
+import { EventEmitter } from 'node:events';
+import type net from 'node:net';
+import { systemClock, type Clock } from './clock.js';
+import { DEFAULTS } from './config/defaults.js';
+import type { Logger } from './log/logger.js';
+import { silentLogger } from './log/logger.js';
+import { EntryPorts, type ListenSpec } from './endpoints/entry.js';
+import { ExitDialer } from './endpoints/exit.js';
+import type { StreamPipe } from './endpoints/pipe.js';
+import { LinkClient } from './link/client.js';
+import type { LinkHandlers, LinkPeer, LinkSettings } from './link/link-session.js';
+import { LinkServer } from './link/server.js';
+import type { Session, SessionEnd } from './mux/session.js';
+import type { Stream } from './mux/stream.js';
+import { VERSION } from './version.js';
+import { ResetCode } from './protocol/constants.js';
+
+export type Limits = {
+  -readonly [K in keyof typeof DEFAULTS]: number;
+};
+
+export interface CommonOptions {
+  /** Ports this instance listens on for user applications (the entry side). */
+  readonly ports?: readonly (number | ListenSpec)[];
+  /** Host this instance connects to when the partner opens a stream (the exit side). */
+  readonly target?: string;
+  /** Ports the partner may ask for; default any. */
+  readonly allow?: readonly number[];
+  /** The seed's exact behaviour: one connection at a time per port. */
+  readonly onePerPort?: boolean;
+  /** Link declared dead after this many seconds without an answer. */
+  readonly heartbeatSeconds?: number;
+  readonly limits?: Partial<Limits>;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+export interface ServerOptions extends CommonOptions {
+  /** Port the link listens on (0 picks a free one: see `linkAddress`). */
+  readonly port: number;
+  readonly host?: string;
+}
+
+export interface ClientOptions extends CommonOptions {
+  /** Server to dial. */
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface StreamInfo {
+  readonly id: number;
+  readonly port: number;
+  /** 'entry': a user application connected here; 'exit': this side connected to the target. */
+  readonly side: 'entry' | 'exit';
+  readonly peer: string;
+}
+
+export interface StreamCloseInfo extends StreamInfo {
+  readonly durationMs: number;
+  /** Bytes from the partner to the local socket. */
+  readonly bytesIn: number;
+  /** Bytes from the local socket to the partner. */
+  readonly bytesOut: number;
+  /** Empty for a clean close in both directions. */
+  readonly reason: string;
+}
+
+export interface TcpipeEvents {
+  'link-up': [{ peer: string }];
+  'link-down': [{ peer: string; reason: string }];
+  'stream-open': [StreamInfo];
+  'stream-close': [StreamCloseInfo];
+  refused: [{ port: number; peer: string; reason: string }];
+}
+
+export class Tcpipe extends EventEmitter<TcpipeEvents> {
+  private session: Session | null = null;
+  private readonly entry: EntryPorts;
+  private readonly exit: ExitDialer;
+  private readonly pipes = new Map<StreamPipe, string>();
+  private linkServer: LinkServer | null = null;
+  private linkClient: LinkClient | null = null;
+  private readonly abort = new AbortController();
+  private loop: Promise<void> = Promise.resolve();
+  private serverAddress: net.AddressInfo | null = null;
+  private stopping: Promise<void> | null = null;
+  private readonly limits: Limits;
+  private readonly logger: Logger;
+  private readonly clock: Clock;
+
+  constructor(
+    private readonly role: 'server' | 'client',
+    private readonly options: ServerOptions | ClientOptions,
+  ) {
+    super();
+    this.limits = { ...DEFAULTS, ...options.limits };
+    if (options.heartbeatSeconds !== undefined) this.limits.heartbeatSeconds = options.heartbeatSeconds;
+    this.logger = options.logger ?? silentLogger;
+    this.clock = options.clock ?? systemClock;
+    const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
+    const listen = (options.ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
+    this.entry = new EntryPorts(
+      { listen, onePerPort: options.onePerPort ?? false, keepAliveMs },
+      {
+        currentSession: () => this.session,
+        onRefused: (port, peer, reason) => {
+          this.logger.warn('stream_refused', `refused connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
+          this.emit('refused', { port, peer, reason });
+        },
+        onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
+        onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
+      },
+      this.clock,
+      this.logger,
+    );
+    this.exit = new ExitDialer(
+      {
+        target: options.target ?? null,
+        allow: options.allow === undefined ? null : new Set(options.allow),
+        connectTimeoutMs: this.limits.connectTimeoutMs,
+        keepAliveMs,
+      },
+      {
+        onRefused: (stream, reason) => {
+          this.logger.warn('stream_refused', `refused stream ${stream.id} for port ${stream.port} from the partner: ${reason}`, {
+            port: stream.port,
+            stream: stream.id,
+            reason,
+          });
+          this.emit('refused', { port: stream.port, peer: 'partner', reason });
+        },
+        onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
+        onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
+      },
+    );
+  }
+
+  /** The link listener's address (server only). */
+  get linkAddress(): net.AddressInfo | null {
+    return this.serverAddress;
+  }
+
+  /** The entry ports' bound addresses, in the order given. */
+  get entryAddresses(): net.AddressInfo[] {
+    return this.entry.addresses();
+  }
+
+  get linkUp(): boolean {
+    return this.session !== null && !this.session.isEnded;
+  }
+
+  get openStreams(): number {
+    return this.pipes.size;
+  }
+
+  /** Binds the entry ports and the link (server) or starts dialing (client). */
+  async start(): Promise<void> {
+    await this.entry.listen();
+    const settings = this.linkSettings();
+    const handlers = this.linkHandlers();
+    const software = `tcpipe/${VERSION} node/${process.versions.node}`;
+    if (this.role === 'server') {
+      const o = this.options as ServerOptions;
+      this.linkServer = new LinkServer(
+        {
+          port: o.port,
+          ...(o.host !== undefined ? { host: o.host } : {}),
+          settings,
+          partnerCheckTimeoutMs: this.limits.partnerCheckTimeoutMs,
+          maxPendingHandshakes: this.limits.maxPendingHandshakes,
+          software,
+        },
+        handlers,
+        this.clock,
+        this.logger,
+      );
+      try {
+        this.serverAddress = await this.linkServer.listen();
+      } catch (err) {
+        this.entry.stop();
+        throw err;
+      }
+    } else {
+      const o = this.options as ClientOptions;
+      this.linkClient = new LinkClient(
+        {
+          host: o.host,
+          port: o.port,
+          settings,
+          backoffMinMs: this.limits.backoffMinMs,
+          backoffMaxMs: this.limits.backoffMaxMs,
+          backoffResetAfterMs: this.limits.backoffResetAfterMs,
+          software,
+        },
+        handlers,
+        this.clock,
+        this.logger,
+      );
+      this.loop = this.linkClient.connectLoop(this.abort.signal);
+    }
+  }
+
+  /** Stops accepting, says goodbye to the partner, closes every connection. */
+  stop(reason = 'shutting down'): Promise<void> {
+    this.stopping ??= this.doStop(reason);
+    return this.stopping;
+  }
+
+  private async doStop(reason: string): Promise<void> {
+    this.entry.stop();
+    this.linkServer?.stop(reason);
+    this.abort.abort();
+    await this.loop;
+    for (const pipe of [...this.pipes.keys()]) pipe.abort(ResetCode.SHUTDOWN, reason);
+    if (this.pipes.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = this.clock.setTimer(this.limits.shutdownGraceMs, resolve);
+      const check = (): void => {
+        if (this.pipes.size > 0) return;
+        timer.cancel();
+        this.off('stream-close', check);
+        resolve();
+      };
+      this.on('stream-close', check);
+    });
+  }
+
+  private linkSettings(): LinkSettings {
+    const l = this.limits;
+    return {
+      mux: {
+        initialWindow: l.initialWindow,
+        maxWindow: l.maxWindow,
+        receiveBudget: l.receiveBudget,
+        maxStreams: l.maxStreams,
+        linkWriteBound: l.linkWriteBound,
+      },
+      maxFramePayload: l.maxFramePayload,
+      heartbeatMs: l.heartbeatSeconds * 1000,
+      pingDivisor: l.pingDivisor,
+      handshakeTimeoutMs: l.handshakeTimeoutMs,
+      keepAliveMs: Math.max(1000, Math.floor((l.heartbeatSeconds * 1000) / 2)),
+    };
+  }
+
+  private linkHandlers(): LinkHandlers {
+    return {
+      onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
+      onStreamFinished: () => undefined,
+      onSessionUp: (session: Session, peer: LinkPeer) => {
+        this.session = session;
+        this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})`, {
+          peer: peer.address,
+        });
+        this.emit('link-up', { peer: peer.address });
+      },
+      onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
+        if (this.session === session) this.session = null;
+        const streams = this.pipes.size;
+        this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
+          peer: peer.address,
+          reason: end.reason,
+        });
+        this.emit('link-down', { peer: peer.address, reason: end.reason });
+      },
+    };
+  }
+
+  private pipeOpened(pipe: StreamPipe, peer: string): void {
+    this.pipes.set(pipe, peer);
+    const { stream } = pipe;
+    const side = stream.isEntry ? 'entry' : 'exit';
+    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer})`, {
+      stream: stream.id,
+      port: stream.port,
+      peer,
+    });
+    this.emit('stream-open', { id: stream.id, port: stream.port, side, peer });
+  }
+
+  private pipeClosed(pipe: StreamPipe, reason: string): void {
+    const { stream } = pipe;
+    const peer = this.pipes.get(pipe);
+    const side = stream.isEntry ? 'entry' : 'exit';
+    if (peer === undefined) {
+      // Never opened: the target could not be reached, or the link refused it.
+      if (reason !== '') {
+        this.logger.warn('stream_failed', `port ${stream.port}: ${reason}`, { port: stream.port, stream: stream.id, reason });
+      }
+      this.emit('refused', { port: stream.port, peer: side === 'entry' ? 'user' : 'partner', reason });
+      return;
+    }
+    this.pipes.delete(pipe);
+    const durationMs = this.clock.now() - stream.openedAt;
+    const info: StreamCloseInfo = {
+      id: stream.id,
+      port: stream.port,
+      side,
+      peer,
+      durationMs,
+      bytesIn: stream.receivedBytes,
+      bytesOut: stream.sentBytes,
+      reason,
+    };
+    const text = `stream ${stream.id} closed on port ${stream.port} after ${(durationMs / 1000).toFixed(2)}s: ${stream.receivedBytes} B in, ${stream.sentBytes} B out${reason ? ` (${reason})` : ''}`;
+    this.logger.debug('stream_close', text, {
+      stream: stream.id,
+      port: stream.port,
+      peer,
+      bytes_in: stream.receivedBytes,
+      bytes_out: stream.sentBytes,
+      reason: reason || undefined,
+    });
+    this.emit('stream-close', info);
+  }
+}

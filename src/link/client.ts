@@ -1,0 +1,130 @@
+/**
+ * The client side of the link, in two parts (as chisel and rathole do):
+ * `connectOnce` dials, handshakes and runs one session until it ends;
+ * `connectLoop` repeats it with jittered exponential backoff, reset only after
+ * a session that lived. Everything stops on the AbortSignal.
+ */
+import type { Clock } from '../clock.js';
+import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { GoAwayCode } from '../protocol/constants.js';
+import { backoffDelay } from './backoff.js';
+import { readHello, sendHello } from './handshake.js';
+import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { dialTcp, formatAddress, remoteAddress, tuneSocket } from './transport.js';
+import type { Session } from '../mux/session.js';
+
+export interface LinkClientOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly settings: LinkSettings;
+  readonly backoffMinMs: number;
+  readonly backoffMaxMs: number;
+  readonly backoffResetAfterMs: number;
+  readonly software: string;
+}
+
+export interface OnceResult {
+  /** Clock time the session came up, or null if it never did. */
+  readonly upAt: number | null;
+  readonly reason: string;
+}
+
+export class LinkClient {
+  private session: Session | null = null;
+
+  constructor(
+    private readonly options: LinkClientOptions,
+    private readonly handlers: LinkHandlers,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  get currentSession(): Session | null {
+    return this.session;
+  }
+
+  /** Dials, handshakes and runs one session; resolves when it ends. */
+  async connectOnce(signal: AbortSignal): Promise<OnceResult> {
+    const { host, port, settings } = this.options;
+    const target = formatAddress(host, port);
+    let socket;
+    try {
+      socket = await dialTcp(host, port, settings.handshakeTimeoutMs, signal);
+    } catch (err) {
+      return { upAt: null, reason: errorMessage(err) };
+    }
+    socket.on('error', () => undefined); // reported through the handshake or the session
+    tuneSocket(socket, settings.keepAliveMs);
+    const address = remoteAddress(socket);
+    const onAbort = (): void => {
+      if (this.session !== null) this.session.goAway(GoAwayCode.SHUTDOWN, 'client shutting down');
+      else socket.destroy();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      sendHello(socket, helloFor('client', settings, this.options.software));
+      const result = await readHello(socket, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      if (signal.aborted) {
+        socket.destroy();
+        return { upAt: null, reason: 'stopped' };
+      }
+      const upAt = this.clock.now();
+      const reason = await new Promise<string>((resolve) => {
+        this.session = runSession(
+          socket,
+          result.decoder,
+          { address, hello: result.peer },
+          settings,
+          this.handlers,
+          this.clock,
+          this.logger,
+          (end) => {
+            socket.destroy();
+            resolve(end.reason);
+          },
+        );
+      });
+      return { upAt, reason };
+    } catch (err) {
+      socket.destroy();
+      const refused = err instanceof TcpipeError && err.code === ErrorCodes.PARTNER_BUSY;
+      return { upAt: null, reason: refused ? errorMessage(err) : `handshake with ${target} failed: ${errorMessage(err)}` };
+    } finally {
+      this.session = null;
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Keeps a link up until `signal` aborts. */
+  async connectLoop(signal: AbortSignal): Promise<void> {
+    const { backoffMinMs, backoffMaxMs, backoffResetAfterMs } = this.options;
+    let attempt = 0;
+    while (!signal.aborted) {
+      const result = await this.connectOnce(signal);
+      if (signal.aborted) break;
+      if (result.upAt !== null && this.clock.now() - result.upAt >= backoffResetAfterMs) attempt = 0;
+      const delay = backoffDelay(attempt++, backoffMinMs, backoffMaxMs);
+      const level = result.upAt === null ? 'warn' : 'info';
+      this.logger[level]('link_retry', `${result.upAt === null ? 'no link' : 'link lost'}: ${result.reason}; retrying in ${(delay / 1000).toFixed(1)}s`, {
+        reason: result.reason,
+      });
+      await sleep(delay, signal, this.clock);
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal, clock: Clock): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = clock.setTimer(ms, () => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    });
+    const onAbort = (): void => {
+      timer.cancel();
+      resolve();
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

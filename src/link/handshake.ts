@@ -1,0 +1,84 @@
+/**
+ * The start of a link: each side sends the preface and its HELLO; the first
+ * frame received must be HELLO (or, on the client, a GOAWAY that refuses it).
+ */
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../clock.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
+import { FrameType, GoAwayCode, PREFACE } from '../protocol/constants.js';
+import { FrameDecoder, parseCodeAndReason, parseHello } from '../protocol/decode.js';
+import { decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../protocol/hello.js';
+import { encodeGoAway } from '../protocol/encode.js';
+
+export interface HandshakeResult {
+  readonly peer: HelloInfo;
+  /** Holds any bytes that arrived after the HELLO; the session reads on from it. */
+  readonly decoder: FrameDecoder;
+}
+
+export function sendHello(link: Duplex, hello: HelloInfo): void {
+  link.cork();
+  link.write(PREFACE);
+  link.write(encodeHelloInfo(hello));
+  link.uncork();
+}
+
+/** Sends the preface and a GOAWAY: how a server refuses a client that sent a valid HELLO. */
+export function sendRefusal(link: Duplex, code: number, reason: string): void {
+  link.cork();
+  link.write(PREFACE);
+  link.write(encodeGoAway(code, reason));
+  link.uncork();
+  link.end();
+}
+
+/**
+ * Reads until the partner's HELLO. Rejects on timeout, on a GOAWAY (with its
+ * reason), on malformed bytes or when the link closes. Leaves the link paused.
+ */
+export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: number, clock: Clock): Promise<HandshakeResult> {
+  const decoder = new FrameDecoder({ maxDataPayload });
+  return new Promise<HandshakeResult>((resolve, reject) => {
+    let done = false;
+    const finish = (err: Error | null, result?: HandshakeResult): void => {
+      if (done) return;
+      done = true;
+      timer.cancel();
+      link.pause();
+      link.off('data', onData);
+      link.off('error', onError);
+      link.off('end', onEnd);
+      link.off('close', onEnd);
+      if (err !== null) reject(err);
+      else if (result !== undefined) resolve(result);
+    };
+    const timer = clock.setTimer(timeoutMs, () =>
+      finish(new TcpipeError(ErrorCodes.HANDSHAKE_TIMEOUT, `handshake not finished within ${timeoutMs / 1000}s`)),
+    );
+    const onData = (chunk: Buffer): void => {
+      decoder.push(chunk);
+      try {
+        const frame = decoder.next();
+        if (frame === null) return;
+        if (frame.type === FrameType.HELLO) {
+          finish(null, { peer: decodeHelloInfo(parseHello(frame.payload)), decoder });
+        } else if (frame.type === FrameType.GOAWAY) {
+          const { code, reason } = parseCodeAndReason(frame.payload);
+          const errCode = code === GoAwayCode.PARTNER_BUSY ? ErrorCodes.PARTNER_BUSY : ErrorCodes.HANDSHAKE;
+          finish(new TcpipeError(errCode, `refused by the partner: ${reason}`));
+        } else {
+          finish(new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `first frame must be HELLO, got type ${frame.type}`));
+        }
+      } catch (err) {
+        finish(err instanceof Error ? err : new Error(String(err)));
+      }
+    };
+    const onError = (err: Error): void => finish(new TcpipeError(ErrorCodes.HANDSHAKE, `link error during handshake: ${errorMessage(err)}`));
+    const onEnd = (): void => finish(new TcpipeError(ErrorCodes.HANDSHAKE, 'link closed during handshake'));
+    link.on('data', onData);
+    link.on('error', onError);
+    link.on('end', onEnd);
+    link.on('close', onEnd);
+    link.resume();
+  });
+}

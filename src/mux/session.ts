@@ -1,0 +1,439 @@
+/**
+ * The multiplexer over one link: owns the streams, dispatches frames, keeps
+ * the link's send queue short and fair, and bounds what it buffers. It sees
+ * the link only as a Duplex of bytes, whatever transport and security carry it.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import type { Clock } from '../clock.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, type ErrorCode } from '../errors.js';
+import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
+import {
+  encodeAccept,
+  encodeDataHeader,
+  encodeGoAway,
+  encodeOpen,
+  encodePing,
+  encodeReset,
+  encodeWindow,
+} from '../protocol/encode.js';
+import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
+import type { Frame } from '../protocol/frame.js';
+import { Fifo } from './fifo.js';
+import { Stream, type StreamOwner } from './stream.js';
+
+export interface MuxSettings {
+  /** Receive window a new stream grants the partner (announced in HELLO). */
+  readonly initialWindow: number;
+  readonly maxWindow: number;
+  /** Bytes received but not consumed, across streams, before the link is paused. */
+  readonly receiveBudget: number;
+  /** Streams the partner may hold open at once (announced in HELLO). */
+  readonly maxStreams: number;
+  /** Bytes queued in the link socket before streams wait their turn. */
+  readonly linkWriteBound: number;
+}
+
+/** What the partner announced in its HELLO. */
+export interface PeerSettings {
+  readonly initialWindow: number;
+  readonly maxFramePayload: number;
+  readonly maxStreams: number;
+}
+
+export interface SessionEnd {
+  readonly error: TcpipeError | null;
+  readonly reason: string;
+  /** True when the partner ended it (GOAWAY or link closed from its side). */
+  readonly byPeer: boolean;
+}
+
+export interface SessionHooks {
+  /** The partner opened a stream: attach a sink, or reset it. */
+  onStreamRequest(stream: Stream): void;
+  onStreamFinished?(stream: Stream): void;
+  onEnd(end: SessionEnd): void;
+}
+
+/** Round-robin quantum: one frame per stream per turn when streams contend. */
+const FLUSH_QUANTUM = 1;
+
+const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  [GoAwayCode.PARTNER_BUSY]: ErrorCodes.PARTNER_BUSY,
+  [GoAwayCode.PROTOCOL_ERROR]: ErrorCodes.PROTOCOL,
+  [GoAwayCode.LIMIT_EXCEEDED]: ErrorCodes.LIMIT,
+  [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
+  [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
+  [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
+});
+
+export class Session implements StreamOwner {
+  readonly maxSendFrame: number;
+  congested = false;
+  /** Clock time of the last byte received: the heartbeat reads it. */
+  lastReceiveAt: number;
+  /** Smoothed round-trip time from PING/PONG, in ms. */
+  rtt = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  private readonly streams = new Map<number, Stream>();
+  private readonly sendQueue = new Fifo<Stream>();
+  private nextStreamId = 1;
+  private lastPeerStreamId = 0;
+  private peerOpenStreams = 0;
+  private buffered = 0;
+  private grownWindows = 0;
+  private readPaused = false;
+  private ended = false;
+  private readonly pings = new Map<string, (rtt: number | null) => void>();
+
+  private readonly onLinkData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly onLinkDrain = (): void => this.flushQueue();
+  private readonly onLinkEnd = (): void => this.terminate(null, 'link closed by the partner', true);
+  private readonly onLinkError = (err: Error): void =>
+    this.terminate(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`, true);
+  private readonly onLinkClose = (): void => this.terminate(null, 'link closed', true);
+
+  constructor(
+    private readonly link: Duplex,
+    private readonly decoder: FrameDecoder,
+    private readonly settings: MuxSettings,
+    private readonly peer: PeerSettings,
+    private readonly hooks: SessionHooks,
+    private readonly clock: Clock,
+  ) {
+    this.maxSendFrame = peer.maxFramePayload;
+    this.lastReceiveAt = clock.now();
+  }
+
+  /** Starts reading the link; frames the decoder already holds are handled first. */
+  start(): void {
+    this.link.on('data', this.onLinkData);
+    this.link.on('drain', this.onLinkDrain);
+    this.link.on('end', this.onLinkEnd);
+    this.link.on('error', this.onLinkError);
+    this.link.on('close', this.onLinkClose);
+    this.drainDecoder();
+    if (!this.ended) this.link.resume();
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  get streamCount(): number {
+    return this.streams.size;
+  }
+
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
+  /** Entry side: opens a stream to the partner's target on `port`; attach a sink before returning to the event loop. */
+  openStream(port: number): Stream | null {
+    if (this.ended || this.nextStreamId > MAX_STREAM_ID) return null;
+    if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
+    const stream = new Stream(this.nextStreamId++, true, port, this, this.windowsForNewStream());
+    this.streams.set(stream.key, stream);
+    this.writeFrame(encodeOpen(stream.id, 0, port));
+    return stream;
+  }
+
+  /** Sends a PING; resolves with the round-trip time, or null after `timeoutMs`. */
+  ping(timeoutMs: number): Promise<number | null> {
+    return new Promise((resolve) => {
+      if (this.ended) return resolve(null);
+      const opaque = randomBytes(8);
+      const key = opaque.toString('hex');
+      const sentAt = this.clock.now();
+      const timer = this.clock.setTimer(timeoutMs, () => {
+        this.pings.delete(key);
+        resolve(null);
+      });
+      this.pings.set(key, (at) => {
+        timer.cancel();
+        resolve(at === null ? null : at - sentAt);
+      });
+      this.writeFrame(encodePing(0, opaque));
+    });
+  }
+
+  /** Says goodbye with a reason and closes the link once the frame is out. */
+  goAway(code: number, reason: string): void {
+    if (this.ended) return;
+    this.writeFrame(encodeGoAway(code, reason));
+    this.link.end();
+    const timer = this.clock.setTimer(1000, () => this.link.destroy());
+    this.link.once('close', () => timer.cancel());
+    this.terminate(null, reason, false);
+  }
+
+  /** Ends the session on a local error: GOAWAY with the error's code, then close. */
+  fail(err: TcpipeError): void {
+    const code = err instanceof ProtocolError ? err.goAwayCode : GoAwayCode.INTERNAL_ERROR;
+    if (this.ended) return;
+    this.writeFrame(encodeGoAway(code, err.message));
+    this.link.end();
+    const timer = this.clock.setTimer(1000, () => this.link.destroy());
+    this.link.once('close', () => timer.cancel());
+    this.terminate(err, err.message, false);
+  }
+
+  /** Closes the link at once, without a goodbye. */
+  destroy(reason: string): void {
+    this.terminate(null, reason, false);
+    this.link.destroy();
+  }
+
+  // ---- StreamOwner -----------------------------------------------------
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  rttMs(): number {
+    // Until the first PONG, assume 1 ms; a floor keeps loopback timing noise from
+    // reading as "window too small" forever.
+    return this.rtt > 1 ? this.rtt : 1;
+  }
+
+  writeData(streamId: number, flags: number, payload: Buffer): void {
+    if (this.ended) return;
+    const link = this.link;
+    link.cork();
+    link.write(encodeDataHeader(streamId, flags, payload.length));
+    if (payload.length > 0) link.write(payload);
+    link.uncork();
+    this.bytesOut += payload.length;
+    if (link.writableLength >= this.settings.linkWriteBound) this.congested = true;
+  }
+
+  writeAccept(streamId: number): void {
+    this.writeFrame(encodeAccept(streamId));
+  }
+
+  writeWindow(streamId: number, flags: number, consumed: number, window: number): void {
+    this.writeFrame(encodeWindow(streamId, flags, consumed, window));
+  }
+
+  writeReset(streamId: number, flags: number, code: number, reason: string): void {
+    this.writeFrame(encodeReset(streamId, flags, code, reason));
+  }
+
+  scheduleSend(stream: Stream): void {
+    if (this.ended) return;
+    if (!this.congested && this.sendQueue.length === 0) {
+      if (stream.flush(Infinity)) this.enqueue(stream);
+      return;
+    }
+    this.enqueue(stream);
+  }
+
+  growWindow(wanted: number): number {
+    const room = this.settings.receiveBudget - this.grownWindows;
+    const granted = wanted < room ? wanted : room > 0 ? room : 0;
+    this.grownWindows += granted;
+    return granted;
+  }
+
+  releaseBuffered(bytes: number): void {
+    this.buffered -= bytes;
+    if (this.readPaused && this.buffered <= this.settings.receiveBudget / 2) {
+      this.readPaused = false;
+      if (!this.ended) this.link.resume();
+    }
+  }
+
+  streamFinished(stream: Stream): void {
+    if (this.streams.get(stream.key) !== stream) return;
+    this.streams.delete(stream.key);
+    if (!stream.isEntry) this.peerOpenStreams--;
+    this.grownWindows -= stream.grownBy;
+    this.hooks.onStreamFinished?.(stream);
+  }
+
+  // ---- receiving -------------------------------------------------------
+
+  private receive(chunk: Buffer): void {
+    this.lastReceiveAt = this.clock.now();
+    this.decoder.push(chunk);
+    this.drainDecoder();
+  }
+
+  private drainDecoder(): void {
+    try {
+      let frame: Frame | null;
+      while (!this.ended && (frame = this.decoder.next()) !== null) this.dispatch(frame);
+    } catch (err) {
+      if (err instanceof TcpipeError) this.fail(err);
+      else this.fail(new ProtocolError(GoAwayCode.INTERNAL_ERROR, `internal error: ${errorMessage(err)}`));
+    }
+  }
+
+  private dispatch(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.DATA: {
+        const stream = this.streamFor(frame);
+        const length = frame.payload.length;
+        this.bytesIn += length;
+        if (stream === null) return; // stale: the stream ended on this side while the frame was in flight
+        this.buffered += length;
+        stream.handleData(frame.payload, (frame.flags & Flag.FIN) !== 0);
+        if (this.buffered > this.settings.receiveBudget && !this.readPaused) {
+          this.readPaused = true;
+          this.link.pause();
+        }
+        return;
+      }
+      case FrameType.WINDOW: {
+        const stream = this.streamFor(frame);
+        if (stream === null) return;
+        const update = parseWindow(frame.payload);
+        stream.handleWindow(update.consumed, update.window);
+        return;
+      }
+      case FrameType.OPEN:
+        this.handleOpen(frame);
+        return;
+      case FrameType.ACCEPT: {
+        if ((frame.flags & Flag.LOCAL) === 0) throw protocolError('ACCEPT without the LOCAL flag');
+        const stream = this.streamFor(frame);
+        if (stream !== null) stream.handleAccept();
+        return;
+      }
+      case FrameType.RESET: {
+        const stream = this.streamFor(frame);
+        if (stream === null) return;
+        const { code, reason } = parseCodeAndReason(frame.payload);
+        stream.handleReset(code, reason);
+        return;
+      }
+      case FrameType.PING:
+        this.handlePing(frame);
+        return;
+      case FrameType.GOAWAY: {
+        const { code, reason } = parseCodeAndReason(frame.payload);
+        const errorCode = GOAWAY_ERRORS[code];
+        const error = errorCode === undefined ? null : new TcpipeError(errorCode, `partner said goodbye: ${reason}`);
+        this.terminate(error, `partner said goodbye: ${reason}`, true);
+        this.link.destroy();
+        return;
+      }
+      case FrameType.HELLO:
+        throw protocolError('HELLO after the handshake');
+    }
+  }
+
+  /**
+   * The stream a frame refers to, or null for a stream that already ended
+   * here (frames in flight are dropped). An id that never existed is a
+   * protocol error.
+   */
+  private streamFor(frame: Frame): Stream | null {
+    // LOCAL set: this side is the entry side, so this side opened the stream.
+    const ours = (frame.flags & Flag.LOCAL) !== 0;
+    const stream = this.streams.get(frame.streamId * 2 + (ours ? 0 : 1));
+    if (stream !== undefined) return stream;
+    const known = ours ? frame.streamId < this.nextStreamId : frame.streamId <= this.lastPeerStreamId;
+    if (!known) throw protocolError(`frame type ${frame.type} for unknown stream ${frame.streamId}`);
+    return null;
+  }
+
+  private handleOpen(frame: Frame): void {
+    const id = frame.streamId;
+    if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
+    const port = parseOpenPort(frame.payload);
+    this.lastPeerStreamId = id;
+    if (this.peerOpenStreams >= this.settings.maxStreams) {
+      throw new ProtocolError(
+        GoAwayCode.LIMIT_EXCEEDED,
+        `partner opened more than ${this.settings.maxStreams} streams`,
+        ErrorCodes.LIMIT,
+      );
+    }
+    const stream = new Stream(id, false, port, this, this.windowsForNewStream());
+    this.streams.set(stream.key, stream);
+    this.peerOpenStreams++;
+    this.hooks.onStreamRequest(stream);
+    if (stream.state === 'opening' && !stream.hasSink) stream.reset(ResetCode.INTERNAL, 'no handler for the stream');
+  }
+
+  private handlePing(frame: Frame): void {
+    if ((frame.flags & Flag.ACK) === 0) {
+      this.writeFrame(encodePing(Flag.ACK, frame.payload));
+      return;
+    }
+    const key = frame.payload.toString('hex');
+    const resolve = this.pings.get(key);
+    if (resolve === undefined) return; // late answer to a ping that timed out
+    this.pings.delete(key);
+    const now = this.clock.now();
+    resolve(now);
+  }
+
+  /** Records a measured round trip (from the heartbeat's pings). */
+  recordRtt(sample: number): void {
+    this.rtt = this.rtt === 0 ? sample : this.rtt * 0.875 + sample * 0.125;
+  }
+
+  // ---- sending ---------------------------------------------------------
+
+  private windowsForNewStream(): { sendWindow: number; receiveWindow: number; maxWindow: number } {
+    return {
+      sendWindow: this.peer.initialWindow,
+      receiveWindow: this.settings.initialWindow,
+      maxWindow: this.settings.maxWindow,
+    };
+  }
+
+  private writeFrame(frame: Buffer): void {
+    if (this.ended) return;
+    this.link.write(frame);
+  }
+
+  private enqueue(stream: Stream): void {
+    if (stream.queued) return;
+    stream.queued = true;
+    this.sendQueue.push(stream);
+  }
+
+  private flushQueue(): void {
+    this.congested = false;
+    if (this.ended) return;
+    const link = this.link;
+    link.cork();
+    let stream: Stream | undefined;
+    while (!this.congested && (stream = this.sendQueue.shift()) !== undefined) {
+      stream.queued = false;
+      if (stream.state === 'reset') continue;
+      if (stream.flush(FLUSH_QUANTUM)) this.enqueue(stream);
+    }
+    link.uncork();
+  }
+
+  private terminate(error: TcpipeError | null, reason: string, byPeer: boolean): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.link.off('data', this.onLinkData);
+    this.link.off('drain', this.onLinkDrain);
+    this.link.off('end', this.onLinkEnd);
+    this.link.off('close', this.onLinkClose);
+    // Keep an error listener: a late socket error must not crash the process.
+    this.link.off('error', this.onLinkError);
+    this.link.on('error', ignore);
+    this.sendQueue.clear();
+    for (const resolve of this.pings.values()) resolve(null);
+    this.pings.clear();
+    const streams = [...this.streams.values()];
+    for (const stream of streams) stream.abort(ResetCode.SHUTDOWN, `link lost: ${reason}`);
+    this.streams.clear();
+    this.hooks.onEnd({ error, reason, byPeer });
+  }
+}
+
+function ignore(): void {}
+
+function protocolError(message: string): ProtocolError {
+  return new ProtocolError(GoAwayCode.PROTOCOL_ERROR, message);
+}

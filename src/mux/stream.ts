@@ -1,0 +1,310 @@
+/**
+ * One relayed user connection inside a session: its state, its send window
+ * (credit granted by the partner) and its receive window (credit this side
+ * grants). It knows nothing of sockets: the endpoint glue (endpoints/pipe)
+ * feeds it with `write`/`end` and receives through a StreamSink.
+ */
+import { ProtocolError } from '../errors.js';
+import { Flag, GoAwayCode } from '../protocol/constants.js';
+import {
+  StreamState,
+  canReceive,
+  canSend,
+  isFinished,
+  nextState,
+  type StreamEvent,
+  type StreamStateValue,
+} from './stream-state.js';
+
+/** Where a stream delivers what the partner sent. */
+export interface StreamSink {
+  /** Bytes for the local socket; call `stream.consume(n)` once the socket took them. */
+  onData(chunk: Buffer): void;
+  /** The partner half-closed: no more data will come. */
+  onEnd(): void;
+  /** The stream is torn down (by the partner, a limit, or the link's loss). */
+  onReset(code: number, reason: string): void;
+  /** Entry side only: the exit side reached the target. */
+  onAccept(): void;
+  /** `write` returned false earlier and the stream can take more now. */
+  onWritable(): void;
+}
+
+/** The narrow view of the session a stream is given. */
+export interface StreamOwner {
+  readonly maxSendFrame: number;
+  readonly congested: boolean;
+  now(): number;
+  rttMs(): number;
+  writeData(streamId: number, flags: number, payload: Buffer): void;
+  writeAccept(streamId: number): void;
+  writeWindow(streamId: number, flags: number, consumed: number, window: number): void;
+  writeReset(streamId: number, flags: number, code: number, reason: string): void;
+  scheduleSend(stream: Stream): void;
+  /** Asks for `wanted` more bytes of receive window; returns what the session budget allows. */
+  growWindow(wanted: number): number;
+  /** `bytes` left the receive buffers (consumed or dropped). */
+  releaseBuffered(bytes: number): void;
+  streamFinished(stream: Stream): void;
+}
+
+export interface StreamWindows {
+  readonly sendWindow: number;
+  readonly receiveWindow: number;
+  readonly maxWindow: number;
+}
+
+export class Stream {
+  state: StreamStateValue = StreamState.OPENING;
+  /** Set while the stream sits in the session's send queue. */
+  queued = false;
+  readonly openedAt: number;
+  closeReason = '';
+  resetCode = -1;
+
+  private sink: StreamSink | null = null;
+  /** LOCAL flag for frames this side sends: set when the receiver is the entry side. */
+  private readonly sendFlags: number;
+
+  // Send side: bytes handed to the link, and the limit the partner granted.
+  sentBytes = 0;
+  private sendLimit: number;
+  private readonly pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private finRequested = false;
+  private writableWanted = false;
+
+  // Receive side.
+  receivedBytes = 0;
+  private consumedBytes = 0;
+  private window: number;
+  private readonly maxWindow: number;
+  private readonly initialWindow: number;
+  private advertisedLimit: number;
+  private lastUpdateAt: number;
+
+  constructor(
+    readonly id: number,
+    /** True when this side opened the stream (the entry side). */
+    readonly isEntry: boolean,
+    readonly port: number,
+    private readonly owner: StreamOwner,
+    windows: StreamWindows,
+  ) {
+    this.sendFlags = isEntry ? 0 : Flag.LOCAL;
+    this.sendLimit = windows.sendWindow;
+    this.window = windows.receiveWindow;
+    this.maxWindow = windows.maxWindow;
+    this.initialWindow = windows.receiveWindow;
+    this.advertisedLimit = windows.receiveWindow;
+    this.openedAt = owner.now();
+    this.lastUpdateAt = this.openedAt;
+  }
+
+  /** Map key: the two sides allocate ids independently. */
+  get key(): number {
+    return this.id * 2 + (this.isEntry ? 0 : 1);
+  }
+
+  get bufferedToSend(): number {
+    return this.pendingBytes;
+  }
+
+  get hasSink(): boolean {
+    return this.sink !== null;
+  }
+
+  attach(sink: StreamSink): void {
+    this.sink = sink;
+  }
+
+  // ---- called by the endpoint glue -------------------------------------
+
+  /** Queues bytes for the partner. False: hold further writes until onWritable. */
+  write(chunk: Buffer): boolean {
+    if (!canSend(this.state) || this.finRequested) return true;
+    if (chunk.length === 0) return true;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.owner.scheduleSend(this);
+    if (this.pendingBytes === 0) return true;
+    this.writableWanted = true;
+    return false;
+  }
+
+  /** Half-close: a FIN follows the bytes already written. */
+  end(): void {
+    if (!canSend(this.state) || this.finRequested) return;
+    this.finRequested = true;
+    this.sendFinIfReady();
+  }
+
+  /** Exit side: the target answered, the stream is open. */
+  accept(): void {
+    if (this.isEntry || this.state !== StreamState.OPENING) return;
+    this.transition('accept');
+    this.owner.writeAccept(this.id);
+  }
+
+  /** Tears the stream down and tells the partner. */
+  reset(code: number, reason: string): void {
+    if (isFinished(this.state)) return;
+    this.owner.writeReset(this.id, this.sendFlags, code, reason);
+    this.finishReset(code, reason, false);
+  }
+
+  /** The local socket took `bytes` of what onData delivered. */
+  consume(bytes: number): void {
+    if (this.state === StreamState.RESET) return;
+    this.consumedBytes += bytes;
+    this.owner.releaseBuffered(bytes);
+    if (!canReceive(this.state)) return;
+    const credit = this.consumedBytes + this.window - this.advertisedLimit;
+    if (credit >= this.window / 2) this.sendWindowUpdate();
+  }
+
+  // ---- called by the session -------------------------------------------
+
+  handleAccept(): void {
+    if (!this.isEntry) throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `ACCEPT for stream ${this.id} opened by the partner`);
+    this.transition('accept');
+    this.sink?.onAccept();
+    this.sendFinIfReady();
+    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+  }
+
+  handleData(payload: Buffer, fin: boolean): void {
+    if (!canReceive(this.state) || (this.isEntry && this.state === StreamState.OPENING)) {
+      throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `DATA on stream ${this.id} in state ${this.state}`);
+    }
+    const length = payload.length;
+    if (length > 0) {
+      if (this.receivedBytes + length > this.advertisedLimit) {
+        throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id} overran its window`);
+      }
+      this.receivedBytes += length;
+      this.sink?.onData(payload);
+    }
+    if (fin) {
+      if (this.state === StreamState.OPENING) {
+        throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `FIN on stream ${this.id} before ACCEPT`);
+      }
+      this.transition('recv-fin');
+      this.sink?.onEnd();
+      if (isFinished(this.state)) this.owner.streamFinished(this);
+    }
+  }
+
+  handleWindow(consumed: number, window: number): void {
+    if (consumed > this.sentBytes) {
+      throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `WINDOW on stream ${this.id} acknowledges bytes never sent`);
+    }
+    const limit = consumed + window;
+    if (limit <= this.sendLimit) return;
+    this.sendLimit = limit;
+    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+  }
+
+  handleReset(code: number, reason: string): void {
+    this.finishReset(code, reason, true);
+  }
+
+  /** The link is gone: no frame can be sent. */
+  abort(code: number, reason: string): void {
+    if (isFinished(this.state)) return;
+    this.finishReset(code, reason, true);
+  }
+
+  /**
+   * Sends up to about `budget` bytes within the window as DATA frames.
+   * Returns true when data and window remain (the session queues it again).
+   */
+  flush(budget: number): boolean {
+    let sent = 0;
+    const frame = this.owner.maxSendFrame;
+    while (this.pendingBytes > 0 && sent < budget) {
+      const allowed = this.sendLimit - this.sentBytes;
+      if (allowed <= 0) break;
+      const chunk = this.pending[0] as Buffer;
+      let n = chunk.length;
+      if (n > allowed) n = allowed;
+      if (n > frame) n = frame;
+      let piece: Buffer;
+      if (n === chunk.length) {
+        piece = chunk;
+        this.pending.shift();
+      } else {
+        piece = chunk.subarray(0, n);
+        this.pending[0] = chunk.subarray(n);
+      }
+      this.pendingBytes -= n;
+      this.sentBytes += n;
+      sent += n;
+      this.owner.writeData(this.id, this.sendFlags, piece);
+      if (this.owner.congested) break;
+    }
+    if (this.pendingBytes === 0) {
+      this.sendFinIfReady();
+      if (this.writableWanted) {
+        this.writableWanted = false;
+        this.sink?.onWritable();
+      }
+      return false;
+    }
+    return this.sentBytes < this.sendLimit;
+  }
+
+  // ---- internals -------------------------------------------------------
+
+  private transition(event: StreamEvent): void {
+    const next = nextState(this.state, event);
+    if (next === null) {
+      throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: ${event} not allowed in state ${this.state}`);
+    }
+    this.state = next;
+  }
+
+  private sendFinIfReady(): void {
+    if (!this.finRequested || this.pendingBytes > 0) return;
+    if (this.state !== StreamState.OPEN && this.state !== StreamState.REMOTE_CLOSED) return;
+    this.finRequested = false;
+    this.transition('send-fin');
+    this.owner.writeData(this.id, this.sendFlags | Flag.FIN, EMPTY);
+    if (isFinished(this.state)) this.owner.streamFinished(this);
+  }
+
+  private sendWindowUpdate(): void {
+    const now = this.owner.now();
+    // Auto-tuning (docs/PROTOCOL.md, "Windows"): half the window was consumed
+    // within two round trips, so the window is what limits this stream: double it.
+    if (this.window < this.maxWindow && now - this.lastUpdateAt < 2 * this.owner.rttMs()) {
+      const wanted = Math.min(this.window, this.maxWindow - this.window);
+      this.window += this.owner.growWindow(wanted);
+    }
+    this.lastUpdateAt = now;
+    const limit = this.consumedBytes + this.window;
+    if (limit > this.advertisedLimit) this.advertisedLimit = limit;
+    this.owner.writeWindow(this.id, this.sendFlags, this.consumedBytes, this.advertisedLimit - this.consumedBytes);
+  }
+
+  private finishReset(code: number, reason: string, notifySink: boolean): void {
+    this.transition('reset');
+    this.resetCode = code;
+    this.closeReason = reason;
+    this.pending.length = 0;
+    this.pendingBytes = 0;
+    // Bytes delivered to the sink but never consumed are dropped with it.
+    const unconsumed = this.receivedBytes - this.consumedBytes;
+    if (unconsumed > 0) this.owner.releaseBuffered(unconsumed);
+    this.consumedBytes = this.receivedBytes;
+    this.owner.streamFinished(this);
+    if (notifySink) this.sink?.onReset(code, reason);
+  }
+
+  /** Window granted beyond the initial one, returned to the budget when the stream ends. */
+  get grownBy(): number {
+    return this.window - this.initialWindow;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
