@@ -28,7 +28,11 @@ export class StreamPipe implements StreamSink {
   private readonly onSocketData = (chunk: Buffer): void => {
     if (!this.stream.write(chunk)) this.socket.pause();
   };
-  private readonly onSocketEnd = (): void => this.stream.end();
+  private readEnded = false;
+  private readonly onSocketEnd = (): void => {
+    this.readEnded = true;
+    this.stream.end();
+  };
   private readonly onSocketDrain = (): void => {
     const credit = this.uncredited;
     this.uncredited = 0;
@@ -91,8 +95,10 @@ export class StreamPipe implements StreamSink {
   private handleSocketClose(): void {
     const { stream } = this;
     if (!this.resetByPartner && this.closedReason === null) {
-      const finished = stream.state === 'closed';
-      if (!finished) {
+      // Closed cleanly both ways: the stream may still be sending what the socket
+      // gave it, then its FIN; that needs no socket. Anything else lost bytes.
+      const clean = this.socketError === null && this.readEnded && this.socket.writableFinished;
+      if (!clean && stream.state !== 'closed') {
         // The socket died before both directions finished: the partner must see a reset.
         const why = this.socketError !== null ? errorMessage(this.socketError) : 'connection closed before the stream finished';
         this.closedReason = `${stream.isEntry ? 'user application' : 'target'}: ${why}`;
