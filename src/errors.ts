@@ -50,7 +50,9 @@ export class ProtocolError extends TcpipeError {
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'string' && !err.message.includes(code) ? `${err.message} (${code})` : err.message;
+    // System codes (ECONNREFUSED) help a reader; tcpipe's own codes are for programs.
+    const show = typeof code === 'string' && !code.startsWith('TCPIPE_') && !err.message.includes(code);
+    return show ? `${err.message} (${code})` : err.message;
   }
   return String(err);
 }

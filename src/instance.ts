@@ -18,6 +18,9 @@ import type { Session, SessionEnd } from './mux/session.js';
 import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
 import { ResetCode } from './protocol/constants.js';
+import type { LinkSecurity } from './link/security.js';
+import { Secret } from './security/secret.js';
+import { TcpipeError, ErrorCodes } from './errors.js';
 
 export type Limits = {
   -readonly [K in keyof typeof DEFAULTS]: number;
@@ -34,6 +37,13 @@ export interface CommonOptions {
   readonly onePerPort?: boolean;
   /** Link declared dead after this many seconds without an answer. */
   readonly heartbeatSeconds?: number;
+  /**
+   * The shared secret (see `tcpipe keygen`), or several: the first dials, all
+   * are accepted. With a secret the link is TLS 1.3 with the secret as PSK.
+   */
+  readonly secret?: string | readonly (string | Secret)[];
+  /** Mutual TLS with certificates instead of a secret (PEM contents). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer; readonly serverName?: string };
   readonly limits?: Partial<Limits>;
   readonly logger?: Logger;
   readonly clock?: Clock;
@@ -89,6 +99,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   private serverAddress: net.AddressInfo | null = null;
   private stopping: Promise<void> | null = null;
   private readonly limits: Limits;
+  private readonly security: LinkSecurity;
   private readonly logger: Logger;
   private readonly clock: Clock;
 
@@ -101,6 +112,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     if (options.heartbeatSeconds !== undefined) this.limits.heartbeatSeconds = options.heartbeatSeconds;
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
+    this.security = securityFrom(options);
     const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
     const listen = (options.ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
     this.entry = new EntryPorts(
@@ -159,6 +171,12 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
 
   /** Binds the entry ports and the link (server) or starts dialing (client). */
   async start(): Promise<void> {
+    if (this.security.kind === 'none') {
+      this.logger.warn(
+        'insecure',
+        'no secret: the link is neither authenticated nor encrypted, and anyone who can reach it can pose as the partner (see tcpipe keygen)',
+      );
+    }
     await this.entry.listen();
     const settings = this.linkSettings();
     const handlers = this.linkHandlers();
@@ -173,6 +191,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           partnerCheckTimeoutMs: this.limits.partnerCheckTimeoutMs,
           maxPendingHandshakes: this.limits.maxPendingHandshakes,
           software,
+          security: this.security,
         },
         handlers,
         this.clock,
@@ -195,6 +214,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           backoffMaxMs: this.limits.backoffMaxMs,
           backoffResetAfterMs: this.limits.backoffResetAfterMs,
           software,
+          security: this.security,
         },
         handlers,
         this.clock,
@@ -317,4 +337,18 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     });
     this.emit('stream-close', info);
   }
+}
+
+function securityFrom(options: CommonOptions): LinkSecurity {
+  if (options.secret !== undefined && options.tls !== undefined) {
+    throw new TcpipeError(ErrorCodes.CONFIG, 'give either a secret or certificates, not both');
+  }
+  if (options.secret !== undefined) {
+    const texts = typeof options.secret === 'string' ? [options.secret] : options.secret;
+    if (texts.length === 0) throw new TcpipeError(ErrorCodes.CONFIG, 'secret: the list is empty');
+    const name = (i: number): string => (texts.length > 1 ? `secret ${i + 1}` : 'secret');
+    return { kind: 'psk', secrets: texts.map((t, i) => (t instanceof Secret ? t : Secret.fromText(t, name(i)))) };
+  }
+  if (options.tls !== undefined) return { kind: 'cert', ...options.tls };
+  return { kind: 'none' };
 }

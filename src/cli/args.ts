@@ -22,12 +22,17 @@ export interface RunCommand {
   readonly heartbeatSeconds: number | undefined;
   readonly verbosity: 'quiet' | 'normal' | 'verbose';
   readonly logFormat: LogFormat;
+  readonly secretFile: string | undefined;
+  readonly tls: { readonly cert: string; readonly key: string; readonly ca: string; readonly serverName: string | undefined } | undefined;
+  readonly allow: readonly number[] | undefined;
+  readonly maxHandshakes: number | undefined;
 }
 
 export type Command =
   | RunCommand
   | { readonly kind: 'help' }
   | { readonly kind: 'version' }
+  | { readonly kind: 'keygen' }
   | { readonly kind: 'demo'; readonly verbosity: 'quiet' | 'normal' | 'verbose' };
 
 const OPTIONS = {
@@ -40,6 +45,13 @@ const OPTIONS = {
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
   'log-format': { type: 'string' },
+  'secret-file': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-server-name': { type: 'string' },
+  allow: { type: 'string' },
+  'max-handshakes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -59,6 +71,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
 
   if (positionals.length > 0) {
     const [first, ...rest] = positionals;
+    if (first === 'keygen' && rest.length === 0) return { kind: 'keygen' };
     if (first === 'demo' && rest.length === 0) {
       if (values.client !== undefined || values.server !== undefined) throw new UsageError('demo takes no -c or -s: it runs both ends itself');
       return { kind: 'demo', verbosity };
@@ -100,6 +113,30 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const format = values['log-format'] ?? 'text';
   if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format must be text or json, not '${format}'`);
 
+  const tlsGiven = ['tls-cert', 'tls-key', 'tls-ca'].filter((k) => values[k as 'tls-cert'] !== undefined);
+  if (tlsGiven.length > 0 && tlsGiven.length < 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
+  if (tlsGiven.length === 0 && values['tls-server-name'] !== undefined) throw new UsageError('--tls-server-name needs --tls-cert, --tls-key and --tls-ca');
+  if (tlsGiven.length === 3 && values['secret-file'] !== undefined) throw new UsageError('use either --secret-file or certificates, not both');
+  const tls =
+    tlsGiven.length === 3
+      ? { cert: values['tls-cert'] ?? '', key: values['tls-key'] ?? '', ca: values['tls-ca'] ?? '', serverName: values['tls-server-name'] }
+      : undefined;
+  if (values['secret-file'] === '') throw new UsageError('--secret-file needs a path');
+
+  const allow = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
+    if (spec.host !== undefined) throw new UsageError(`--allow takes port numbers, not '${spec.host}:${spec.port}'`);
+    return spec.port;
+  });
+
+  let maxHandshakes: number | undefined;
+  if (values['max-handshakes'] !== undefined) {
+    const text = values['max-handshakes'];
+    maxHandshakes = Number(text);
+    if (!/^\d+$/.test(text) || maxHandshakes < 1 || maxHandshakes > 100000) {
+      throw new UsageError(`--max-handshakes must be a whole number from 1 to 100000, not '${text}'`);
+    }
+  }
+
   return {
     kind: 'run',
     mode,
@@ -111,6 +148,10 @@ export function parseCommandLine(argv: readonly string[]): Command {
     heartbeatSeconds,
     verbosity,
     logFormat: format,
+    secretFile: values['secret-file'],
+    tls,
+    allow,
+    maxHandshakes,
   };
 }
 
@@ -139,15 +180,15 @@ export function parseHostPort(text: string, what: string): { host: string; port:
 }
 
 /** `[BIND:]PORT[,[BIND:]PORT...]`. */
-export function parsePortList(text: string, given: boolean): ListenSpec[] {
+export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
   if (!given) return [];
   const specs: ListenSpec[] = [];
   const seen = new Set<string>();
   for (const item of text.split(',')) {
-    if (item === '') throw new UsageError(`-p/--ports: empty entry in '${text}'`);
-    const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, '-p/--ports') } : parseHostPort(item, '-p/--ports');
+    if (item === '') throw new UsageError(`${what}: empty entry in '${text}'`);
+    const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
     const key = `${spec.host ?? '*'}|${spec.port}`;
-    if (seen.has(key)) throw new UsageError(`-p/--ports: port ${spec.port} is listed twice`);
+    if (seen.has(key)) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
     seen.add(key);
     specs.push(spec);
   }

@@ -10,6 +10,7 @@ import net from 'node:net';
 import { startClient, startServer } from '../index.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
+import { generateSecret } from '../security/secret.js';
 
 const ENTRY_HOST = '127.0.0.1';
 const TARGET_HOST = '127.0.0.2';
@@ -88,20 +89,24 @@ export async function runDemo(verbosity: 'quiet' | 'normal' | 'verbose'): Promis
   const level: LogLevel = verbosity === 'verbose' ? 'debug' : verbosity === 'quiet' ? 'warn' : 'info';
   const write = (line: string): void => void process.stdout.write(line);
   const target = await listenTarget();
+  const secret = generateSecret();
   say(`tcpipe demo: an echo target on ${TARGET_HOST}:${target.port}; the pair relays port ${target.port}`);
+  say('  both ends share a fresh secret from `tcpipe keygen`: the link is TLS 1.3, keyed by it');
   const server = await startServer({
     port: 0,
+    secret,
     host: '127.0.0.1',
     ports: [{ host: ENTRY_HOST, port: target.port }],
     logger: createLogger({ level, format: 'text', write, name: 'server' }),
   });
   const linkPort = server.linkAddress?.port ?? 0;
-  say(`  server: tcpipe -s ${linkPort} -p ${ENTRY_HOST}:${target.port}`);
-  say(`  client: tcpipe -c 127.0.0.1:${linkPort} -t ${TARGET_HOST}`);
+  say(`  server: TCPIPE_SECRET=... tcpipe -s ${linkPort} -p ${ENTRY_HOST}:${target.port}`);
+  say(`  client: TCPIPE_SECRET=... tcpipe -c 127.0.0.1:${linkPort} -t ${TARGET_HOST}`);
   const up = once(server, 'link-up');
   const client = await startClient({
     host: '127.0.0.1',
     port: linkPort,
+    secret,
     target: TARGET_HOST,
     logger: createLogger({ level, format: 'text', write, name: 'client' }),
   });

@@ -12,6 +12,7 @@ export const HELP_TEXT = `tcpipe relays TCP connections between two hosts over o
 
 Usage: tcpipe <mode> [<ports>] [<target>] [options]
        tcpipe demo
+       tcpipe keygen
        tcpipe (-h | --help | -V | --version)
 
 Mode (exactly one):
@@ -26,6 +27,21 @@ Relaying (both modes, either or both):
                                be given as <addr>:<port> or [<v6addr>]:<port> to
                                listen on one address only (default: all addresses).
   -t, --target=<host>          Connect to <host> when the partner relays a port.
+
+Security (both ends alike; without either, tcpipe warns that the link is open):
+      --secret-file=<path>     Read the shared secret from <path> (one per line:
+                               the first dials, all are accepted, for rotation).
+                               The variable TCPIPE_SECRET may hold it instead.
+                               The link is then TLS 1.3 keyed by the secret:
+                               both ends prove it, nothing is readable on the wire.
+      --tls-cert=<pem> --tls-key=<pem> --tls-ca=<pem>
+                               Mutual TLS 1.3 with certificates instead of a secret.
+      --tls-server-name=<name> Name the client expects in the server's certificate
+                               (default: the host it dials).
+      --allow=<port>[,<port>...]
+                               Ports the partner may ask this side to connect to
+                               (default: any port on the -t host).
+      --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
 
 Options:
       --one-per-port           One connection at a time per port: a port stops
@@ -42,11 +58,13 @@ Options:
 Commands:
   demo                         Run both ends, an echo target and some traffic on
                                this machine, print what happened, and exit.
+  keygen                       Print a new random secret (256 bits, base64url).
 
 Exit status: 0 on a normal stop (SIGINT, SIGTERM), 1 when tcpipe cannot run
 (a port in use, say), 2 for a bad command line.
 
-Example (the seed's):
-  host1$ tcpipe -s 50000 -p 40000,40001
-  host2$ tcpipe -c host1:50000 -t appli2
+Example (the seed's, with a secret):
+  host1$ tcpipe keygen > tcpipe.key && chmod 600 tcpipe.key   # copy it to host2
+  host1$ tcpipe -s 50000 -p 40000,40001 --secret-file=tcpipe.key
+  host2$ tcpipe -c host1:50000 -t appli2 --secret-file=tcpipe.key
   Connections to host1:40000 and host1:40001 reach appli2:40000 and appli2:40001.`;

@@ -5,12 +5,36 @@
  */
 import { startClient, startServer } from '../index.js';
 import type { Tcpipe } from '../instance.js';
-import { TcpipeError, UsageError, errorMessage } from '../errors.js';
+import { ErrorCodes, TcpipeError, UsageError, errorMessage } from '../errors.js';
 import { createLogger, type LogLevel } from '../log/logger.js';
 import { VERSION } from '../version.js';
 import { parseCommandLine, type RunCommand } from './args.js';
 import { HELP_TEXT, USAGE } from './help.js';
 import { runDemo } from './demo.js';
+import { readFileSync } from 'node:fs';
+import { SECRET_ENV, generateSecret, loadSecrets } from '../security/secret.js';
+import type { CommonOptions } from '../instance.js';
+
+/** Reads the secret (file or TCPIPE_SECRET) or the certificate files named on the command line. */
+function loadSecurity(command: RunCommand): { options: Pick<CommonOptions, 'secret' | 'tls'>; warnings: readonly string[] } {
+  if (command.tls !== undefined) {
+    const read = (path: string, what: string): Buffer => {
+      try {
+        return readFileSync(path);
+      } catch (err) {
+        throw new TcpipeError(ErrorCodes.CONFIG, `cannot read ${what}: ${errorMessage(err)}`);
+      }
+    };
+    const { cert, key, ca, serverName } = command.tls;
+    const tls = { cert: read(cert, '--tls-cert'), key: read(key, '--tls-key'), ca: read(ca, '--tls-ca'), ...(serverName !== undefined ? { serverName } : {}) };
+    if (process.env[SECRET_ENV] !== undefined) {
+      throw new TcpipeError(ErrorCodes.CONFIG, `${SECRET_ENV} is set and certificates are given: use one or the other`);
+    }
+    return { options: { tls }, warnings: [] };
+  }
+  const loaded = loadSecrets({ file: command.secretFile, env: process.env[SECRET_ENV] });
+  return { options: loaded.secrets.length > 0 ? { secret: loaded.secrets } : {}, warnings: loaded.warnings };
+}
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -34,6 +58,9 @@ async function main(argv: readonly string[]): Promise<number> {
     case 'version':
       process.stdout.write(`tcpipe ${VERSION}\n`);
       return EXIT_OK;
+    case 'keygen':
+      process.stdout.write(generateSecret() + '\n');
+      return EXIT_OK;
     case 'demo':
       return runDemo(command.verbosity);
     case 'run':
@@ -44,8 +71,19 @@ async function main(argv: readonly string[]): Promise<number> {
 async function run(command: RunCommand): Promise<number> {
   const level: LogLevel = command.verbosity === 'quiet' ? 'warn' : command.verbosity === 'verbose' ? 'debug' : 'info';
   const logger = createLogger({ level, format: command.logFormat, write: (line) => process.stderr.write(line) });
+  let security;
+  try {
+    security = loadSecurity(command);
+  } catch (err) {
+    logger.error('config', errorMessage(err));
+    return EXIT_FAILURE;
+  }
+  for (const warning of security.warnings) logger.warn('config', warning);
   const common = {
     ports: command.ports,
+    ...security.options,
+    ...(command.allow !== undefined ? { allow: command.allow } : {}),
+    ...(command.maxHandshakes !== undefined ? { limits: { maxPendingHandshakes: command.maxHandshakes } } : {}),
     ...(command.target !== undefined ? { target: command.target } : {}),
     onePerPort: command.onePerPort,
     ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),

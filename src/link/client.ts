@@ -12,6 +12,8 @@ import { backoffDelay } from './backoff.js';
 import { readHello, sendHello } from './handshake.js';
 import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { dialTcp, formatAddress, remoteAddress, tuneSocket } from './transport.js';
+import { secureClient, type LinkSecurity } from './security.js';
+import type { Duplex } from 'node:stream';
 import type { Session } from '../mux/session.js';
 
 export interface LinkClientOptions {
@@ -22,6 +24,7 @@ export interface LinkClientOptions {
   readonly backoffMaxMs: number;
   readonly backoffResetAfterMs: number;
   readonly software: string;
+  readonly security: LinkSecurity;
 }
 
 export interface OnceResult {
@@ -57,14 +60,24 @@ export class LinkClient {
     socket.on('error', () => undefined); // reported through the handshake or the session
     tuneSocket(socket, settings.keepAliveMs);
     const address = remoteAddress(socket);
+    let link: Duplex = socket;
     const onAbort = (): void => {
       if (this.session !== null) this.session.goAway(GoAwayCode.SHUTDOWN, 'client shutting down');
       else socket.destroy();
     };
     signal.addEventListener('abort', onAbort, { once: true });
+    // One deadline for the whole handshake, TLS included.
+    let timedOut = false;
+    const timer = this.clock.setTimer(settings.handshakeTimeoutMs, () => {
+      timedOut = true;
+      socket.destroy();
+    });
     try {
-      sendHello(socket, helloFor('client', settings, this.options.software));
-      const result = await readHello(socket, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      link = await secureClient(socket, this.options.security, host);
+      link.on('error', () => undefined);
+      sendHello(link, helloFor('client', settings, this.options.software));
+      const result = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      timer.cancel();
       if (signal.aborted) {
         socket.destroy();
         return { upAt: null, reason: 'stopped' };
@@ -72,7 +85,7 @@ export class LinkClient {
       const upAt = this.clock.now();
       const reason = await new Promise<string>((resolve) => {
         this.session = runSession(
-          socket,
+          link,
           result.decoder,
           { address, hello: result.peer },
           settings,
@@ -80,6 +93,7 @@ export class LinkClient {
           this.clock,
           this.logger,
           (end) => {
+            link.destroy();
             socket.destroy();
             resolve(end.reason);
           },
@@ -87,9 +101,15 @@ export class LinkClient {
       });
       return { upAt, reason };
     } catch (err) {
+      timer.cancel();
+      link.destroy();
       socket.destroy();
-      const refused = err instanceof TcpipeError && err.code === ErrorCodes.PARTNER_BUSY;
-      return { upAt: null, reason: refused ? errorMessage(err) : `handshake with ${target} failed: ${errorMessage(err)}` };
+      if (timedOut) return { upAt: null, reason: `handshake with ${target} not finished within ${settings.handshakeTimeoutMs / 1000}s` };
+      if (err instanceof TcpipeError && err.code === ErrorCodes.PARTNER_BUSY) return { upAt: null, reason: errorMessage(err) };
+      if (err instanceof TcpipeError && err.code === ErrorCodes.AUTH) {
+        return { upAt: null, reason: `authentication failed with ${target}: ${err.message}` };
+      }
+      return { upAt: null, reason: `handshake with ${target} failed: ${errorMessage(err)}` };
     } finally {
       this.session = null;
       signal.removeEventListener('abort', onAbort);

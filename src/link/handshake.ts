@@ -64,7 +64,12 @@ export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: numbe
           finish(null, { peer: decodeHelloInfo(parseHello(frame.payload)), decoder });
         } else if (frame.type === FrameType.GOAWAY) {
           const { code, reason } = parseCodeAndReason(frame.payload);
-          const errCode = code === GoAwayCode.PARTNER_BUSY ? ErrorCodes.PARTNER_BUSY : ErrorCodes.HANDSHAKE;
+          const errCode =
+            code === GoAwayCode.PARTNER_BUSY
+              ? ErrorCodes.PARTNER_BUSY
+              : code === GoAwayCode.AUTH_REQUIRED
+                ? ErrorCodes.AUTH
+                : ErrorCodes.HANDSHAKE;
           finish(new TcpipeError(errCode, `refused by the partner: ${reason}`));
         } else {
           finish(new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `first frame must be HELLO, got type ${frame.type}`));
@@ -80,5 +85,36 @@ export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: numbe
     link.on('end', onEnd);
     link.on('close', onEnd);
     link.resume();
+  });
+}
+
+/** Waits for the first bytes of a link and puts them back: the caller picks a layer by the first byte. */
+export function readFirstByte(socket: Duplex): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const cleanup = (): void => {
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('close', onEnd);
+      socket.off('error', onError);
+    };
+    const onData = (chunk: Buffer): void => {
+      cleanup();
+      socket.pause();
+      socket.unshift(chunk);
+      resolve(chunk[0] ?? 0);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      reject(new TcpipeError(ErrorCodes.HANDSHAKE, 'link closed before its first byte'));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      reject(new TcpipeError(ErrorCodes.HANDSHAKE, `link error before its first byte: ${errorMessage(err)}`));
+    };
+    socket.on('data', onData);
+    socket.on('end', onEnd);
+    socket.on('close', onEnd);
+    socket.on('error', onError);
+    socket.resume();
   });
 }

@@ -6,11 +6,14 @@
  */
 import net from 'node:net';
 import type { Clock } from '../clock.js';
-import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { GoAwayCode } from '../protocol/constants.js';
+import { GoAwayCode, PREFACE } from '../protocol/constants.js';
 import type { Session } from '../mux/session.js';
-import { readHello, sendHello, sendRefusal } from './handshake.js';
+import type { Duplex } from 'node:stream';
+import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
+import { PenaltyBox } from './penalty.js';
+import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
 import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { remoteAddress, tuneSocket } from './transport.js';
 
@@ -21,6 +24,7 @@ export interface LinkServerOptions {
   readonly partnerCheckTimeoutMs: number;
   readonly maxPendingHandshakes: number;
   readonly software: string;
+  readonly security: LinkSecurity;
 }
 
 export class LinkServer {
@@ -30,6 +34,7 @@ export class LinkServer {
   private pendingHandshakes = 0;
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
+  private readonly penalty: PenaltyBox;
 
   constructor(
     private readonly options: LinkServerOptions,
@@ -37,6 +42,7 @@ export class LinkServer {
     private readonly clock: Clock,
     private readonly logger: Logger,
   ) {
+    this.penalty = new PenaltyBox(clock);
     this.server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (socket) => this.handleConnection(socket));
     this.server.on('error', (err) => this.logger.error('link_listen_error', `link listener error: ${errorMessage(err)}`));
   }
@@ -72,31 +78,54 @@ export class LinkServer {
 
   private handleConnection(socket: net.Socket): void {
     const address = remoteAddress(socket);
+    const source = socket.remoteAddress ?? '?';
     if (this.stopped) {
+      socket.destroy();
+      return;
+    }
+    if (this.penalty.isBlocked(source)) {
+      // Recently failed: closed unread, and not logged again (the failure was).
+      socket.destroy();
+      return;
+    }
+    if (this.pendingHandshakes >= this.options.maxPendingHandshakes) {
+      this.logger.warn('link_refused', `refused link from ${address}: ${this.pendingHandshakes} handshakes already pending`, {
+        peer: address,
+      });
       socket.destroy();
       return;
     }
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined); // reported through the handshake or the session
-    if (this.pendingHandshakes >= this.options.maxPendingHandshakes) {
-      this.logger.warn('link_refused', `refused link from ${address}: ${this.pendingHandshakes} handshakes already pending`);
-      socket.destroy();
-      return;
-    }
     tuneSocket(socket, this.options.settings.keepAliveMs);
     this.pendingHandshakes++;
-    const { settings } = this.options;
-    readHello(socket, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock).then(
-      (result) => {
+    const timeoutMs = this.options.settings.handshakeTimeoutMs;
+    let timedOut = false;
+    const timer = this.clock.setTimer(timeoutMs, () => {
+      timedOut = true;
+      socket.destroy();
+    });
+    this.establish(socket).then(
+      ({ link, hello }) => {
+        timer.cancel();
         this.pendingHandshakes--;
-        this.admission = this.admission.then(() => this.admit(socket, address, result));
+        this.penalty.recordSuccess(source);
+        this.admission = this.admission.then(() => this.admit(socket, link, address, hello));
       },
       (err: unknown) => {
+        timer.cancel();
         this.pendingHandshakes--;
-        this.logger.warn('link_refused', `refused link from ${address}: ${errorMessage(err)}`);
-        if (err instanceof TcpipeError && err.code === ErrorCodes.PROTOCOL && !socket.destroyed) {
-          sendRefusal(socket, GoAwayCode.PROTOCOL_ERROR, err.message);
+        const reason = timedOut ? `handshake not finished within ${timeoutMs / 1000}s` : errorMessage(err);
+        const auth = err instanceof TcpipeError && err.code === ErrorCodes.AUTH && !timedOut;
+        const delay = this.penalty.recordFailure(source);
+        this.logger.warn(
+          auth ? 'auth_failed' : 'link_refused',
+          `${auth ? 'authentication failed from' : 'refused link from'} ${address}: ${reason}; its next links are refused for ${delay / 1000}s`,
+          { peer: address, reason },
+        );
+        if (err instanceof ProtocolError && !socket.destroyed && !timedOut) {
+          sendRefusal(socket, err.goAwayCode, err.message);
           this.clock.setTimer(1000, () => socket.destroy());
         } else {
           socket.destroy();
@@ -105,7 +134,34 @@ export class LinkServer {
     );
   }
 
-  private async admit(socket: net.Socket, address: string, result: Awaited<ReturnType<typeof readHello>>): Promise<void> {
+  /**
+   * Tells the link's kind by its first byte (TLS handshake or tcpipe preface),
+   * enforces that it matches this server's security, and reads the HELLO.
+   */
+  private async establish(socket: net.Socket): Promise<{ link: Duplex; hello: HandshakeResult }> {
+    const first = await readFirstByte(socket);
+    const { security, settings } = this.options;
+    let link: Duplex;
+    if (first === TLS_HANDSHAKE_BYTE) {
+      if (security.kind === 'none') {
+        throw new TcpipeError(ErrorCodes.AUTH, 'the client speaks TLS (it has a secret or a certificate) and this server has neither');
+      }
+      link = await secureServer(socket, security);
+      link.on('error', () => undefined);
+    } else if (first === PREFACE[0] && security.kind !== 'none') {
+      throw new ProtocolError(
+        GoAwayCode.AUTH_REQUIRED,
+        'plaintext link refused: this server requires a secret (TCPIPE_SECRET or --secret-file)',
+        ErrorCodes.AUTH,
+      );
+    } else {
+      link = socket;
+    }
+    const hello = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+    return { link, hello };
+  }
+
+  private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult): Promise<void> {
     if (socket.destroyed || this.stopped) {
       socket.destroy();
       return;
@@ -116,7 +172,7 @@ export class LinkServer {
       if (rtt !== null && !current.session.isEnded) {
         const reason = `this server already has a live partner (${current.address})`;
         this.logger.warn('partner_refused', `refused partner ${address}: already paired with ${current.address}, which answered in ${rtt.toFixed(1)} ms`);
-        sendRefusal(socket, GoAwayCode.PARTNER_BUSY, reason);
+        sendRefusal(link, GoAwayCode.PARTNER_BUSY, reason);
         this.clock.setTimer(1000, () => socket.destroy());
         return;
       }
@@ -132,9 +188,9 @@ export class LinkServer {
       socket.destroy();
       return;
     }
-    sendHello(socket, helloFor('server', this.options.settings, this.options.software));
+    sendHello(link, helloFor('server', this.options.settings, this.options.software));
     const session = runSession(
-      socket,
+      link,
       result.decoder,
       { address, hello: result.peer },
       this.options.settings,

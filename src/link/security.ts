@@ -1,0 +1,129 @@
+/**
+ * The security layer of a link: none, TLS 1.3 with the shared secret as an
+ * external PSK, or TLS 1.3 with certificates (mutual). It wraps the byte
+ * stream a transport gives and returns another; the multiplexer above and the
+ * transport below know nothing of it.
+ */
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
+import type { Secret } from '../security/secret.js';
+
+export type LinkSecurity =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'psk'; readonly secrets: readonly Secret[] }
+  | {
+      readonly kind: 'cert';
+      readonly cert: Buffer;
+      readonly key: Buffer;
+      readonly ca: Buffer;
+      /** Name the client expects in the server's certificate (default: the host it dials). */
+      readonly serverName?: string;
+    };
+
+/** TLS 1.3 only; AES-128-GCM first (hardware AES), ChaCha20-Poly1305 for machines without it. */
+const CIPHERS = 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256';
+/** The first byte of a TLS handshake record. */
+export const TLS_HANDSHAKE_BYTE = 0x16;
+
+export function describeSecurity(security: LinkSecurity): string {
+  switch (security.kind) {
+    case 'none':
+      return 'plaintext';
+    case 'psk':
+      return 'TLS 1.3, shared secret';
+    case 'cert':
+      return 'TLS 1.3, certificates';
+  }
+}
+
+/** Client side: wraps a connected socket; resolves once the TLS handshake has proved the partner. */
+export function secureClient(socket: net.Socket, security: LinkSecurity, host: string): Promise<Duplex> {
+  if (security.kind === 'none') return Promise.resolve(socket);
+  const options: tls.ConnectionOptions = { socket, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
+  if (security.kind === 'psk') {
+    const secret = security.secrets[0];
+    if (secret === undefined) return Promise.reject(new TcpipeError(ErrorCodes.CONFIG, 'no secret to dial with'));
+    options.pskCallback = () => ({ psk: secret.psk(), identity: secret.keyId });
+    // With a PSK there is no certificate: the PSK binder and Finished messages prove the server.
+    options.checkServerIdentity = () => undefined;
+  } else {
+    options.cert = security.cert;
+    options.key = security.key;
+    options.ca = security.ca;
+    options.servername = security.serverName ?? (isIp(host) ? '' : host);
+    if (security.serverName !== undefined || !isIp(host)) {
+      const name = security.serverName ?? host;
+      options.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(name, cert);
+    }
+  }
+  return handshake(tls.connect(options), 'secureConnect', 'the server');
+}
+
+/** Server side: wraps an accepted socket whose first byte announced TLS. */
+export function secureServer(socket: net.Socket, security: LinkSecurity): Promise<Duplex> {
+  if (security.kind === 'none') return Promise.resolve(socket);
+  // Node honours pskCallback on a server TLSSocket; its typings list it only for tls.createServer.
+  const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback'> = { isServer: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
+  if (security.kind === 'psk') {
+    const byId = new Map(security.secrets.map((s) => [s.keyId, s]));
+    options.pskCallback = (_socket, identity) => byId.get(identity)?.psk() ?? null;
+  } else {
+    options.cert = security.cert;
+    options.key = security.key;
+    options.ca = security.ca;
+    options.requestCert = true;
+    options.rejectUnauthorized = true;
+  }
+  return handshake(new tls.TLSSocket(socket, options), 'secure', 'the client');
+}
+
+function handshake(secure: tls.TLSSocket, event: 'secure' | 'secureConnect', who: string): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const onSecure = (): void => {
+      secure.off('error', onError);
+      secure.off('close', onClose);
+      if (event === 'secure' && secure.authorizationError !== null && secure.authorizationError !== undefined && !secure.authorized) {
+        // Certificates: the client's certificate did not verify.
+        secure.destroy();
+        reject(new TcpipeError(ErrorCodes.AUTH, String(secure.authorizationError)));
+        return;
+      }
+      resolve(secure);
+    };
+    const onError = (err: Error): void => {
+      secure.off('close', onClose);
+      secure.destroy();
+      reject(new TcpipeError(ErrorCodes.AUTH, describeTlsError(err, who)));
+    };
+    const onClose = (): void => {
+      secure.off('error', onError);
+      reject(new TcpipeError(ErrorCodes.AUTH, `${who} closed the link during the TLS handshake (does it have the same secret?)`));
+    };
+    secure.once(event, onSecure);
+    secure.once('error', onError);
+    secure.once('close', onClose);
+  });
+}
+
+function describeTlsError(err: Error, who: string): string {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  if (code === 'ERR_SSL_SSLV3_ALERT_HANDSHAKE_FAILURE' || /no suitable signature algorithm|handshake failure/i.test(err.message)) {
+    return `${who} does not hold the same secret or certificate`;
+  }
+  if (code === 'ECONNRESET' || /socket disconnected|ECONNRESET/i.test(err.message)) {
+    return `${who} closed the link during the TLS handshake (does it have a secret too?)`;
+  }
+  if (/wrong version number|unexpected message|packet length too long|record layer failure/i.test(err.message)) {
+    return `${who} does not speak TLS (does it have the secret?)`;
+  }
+  const first = errorMessage(err).split('\n')[0] ?? '';
+  // OpenSSL messages carry a "<hex>:error:<code>:<lib>:<func>:<reason>:<file>" prefix; keep the reason.
+  const reason = /:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+)/.exec(first)?.[1];
+  return reason ?? first;
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(':');
+}
