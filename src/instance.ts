@@ -258,6 +258,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         receiveBudget: l.receiveBudget,
         maxStreams: l.maxStreams,
         linkWriteBound: l.linkWriteBound,
+        maxOpenRate: l.maxOpenRate,
       },
       maxFramePayload: l.maxFramePayload,
       heartbeatMs: l.heartbeatSeconds * 1000,

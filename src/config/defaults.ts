@@ -17,6 +17,8 @@ export const DEFAULTS = Object.freeze({
   maxFramePayload: 64 * 1024,
   /** Streams the partner may hold open at once. */
   maxStreams: 65536,
+  /** New streams per second the partner may open (a burst of as many is allowed). */
+  maxOpenRate: 20_000,
   /** Bytes queued in the link socket (user space) before streams wait their turn. */
   linkWriteBound: 256 * 1024,
   /** Time for a new link to finish its handshake. */

@@ -32,6 +32,8 @@ export interface MuxSettings {
   readonly maxStreams: number;
   /** Bytes queued in the link socket before streams wait their turn. */
   readonly linkWriteBound: number;
+  /** New streams per second the partner may open, with a burst of as many. */
+  readonly maxOpenRate: number;
 }
 
 /** What the partner announced in its HELLO. */
@@ -85,6 +87,9 @@ export class Session implements StreamOwner {
   private buffered = 0;
   private grownWindows = 0;
   private readPaused = false;
+  /** Token bucket for the partner's OPENs. */
+  private openTokens: number;
+  private openRefilledAt: number;
   private ended = false;
   private readonly pings = new Map<string, (rtt: number | null) => void>();
 
@@ -105,6 +110,8 @@ export class Session implements StreamOwner {
   ) {
     this.maxSendFrame = peer.maxFramePayload;
     this.lastReceiveAt = clock.now();
+    this.openTokens = settings.maxOpenRate;
+    this.openRefilledAt = this.lastReceiveAt;
   }
 
   /** Starts reading the link; frames the decoder already holds are handled first. */
@@ -345,6 +352,7 @@ export class Session implements StreamOwner {
     if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
     const port = parseOpenPort(frame.payload);
     this.lastPeerStreamId = id;
+    this.takeOpenToken();
     if (this.peerOpenStreams >= this.settings.maxStreams) {
       throw new ProtocolError(
         GoAwayCode.LIMIT_EXCEEDED,
@@ -357,6 +365,17 @@ export class Session implements StreamOwner {
     this.peerOpenStreams++;
     this.hooks.onStreamRequest(stream);
     if (stream.state === 'opening' && !stream.hasSink) stream.reset(ResetCode.INTERNAL, 'no handler for the stream');
+  }
+
+  private takeOpenToken(): void {
+    const now = this.clock.now();
+    const rate = this.settings.maxOpenRate;
+    this.openTokens = Math.min(rate, this.openTokens + ((now - this.openRefilledAt) * rate) / 1000);
+    this.openRefilledAt = now;
+    if (this.openTokens < 1) {
+      throw new ProtocolError(GoAwayCode.LIMIT_EXCEEDED, `partner opened streams faster than ${rate} per second`, ErrorCodes.LIMIT);
+    }
+    this.openTokens -= 1;
   }
 
   private handlePing(frame: Frame): void {
