@@ -6,9 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TCPIPE="node $PWD/dist/src/cli/main.js"
-H1=tcpipe-host1 H2=tcpipe-host2
+H1=tcpipe-host1 H2=tcpipe-host2 KEY=
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
+  [ -n "${KEY:-}" ] && rm -f "$KEY"
   ip netns del "$H1" 2>/dev/null || true
   ip netns del "$H2" 2>/dev/null || true
 }
@@ -32,10 +33,12 @@ ip netns exec "$H2" node -e '
     net.createServer((s) => s.on("data", (d) => s.end(`appli2:${port} got: ${d}`))).listen(port, "127.0.0.1");
 ' &
 
-echo '$ host1: tcpipe -s 50000 -p 40000,40001'
-ip netns exec "$H1" $TCPIPE -s 50000 -p 40000,40001 &
-echo '$ host2: tcpipe -c 10.200.0.1:50000 -t 127.0.0.1      (appli2 is host2 itself here)'
-ip netns exec "$H2" $TCPIPE -c 10.200.0.1:50000 -t 127.0.0.1 &
+KEY=$(mktemp); chmod 600 "$KEY"; $TCPIPE keygen > "$KEY"
+echo '$ tcpipe keygen > tcpipe.key     (both hosts read the same file here)'
+echo '$ host1: tcpipe -s 50000 -p 40000,40001 --secret-file=tcpipe.key'
+ip netns exec "$H1" $TCPIPE -s 50000 -p 40000,40001 --secret-file="$KEY" &
+echo '$ host2: tcpipe -c 10.200.0.1:50000 -t 127.0.0.1 --secret-file=tcpipe.key   (appli2 is host2 itself here)'
+ip netns exec "$H2" $TCPIPE -c 10.200.0.1:50000 -t 127.0.0.1 --secret-file="$KEY" &
 
 # appli1 and appli3: applications that connect to host1 on 40000 and 40001.
 for port in 40000 40001; do
