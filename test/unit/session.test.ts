@@ -1,0 +1,265 @@
+/**
+ * The multiplexer alone, over a real loopback TCP connection, against a raw
+ * peer that writes frames by hand: limits, illegal frames, batching.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { Session, type MuxSettings, type SessionEnd } from '../../src/mux/session.js';
+import type { Stream, StreamSink } from '../../src/mux/stream.js';
+import { FrameDecoder, parseCodeAndReason, parseWindow } from '../../src/protocol/decode.js';
+import { encodeAccept, encodeDataHeader, encodeOpen, encodePing, encodeReset } from '../../src/protocol/encode.js';
+import { Flag, FrameType, GoAwayCode } from '../../src/protocol/constants.js';
+import type { Frame } from '../../src/protocol/frame.js';
+import { systemClock } from '../../src/clock.js';
+
+const SETTINGS: MuxSettings = {
+  initialWindow: 64 * 1024,
+  maxWindow: 64 * 1024,
+  receiveBudget: 1024 * 1024,
+  maxStreams: 100,
+  linkWriteBound: 256 * 1024,
+  maxOpenRate: 1000,
+};
+
+interface Harness {
+  session: Session;
+  raw: net.Socket;
+  frames: Frame[];
+  requests: Stream[];
+  ended: Promise<SessionEnd>;
+  nextFrame(predicate: (f: Frame) => boolean, timeoutMs?: number): Promise<Frame>;
+  close(): void;
+}
+
+/** A session on one end of a loopback connection; the test drives the other end by hand. */
+async function harness(settings: Partial<MuxSettings> = {}, onRequest?: (s: Stream) => void): Promise<Harness> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const raw = net.connect(port, '127.0.0.1');
+  await once(raw, 'connect');
+  const [link] = await accepted;
+  server.close();
+  raw.on('error', () => undefined);
+  const frames: Frame[] = [];
+  const waiters: { predicate: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
+  const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
+  raw.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    let frame: Frame | null;
+    while ((frame = decoder.next()) !== null) {
+      const copy = { ...frame, payload: Buffer.from(frame.payload) };
+      frames.push(copy);
+      for (const w of [...waiters]) {
+        if (w.predicate(copy)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve(copy);
+        }
+      }
+    }
+  });
+  const requests: Stream[] = [];
+  let resolveEnd: (e: SessionEnd) => void = () => undefined;
+  const ended = new Promise<SessionEnd>((r) => (resolveEnd = r));
+  const session = new Session(
+    link,
+    new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
+    { ...SETTINGS, ...settings },
+    { initialWindow: 64 * 1024, maxFramePayload: 16 * 1024, maxStreams: 100 },
+    {
+      onStreamRequest: (s) => {
+        requests.push(s);
+        if (onRequest) onRequest(s);
+        else s.attach(nullSink(s));
+      },
+      onEnd: (e) => resolveEnd(e),
+    },
+    systemClock,
+  );
+  session.start();
+  return {
+    session,
+    raw,
+    frames,
+    requests,
+    ended,
+    nextFrame(predicate, timeoutMs = 2000) {
+      const found = frames.find(predicate);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('frame not seen in time')), timeoutMs);
+        waiters.push({ predicate, resolve: (f) => (clearTimeout(timer), resolve(f)) });
+      });
+    },
+    close() {
+      raw.destroy();
+      link.destroy();
+    },
+  };
+}
+
+function nullSink(stream: Stream): StreamSink {
+  return {
+    onData: (c) => stream.consume(c.length),
+    onEnd: () => undefined,
+    onReset: () => undefined,
+    onAccept: () => undefined,
+    onWritable: () => undefined,
+  };
+}
+
+const goAway = (f: Frame): boolean => f.type === FrameType.GOAWAY;
+
+async function expectGoAway(h: Harness, code: number, reason: RegExp): Promise<void> {
+  const frame = await h.nextFrame(goAway);
+  const parsed = parseCodeAndReason(frame.payload);
+  assert.equal(parsed.code, code, parsed.reason);
+  assert.match(parsed.reason, reason);
+  const end = await h.ended;
+  assert.match(end.reason, reason);
+  assert.equal(h.session.isEnded, true);
+}
+
+test('a DATA frame beyond the granted window closes the link', async () => {
+  // A sink that never consumes: no credit goes back.
+  const h = await harness({}, (s) => s.attach({ ...nullSink(s), onData: () => undefined }));
+  try {
+    h.raw.write(encodeOpen(1, 0, 40000));
+    const big = Buffer.alloc(16 * 1024);
+    for (let i = 0; i < 5; i++) h.raw.write(Buffer.concat([encodeDataHeader(1, 0, big.length), big])); // 80 KiB > 64 KiB
+    await expectGoAway(h, GoAwayCode.PROTOCOL_ERROR, /overran its window/);
+  } finally {
+    h.close();
+  }
+});
+
+test('a frame for a stream that never existed closes the link', async () => {
+  const h = await harness();
+  try {
+    h.raw.write(Buffer.concat([encodeDataHeader(7, 0, 1), Buffer.from('x')]));
+    await expectGoAway(h, GoAwayCode.PROTOCOL_ERROR, /unknown stream 7/);
+  } finally {
+    h.close();
+  }
+});
+
+test('frames for a stream that ended here while they were in flight are dropped', async () => {
+  const h = await harness({}, (s) => s.reset(1, 'refused for the test'));
+  try {
+    h.raw.write(encodeOpen(1, 0, 40000));
+    await h.nextFrame((f) => f.type === FrameType.RESET && f.streamId === 1);
+    h.raw.write(Buffer.concat([encodeDataHeader(1, 0, 3), Buffer.from('abc'), encodeReset(1, 0, 0, 'late')]));
+    h.raw.write(encodePing(0, Buffer.alloc(8, 7)));
+    const pong = await h.nextFrame((f) => f.type === FrameType.PING);
+    assert.equal(pong.flags, Flag.ACK);
+    assert.deepEqual(pong.payload, Buffer.alloc(8, 7), 'PING is echoed with ACK');
+    assert.equal(h.session.isEnded, false);
+  } finally {
+    h.close();
+  }
+});
+
+test('the partner may not open more streams than announced', async () => {
+  const h = await harness({ maxStreams: 2 });
+  try {
+    for (let id = 1; id <= 3; id++) h.raw.write(encodeOpen(id, 0, 40000));
+    await expectGoAway(h, GoAwayCode.LIMIT_EXCEEDED, /more than 2 streams/);
+  } finally {
+    h.close();
+  }
+});
+
+test('the partner may not open streams faster than the rate limit', async () => {
+  const h = await harness({ maxOpenRate: 10 });
+  try {
+    const burst: Buffer[] = [];
+    for (let id = 1; id <= 12; id++) burst.push(encodeOpen(id, 0, 40000), encodeReset(id, 0, 0, 'done'));
+    h.raw.write(Buffer.concat(burst));
+    await expectGoAway(h, GoAwayCode.LIMIT_EXCEEDED, /faster than 10 per second/);
+  } finally {
+    h.close();
+  }
+});
+
+test('stream ids must increase', async () => {
+  const h = await harness();
+  try {
+    h.raw.write(Buffer.concat([encodeOpen(5, 0, 40000), encodeOpen(5, 0, 40000)]));
+    await expectGoAway(h, GoAwayCode.PROTOCOL_ERROR, /reuses stream id 5/);
+  } finally {
+    h.close();
+  }
+});
+
+test('ACCEPT for a stream the partner opened is a protocol error', async () => {
+  const h = await harness();
+  try {
+    h.raw.write(encodeOpen(1, 0, 40000));
+    // ACCEPT always carries LOCAL: "the receiver opened it"; here the receiver did not.
+    h.raw.write(encodeAccept(2));
+    await expectGoAway(h, GoAwayCode.PROTOCOL_ERROR, /unknown stream 2/);
+  } finally {
+    h.close();
+  }
+});
+
+test('DATA from the exit side before ACCEPT is a protocol error', async () => {
+  const h = await harness();
+  try {
+    const stream = h.session.openStream(40000);
+    assert.ok(stream);
+    stream.attach(nullSink(stream));
+    await h.nextFrame((f) => f.type === FrameType.OPEN);
+    h.raw.write(Buffer.concat([encodeDataHeader(1, Flag.LOCAL, 2), Buffer.from('hi')]));
+    await expectGoAway(h, GoAwayCode.PROTOCOL_ERROR, /DATA on stream 1 in state opening/);
+  } finally {
+    h.close();
+  }
+});
+
+test('window updates are batched: about one per half window consumed', async () => {
+  const h = await harness();
+  try {
+    h.raw.write(encodeOpen(1, 0, 40000));
+    const piece = Buffer.alloc(1024, 1);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < 64; i++) chunks.push(encodeDataHeader(1, 0, piece.length), piece); // 64 KiB in 64 frames
+    h.raw.write(Buffer.concat(chunks));
+    const update = await h.nextFrame((f) => f.type === FrameType.WINDOW);
+    const { consumed, window } = parseWindow(update.payload);
+    assert.ok(consumed >= 32 * 1024, `first update after half a window, at ${consumed}`);
+    assert.equal(window, 64 * 1024);
+    // Let the rest arrive, then count: 64 frames of data gave at most 2 updates.
+    h.raw.write(encodePing(0, Buffer.alloc(8, 1)));
+    await h.nextFrame((f) => f.type === FrameType.PING);
+    const updates = h.frames.filter((f) => f.type === FrameType.WINDOW).length;
+    assert.ok(updates >= 1 && updates <= 2, `${updates} WINDOW frames for 64 DATA frames`);
+  } finally {
+    h.close();
+  }
+});
+
+test('the entry side holds a FIN until ACCEPT, and sends data within the window before it', async () => {
+  const h = await harness();
+  try {
+    const stream = h.session.openStream(40000);
+    assert.ok(stream);
+    stream.attach(nullSink(stream));
+    stream.write(Buffer.from('request'));
+    stream.end();
+    await h.nextFrame((f) => f.type === FrameType.DATA && f.payload.length > 0);
+    h.raw.write(encodePing(0, Buffer.alloc(8, 2)));
+    await h.nextFrame((f) => f.type === FrameType.PING);
+    assert.equal(h.frames.filter((f) => f.type === FrameType.DATA && (f.flags & Flag.FIN) !== 0).length, 0, 'no FIN before ACCEPT');
+    h.raw.write(encodeAccept(1));
+    const fin = await h.nextFrame((f) => f.type === FrameType.DATA && (f.flags & Flag.FIN) !== 0);
+    assert.equal(fin.payload.length, 0);
+    assert.equal(stream.state, 'local-closed');
+  } finally {
+    h.close();
+  }
+});
