@@ -243,7 +243,7 @@ export function parseWindow(payload: Buffer): WindowUpdate {
 }
 
 export function parseCodeAndReason(payload: Buffer): CodeAndReason {
-  const reason = payload.toString('utf8', 1).replace(/[\u0000-\u001f\u007f]/g, '?');
+  const reason = payload.toString('utf8', 1).replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
   return { code: payload[0] ?? 0, reason };
 }
 
