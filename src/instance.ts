@@ -11,7 +11,8 @@ import { silentLogger } from './log/logger.js';
 import { EntryPorts, type ListenSpec } from './endpoints/entry.js';
 import { ExitDialer } from './endpoints/exit.js';
 import type { StreamPipe } from './endpoints/pipe.js';
-import { LinkClient } from './link/client.js';
+import { LinkClient, type LinkTarget } from './link/client.js';
+import { ProxyPassword, describeProxy, parseProxyUrl, proxyFromEnv, type ProxySpec } from './link/proxy.js';
 import type { LinkHandlers, LinkPeer, LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { Session, SessionEnd } from './mux/session.js';
@@ -53,12 +54,29 @@ export interface ServerOptions extends CommonOptions {
   /** Port the link listens on (0 picks a free one: see `linkAddress`). */
   readonly port: number;
   readonly host?: string;
+  /** Link transports accepted on the port (default both: told apart by the first bytes). */
+  readonly transports?: readonly ('tcp' | 'ws')[];
+  /** Path of WebSocket upgrades (default /tcpipe). */
+  readonly wsPath?: string;
 }
 
 export interface ClientOptions extends CommonOptions {
-  /** Server to dial. */
-  readonly host: string;
-  readonly port: number;
+  /** Server to dial over plain TCP (the seed's -c host:port)... */
+  readonly host?: string;
+  readonly port?: number;
+  /** ...or a WebSocket URL: ws://host:port/path or wss://host:port/path. */
+  readonly url?: string;
+  /**
+   * Proxy URL (http://[user:pass@]host:port or socks5://...). Undefined: follow
+   * HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY. Null: never use a proxy.
+   */
+  readonly proxy?: string | null;
+  /** Overrides the password in the proxy URL (read from a file or the environment). */
+  readonly proxyPassword?: string;
+  /** CA bundle to verify a wss:// server (default: the system's). */
+  readonly wsCa?: Buffer;
+  /** The environment to read proxy variables from (default process.env). */
+  readonly env?: NodeJS.ProcessEnv;
 }
 
 export interface StreamInfo {
@@ -192,6 +210,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           maxPendingHandshakes: this.limits.maxPendingHandshakes,
           software,
           security: this.security,
+          transports: new Set(o.transports ?? ['tcp', 'ws']),
+          wsPath: o.wsPath ?? '/tcpipe',
         },
         handlers,
         this.clock,
@@ -205,10 +225,14 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       }
     } else {
       const o = this.options as ClientOptions;
+      const target = clientTarget(o);
+      const proxy = clientProxy(o, target);
+      if (proxy !== null) this.logger.info('proxy', `dialing through proxy ${describeProxy(proxy.spec)}${proxy.from}`);
       this.linkClient = new LinkClient(
         {
-          host: o.host,
-          port: o.port,
+          target,
+          proxy: proxy?.spec ?? null,
+          ...(o.wsCa !== undefined ? { wsCa: o.wsCa } : {}),
           settings,
           backoffMinMs: this.limits.backoffMinMs,
           backoffMaxMs: this.limits.backoffMaxMs,
@@ -352,4 +376,35 @@ function securityFrom(options: CommonOptions): LinkSecurity {
   }
   if (options.tls !== undefined) return { kind: 'cert', ...options.tls };
   return { kind: 'none' };
+}
+
+function clientTarget(o: ClientOptions): LinkTarget {
+  if (o.url !== undefined) {
+    let url: URL;
+    try {
+      url = new URL(o.url);
+    } catch {
+      throw new TcpipeError(ErrorCodes.CONFIG, `not a URL: ${o.url}`);
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new TcpipeError(ErrorCodes.CONFIG, `unsupported link URL scheme '${url.protocol}' (ws: or wss:)`);
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const port = url.port !== '' ? Number(url.port) : url.protocol === 'wss:' ? 443 : 80;
+    return { kind: 'ws', url: url.toString(), host, port };
+  }
+  if (o.host === undefined || o.port === undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'a client needs host and port, or url');
+  return { kind: 'tcp', host: o.host, port: o.port };
+}
+
+function clientProxy(o: ClientOptions, target: LinkTarget): { spec: ProxySpec; from: string } | null {
+  let found: { spec: ProxySpec; from: string } | null = null;
+  if (typeof o.proxy === 'string') found = { spec: parseProxyUrl(o.proxy, 'proxy'), from: '' };
+  else if (o.proxy === undefined) {
+    const scheme = target.kind === 'tcp' ? 'tcp' : target.url.startsWith('wss:') ? 'wss' : 'ws';
+    const fromEnv = proxyFromEnv(target.host, scheme, o.env ?? process.env);
+    if (fromEnv !== null) found = { spec: fromEnv.proxy, from: ` (from ${fromEnv.variable})` };
+  }
+  if (found !== null && o.proxyPassword !== undefined) {
+    found = { spec: { ...found.spec, password: new ProxyPassword(o.proxyPassword) }, from: found.from };
+  }
+  return found;
 }

@@ -26,6 +26,14 @@ export interface RunCommand {
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string; readonly serverName: string | undefined } | undefined;
   readonly allow: readonly number[] | undefined;
   readonly maxHandshakes: number | undefined;
+  /** Client: a ws:// or wss:// link URL instead of host:port. */
+  readonly linkUrl: string | undefined;
+  readonly proxy: string | undefined;
+  readonly proxyPasswordFile: string | undefined;
+  /** Server: accepted transports; client: CA file for wss:// (in `tls.ca` when certificates are used). */
+  readonly transports: readonly ('tcp' | 'ws')[] | undefined;
+  readonly wsPath: string | undefined;
+  readonly wsCaFile: string | undefined;
 }
 
 export type Command =
@@ -51,6 +59,10 @@ const OPTIONS = {
   'tls-ca': { type: 'string' },
   'tls-server-name': { type: 'string' },
   allow: { type: 'string' },
+  proxy: { type: 'string' },
+  'proxy-password-file': { type: 'string' },
+  transport: { type: 'string' },
+  'ws-path': { type: 'string' },
   'max-handshakes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
@@ -83,6 +95,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (values.client !== undefined && values.server !== undefined) throw new UsageError('-c and -s cannot be used together: choose client or server mode');
 
   let mode: 'server' | 'client';
+  let linkUrl: string | undefined;
   let linkPort: number;
   let linkHost: string | undefined;
   if (values.server !== undefined) {
@@ -91,9 +104,24 @@ export function parseCommandLine(argv: readonly string[]): Command {
     linkHost = undefined;
   } else {
     mode = 'client';
-    const address = parseHostPort(values.client ?? '', '-c/--client');
-    linkHost = address.host;
-    linkPort = address.port;
+    const text = values.client ?? '';
+    if (/^wss?:\/\//i.test(text)) {
+      let url: URL;
+      try {
+        url = new URL(text);
+      } catch {
+        throw new UsageError(`-c/--client: '${text}' is not a valid URL`);
+      }
+      linkUrl = url.toString();
+      linkHost = url.hostname.replace(/^\[|\]$/g, '');
+      linkPort = url.port !== '' ? Number(url.port) : url.protocol === 'wss:' ? 443 : 80;
+    } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
+      throw new UsageError(`-c/--client: unsupported scheme in '${text}' (use host:port, ws:// or wss://)`);
+    } else {
+      const address = parseHostPort(text, '-c/--client');
+      linkHost = address.host;
+      linkPort = address.port;
+    }
   }
 
   const ports = parsePortList((values.ports ?? []).join(','), (values.ports ?? []).length > 0);
@@ -114,14 +142,41 @@ export function parseCommandLine(argv: readonly string[]): Command {
   if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format must be text or json, not '${format}'`);
 
   const tlsGiven = ['tls-cert', 'tls-key', 'tls-ca'].filter((k) => values[k as 'tls-cert'] !== undefined);
-  if (tlsGiven.length > 0 && tlsGiven.length < 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
+  // --tls-ca alone is the CA for a wss:// server; with --tls-cert and --tls-key it is mutual TLS.
+  const wsCaOnly = tlsGiven.length === 1 && values['tls-ca'] !== undefined;
+  if (wsCaOnly && linkUrl === undefined) throw new UsageError('--tls-ca alone verifies a wss:// server; for mutual TLS give --tls-cert and --tls-key too');
+  if (!wsCaOnly && tlsGiven.length > 0 && tlsGiven.length < 3) throw new UsageError('--tls-cert, --tls-key and --tls-ca go together');
   if (tlsGiven.length === 0 && values['tls-server-name'] !== undefined) throw new UsageError('--tls-server-name needs --tls-cert, --tls-key and --tls-ca');
   if (tlsGiven.length === 3 && values['secret-file'] !== undefined) throw new UsageError('use either --secret-file or certificates, not both');
   const tls =
-    tlsGiven.length === 3
+    tlsGiven.length === 3 && !wsCaOnly
       ? { cert: values['tls-cert'] ?? '', key: values['tls-key'] ?? '', ca: values['tls-ca'] ?? '', serverName: values['tls-server-name'] }
       : undefined;
   if (values['secret-file'] === '') throw new UsageError('--secret-file needs a path');
+
+  if (values.proxy !== undefined) {
+    if (mode !== 'client') throw new UsageError('--proxy is for the client (-c)');
+    if (values.proxy !== 'none' && !/^(http|socks5h?):\/\/[^/]+\/?$/i.test(values.proxy)) {
+      throw new UsageError('--proxy must be http://[user:pass@]host:port, socks5://[user:pass@]host:port or none');
+    }
+  }
+  if (values['proxy-password-file'] !== undefined && values.proxy === undefined) {
+    throw new UsageError('--proxy-password-file needs --proxy');
+  }
+  let transports: ('tcp' | 'ws')[] | undefined;
+  if (values.transport !== undefined) {
+    if (mode !== 'server') throw new UsageError('--transport is for the server (-s); a client picks its transport by the -c address');
+    const items = values.transport.split(',');
+    if (items.some((t) => t !== 'tcp' && t !== 'ws') || items.length === 0) {
+      throw new UsageError(`--transport must be tcp, ws or tcp,ws, not '${values.transport}'`);
+    }
+    transports = [...new Set(items as ('tcp' | 'ws')[])];
+  }
+  const wsPath = values['ws-path'];
+  if (wsPath !== undefined) {
+    if (mode !== 'server') throw new UsageError('--ws-path is for the server; a client gives the path in its ws:// URL');
+    if (!/^\/[\x21-\x7e]*$/.test(wsPath)) throw new UsageError(`--ws-path must start with / and hold no spaces, not '${wsPath}'`);
+  }
 
   const allow = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
     if (spec.host !== undefined) throw new UsageError(`--allow takes port numbers, not '${spec.host}:${spec.port}'`);
@@ -152,6 +207,12 @@ export function parseCommandLine(argv: readonly string[]): Command {
     tls,
     allow,
     maxHandshakes,
+    linkUrl,
+    proxy: values.proxy,
+    proxyPasswordFile: values['proxy-password-file'],
+    transports,
+    wsPath,
+    wsCaFile: wsCaOnly ? values['tls-ca'] : tls !== undefined && linkUrl !== undefined ? tls.ca : undefined,
   };
 }
 

@@ -18,6 +18,9 @@ Usage: tcpipe <mode> [<ports>] [<target>] [options]
 Mode (exactly one):
   -c, --client=<host>:<port>   Dial the tcpipe server at <host>:<port> and keep the
                                link up, reconnecting with backoff (IPv6: [::1]:50000).
+  -c, --client=ws://<host>:<port>/<path> | wss://...
+                               The same, with the link inside a WebSocket: through
+                               web-only firewalls and reverse proxies (nginx).
   -s, --server=<port>          Listen on <port> for one tcpipe client at a time.
 
 Relaying (both modes, either or both):
@@ -36,12 +39,28 @@ Security (both ends alike; without either, tcpipe warns that the link is open):
                                both ends prove it, nothing is readable on the wire.
       --tls-cert=<pem> --tls-key=<pem> --tls-ca=<pem>
                                Mutual TLS 1.3 with certificates instead of a secret.
+                               --tls-ca alone: the CA that signs a wss:// server
+                               (default: the system's CAs).
       --tls-server-name=<name> Name the client expects in the server's certificate
                                (default: the host it dials).
       --allow=<port>[,<port>...]
                                Ports the partner may ask this side to connect to
                                (default: any port on the -t host).
       --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
+
+Transports:
+      --proxy=<url>            Client: dial through http://[user:pass@]host:port
+                               (CONNECT) or socks5://[user:pass@]host:port; 'none'
+                               ignores the environment. Default: HTTPS_PROXY (tcp,
+                               wss) or HTTP_PROXY (ws), ALL_PROXY, and NO_PROXY.
+      --proxy-password-file=<path>
+                               Client: the proxy password, instead of the URL's
+                               (or in the variable TCPIPE_PROXY_PASSWORD).
+      --transport=tcp|ws|tcp,ws
+                               Server: link transports accepted on the port
+                               (default both, told apart by their first bytes).
+      --ws-path=<path>         Server: path of WebSocket upgrades (default /tcpipe);
+                               any other HTTP request gets a 404.
 
 Options:
       --one-per-port           One connection at a time per port: a port stops

@@ -13,7 +13,10 @@ import { HELP_TEXT, USAGE } from './help.js';
 import { runDemo } from './demo.js';
 import { readFileSync } from 'node:fs';
 import { SECRET_ENV, generateSecret, loadSecrets } from '../security/secret.js';
-import type { CommonOptions } from '../instance.js';
+import type { ClientOptions, CommonOptions } from '../instance.js';
+
+/** Environment variable that may hold the proxy password (instead of the URL). */
+const PROXY_PASSWORD_ENV = 'TCPIPE_PROXY_PASSWORD';
 
 /** Reads the secret (file or TCPIPE_SECRET) or the certificate files named on the command line. */
 function loadSecurity(command: RunCommand): { options: Pick<CommonOptions, 'secret' | 'tls'>; warnings: readonly string[] } {
@@ -68,6 +71,34 @@ async function main(argv: readonly string[]): Promise<number> {
   }
 }
 
+/** The client's link address, proxy and wss:// CA, read from the command line, files and environment. */
+function clientLinkOptions(command: RunCommand): ClientOptions {
+  const address: ClientOptions =
+    command.linkUrl !== undefined ? { url: command.linkUrl } : { host: command.linkHost ?? '', port: command.linkPort };
+  let proxyPassword = process.env[PROXY_PASSWORD_ENV];
+  if (command.proxyPasswordFile !== undefined) {
+    try {
+      proxyPassword = readFileSync(command.proxyPasswordFile, 'utf8').split('\n')[0]?.trim() ?? '';
+    } catch (err) {
+      throw new TcpipeError(ErrorCodes.CONFIG, `cannot read --proxy-password-file: ${errorMessage(err)}`);
+    }
+  }
+  let wsCa: Buffer | undefined;
+  if (command.wsCaFile !== undefined) {
+    try {
+      wsCa = readFileSync(command.wsCaFile);
+    } catch (err) {
+      throw new TcpipeError(ErrorCodes.CONFIG, `cannot read --tls-ca: ${errorMessage(err)}`);
+    }
+  }
+  return {
+    ...address,
+    ...(command.proxy === 'none' ? { proxy: null } : command.proxy !== undefined ? { proxy: command.proxy } : {}),
+    ...(proxyPassword !== undefined && command.proxy !== 'none' ? { proxyPassword } : {}),
+    ...(wsCa !== undefined ? { wsCa } : {}),
+  };
+}
+
 async function run(command: RunCommand): Promise<number> {
   const level: LogLevel = command.verbosity === 'quiet' ? 'warn' : command.verbosity === 'verbose' ? 'debug' : 'info';
   const logger = createLogger({ level, format: command.logFormat, write: (line) => process.stderr.write(line) });
@@ -96,14 +127,23 @@ async function run(command: RunCommand): Promise<number> {
   try {
     instance =
       command.mode === 'server'
-        ? await startServer({ port: command.linkPort, ...(command.linkHost !== undefined ? { host: command.linkHost } : {}), ...common })
-        : await startClient({ host: command.linkHost ?? '', port: command.linkPort, ...common });
+        ? await startServer({
+            port: command.linkPort,
+            ...(command.linkHost !== undefined ? { host: command.linkHost } : {}),
+            ...(command.transports !== undefined ? { transports: command.transports } : {}),
+            ...(command.wsPath !== undefined ? { wsPath: command.wsPath } : {}),
+            ...common,
+          })
+        : await startClient({ ...clientLinkOptions(command), ...common });
   } catch (err) {
     logger.error('start_failed', errorMessage(err));
     return EXIT_FAILURE;
   }
   const ports = command.ports.map((p) => (p.host !== undefined ? `${p.host}:${p.port}` : String(p.port))).join(',');
-  const where = command.mode === 'server' ? `link port ${instance.linkAddress?.port ?? command.linkPort}` : `server ${command.linkHost ?? ''}:${command.linkPort}`;
+  const where =
+    command.mode === 'server'
+      ? `link port ${instance.linkAddress?.port ?? command.linkPort}`
+      : `server ${command.linkUrl ?? `${command.linkHost ?? ''}:${command.linkPort}`}`;
   logger.info(
     'started',
     `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}`,

@@ -14,11 +14,22 @@ import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './li
 import { dialTcp, formatAddress, remoteAddress, tuneSocket } from './transport.js';
 import { secureClient, type LinkSecurity } from './security.js';
 import type { Duplex } from 'node:stream';
+import type net from 'node:net';
+import { describeProxy, dialViaProxy, type ProxySpec } from './proxy.js';
+import { wsConnect } from './websocket.js';
 import type { Session } from '../mux/session.js';
 
+/** Where the client dials: plain TCP (the seed's host:port) or a WebSocket URL. */
+export type LinkTarget =
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number }
+  | { readonly kind: 'ws'; readonly url: string; readonly host: string; readonly port: number };
+
 export interface LinkClientOptions {
-  readonly host: string;
-  readonly port: number;
+  readonly target: LinkTarget;
+  /** Proxy to dial through, or null for a direct connection. */
+  readonly proxy: ProxySpec | null;
+  /** CA bundle for wss:// (default: the system's). */
+  readonly wsCa?: Buffer;
   readonly settings: LinkSettings;
   readonly backoffMinMs: number;
   readonly backoffMaxMs: number;
@@ -49,17 +60,19 @@ export class LinkClient {
 
   /** Dials, handshakes and runs one session; resolves when it ends. */
   async connectOnce(signal: AbortSignal): Promise<OnceResult> {
-    const { host, port, settings } = this.options;
-    const target = formatAddress(host, port);
-    let socket;
+    const { settings, proxy } = this.options;
+    const { host, port } = this.options.target;
+    const target = this.options.target.kind === 'ws' ? this.options.target.url : formatAddress(host, port);
+    const dial = (h: string, p: number): Promise<net.Socket> => dialTcp(h, p, settings.handshakeTimeoutMs, signal);
+    let socket: net.Socket;
     try {
-      socket = await dialTcp(host, port, settings.handshakeTimeoutMs, signal);
+      socket = proxy === null ? await dial(host, port) : await dialViaProxy(proxy, host, port, dial);
     } catch (err) {
       return { upAt: null, reason: errorMessage(err) };
     }
     socket.on('error', () => undefined); // reported through the handshake or the session
     tuneSocket(socket, settings.keepAliveMs);
-    const address = remoteAddress(socket);
+    const address = proxy === null ? (this.options.target.kind === 'ws' ? target : remoteAddress(socket)) : `${target} via ${describeProxy(proxy)}`;
     let link: Duplex = socket;
     const onAbort = (): void => {
       if (this.session !== null) this.session.goAway(GoAwayCode.SHUTDOWN, 'client shutting down');
@@ -73,7 +86,17 @@ export class LinkClient {
       socket.destroy();
     });
     try {
-      link = await secureClient(socket, this.options.security, host);
+      let stream: Duplex = socket;
+      if (this.options.target.kind === 'ws') {
+        stream = await wsConnect({
+          url: this.options.target.url,
+          socket,
+          timeoutMs: settings.handshakeTimeoutMs,
+          ...(this.options.wsCa !== undefined ? { ca: this.options.wsCa } : {}),
+        });
+        stream.on('error', () => undefined);
+      }
+      link = await secureClient(stream, this.options.security, host);
       link.on('error', () => undefined);
       sendHello(link, helloFor('client', settings, this.options.software));
       const result = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);

@@ -1,13 +1,17 @@
 /**
  * Slows down sources whose link attempts fail (bad secret, garbage, a
- * handshake left unfinished): after each failure the source's new links are
- * closed unread for a delay that doubles per failure, from 1 s up to 60 s.
+ * handshake left unfinished): from the third failure on, the source's new
+ * links are closed unread for a delay that doubles per failure, from 1 s up
+ * to 60 s. Two free failures spare a client that tried once with a stale
+ * setting, and a probe that shares its address.
  * Bounded: at most `maxEntries` sources are remembered, oldest forgotten first.
  * The live session is never affected.
  */
 import type { Clock } from '../clock.js';
 
 export interface PenaltyOptions {
+  /** Failures that cost nothing before the delays start. */
+  readonly freeFailures: number;
   readonly baseMs: number;
   readonly maxMs: number;
   /** A source with no failure for this long starts again from the base delay. */
@@ -16,6 +20,7 @@ export interface PenaltyOptions {
 }
 
 export const PENALTY_DEFAULTS: PenaltyOptions = Object.freeze({
+  freeFailures: 2,
   baseMs: 1000,
   maxMs: 60_000,
   forgetAfterMs: 10 * 60_000,
@@ -52,7 +57,8 @@ export class PenaltyBox {
     this.entries.delete(source); // re-insert: Map order is the eviction order
     entry.failures++;
     entry.lastFailureAt = now;
-    const delay = Math.min(this.options.maxMs, this.options.baseMs * 2 ** Math.min(entry.failures - 1, 20));
+    const paid = entry.failures - this.options.freeFailures;
+    const delay = paid <= 0 ? 0 : Math.min(this.options.maxMs, this.options.baseMs * 2 ** Math.min(paid - 1, 20));
     entry.blockedUntil = now + delay;
     this.entries.set(source, entry);
     if (this.entries.size > this.options.maxEntries) {

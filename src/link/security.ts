@@ -4,7 +4,6 @@
  * stream a transport gives and returns another; the multiplexer above and the
  * transport below know nothing of it.
  */
-import type net from 'node:net';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
@@ -39,7 +38,7 @@ export function describeSecurity(security: LinkSecurity): string {
 }
 
 /** Client side: wraps a connected socket; resolves once the TLS handshake has proved the partner. */
-export function secureClient(socket: net.Socket, security: LinkSecurity, host: string): Promise<Duplex> {
+export function secureClient(socket: Duplex, security: LinkSecurity, host: string): Promise<Duplex> {
   if (security.kind === 'none') return Promise.resolve(socket);
   const options: tls.ConnectionOptions = { socket, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
   if (security.kind === 'psk') {
@@ -62,7 +61,7 @@ export function secureClient(socket: net.Socket, security: LinkSecurity, host: s
 }
 
 /** Server side: wraps an accepted socket whose first byte announced TLS. */
-export function secureServer(socket: net.Socket, security: LinkSecurity): Promise<Duplex> {
+export function secureServer(socket: Duplex, security: LinkSecurity): Promise<Duplex> {
   if (security.kind === 'none') return Promise.resolve(socket);
   // Node honours pskCallback on a server TLSSocket; its typings list it only for tls.createServer.
   const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback'> = { isServer: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
@@ -99,7 +98,7 @@ function handshake(secure: tls.TLSSocket, event: 'secure' | 'secureConnect', who
     };
     const onClose = (): void => {
       secure.off('error', onError);
-      reject(new TcpipeError(ErrorCodes.AUTH, `${who} closed the link during the TLS handshake (does it have the same secret?)`));
+      reject(new TcpipeError(ErrorCodes.AUTH, `${who} closed the link during the TLS handshake (no secret there, another secret, or this address is slowed down after failed attempts)`));
     };
     secure.once(event, onSecure);
     secure.once('error', onError);
@@ -113,7 +112,7 @@ function describeTlsError(err: Error, who: string): string {
     return `${who} does not hold the same secret or certificate`;
   }
   if (code === 'ECONNRESET' || /socket disconnected|ECONNRESET/i.test(err.message)) {
-    return `${who} closed the link during the TLS handshake (does it have a secret too?)`;
+    return `${who} closed the link during the TLS handshake (no secret there, another secret, or this address is slowed down after failed attempts)`;
   }
   if (/wrong version number|unexpected message|packet length too long|record layer failure/i.test(err.message)) {
     return `${who} does not speak TLS (does it have the secret?)`;

@@ -13,6 +13,20 @@ import type { Session } from '../mux/session.js';
 import type { Duplex } from 'node:stream';
 import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
 import { PenaltyBox } from './penalty.js';
+import { WsAcceptor } from './websocket.js';
+
+/** Errors already answered with a GOAWAY on the link. */
+const answered = new WeakSet<Error>();
+
+/** Tells a partner that speaks our framing why it is refused: the preface, then a GOAWAY. */
+function refuse(link: Duplex, err: ProtocolError): ProtocolError {
+  if (!link.destroyed) sendRefusal(link, err.goAwayCode, err.message);
+  answered.add(err);
+  return err;
+}
+
+/** 'G' of an HTTP GET: a WebSocket upgrade (or some other HTTP request). */
+const HTTP_GET_BYTE = 0x47;
 import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
 import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { remoteAddress, tuneSocket } from './transport.js';
@@ -25,6 +39,9 @@ export interface LinkServerOptions {
   readonly maxPendingHandshakes: number;
   readonly software: string;
   readonly security: LinkSecurity;
+  /** Link transports accepted on the port; both by default, told apart by the first byte. */
+  readonly transports: ReadonlySet<'tcp' | 'ws'>;
+  readonly wsPath: string;
 }
 
 export class LinkServer {
@@ -35,6 +52,7 @@ export class LinkServer {
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
   private readonly penalty: PenaltyBox;
+  private readonly wsAcceptor: WsAcceptor;
 
   constructor(
     private readonly options: LinkServerOptions,
@@ -43,6 +61,7 @@ export class LinkServer {
     private readonly logger: Logger,
   ) {
     this.penalty = new PenaltyBox(clock);
+    this.wsAcceptor = new WsAcceptor(options.wsPath);
     this.server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (socket) => this.handleConnection(socket));
     this.server.on('error', (err) => this.logger.error('link_listen_error', `link listener error: ${errorMessage(err)}`));
   }
@@ -121,15 +140,12 @@ export class LinkServer {
         const delay = this.penalty.recordFailure(source);
         this.logger.warn(
           auth ? 'auth_failed' : 'link_refused',
-          `${auth ? 'authentication failed from' : 'refused link from'} ${address}: ${reason}; its next links are refused for ${delay / 1000}s`,
+          `${auth ? 'authentication failed from' : 'refused link from'} ${address}: ${reason}${delay > 0 ? `; its next links are refused for ${delay / 1000}s` : ''}`,
           { peer: address, reason },
         );
-        if (err instanceof ProtocolError && !socket.destroyed && !timedOut) {
-          sendRefusal(socket, err.goAwayCode, err.message);
-          this.clock.setTimer(1000, () => socket.destroy());
-        } else {
-          socket.destroy();
-        }
+        // A refusal (GOAWAY) was written: give it a moment to leave before closing.
+        if (err instanceof Error && answered.has(err) && !timedOut) this.clock.setTimer(1000, () => socket.destroy());
+        else socket.destroy();
       },
     );
   }
@@ -139,26 +155,48 @@ export class LinkServer {
    * enforces that it matches this server's security, and reads the HELLO.
    */
   private async establish(socket: net.Socket): Promise<{ link: Duplex; hello: HandshakeResult }> {
-    const first = await readFirstByte(socket);
+    const { transports } = this.options;
+    let stream: Duplex = socket;
+    let first = await readFirstByte(socket);
+    if (first === HTTP_GET_BYTE) {
+      if (!transports.has('ws')) throw new TcpipeError(ErrorCodes.HANDSHAKE, 'an HTTP request, and this server takes no WebSocket links (--transport=tcp)');
+      stream = await this.wsAcceptor.accept(socket);
+      stream.on('error', () => undefined);
+      first = await readFirstByte(stream);
+    } else if (!transports.has('tcp')) {
+      throw new TcpipeError(ErrorCodes.HANDSHAKE, 'a plain TCP link, and this server takes only WebSocket links (--transport=ws)');
+    }
+    return this.negotiate(stream, first);
+  }
+
+  /** The security layer by the first byte, then the HELLO. */
+  private async negotiate(stream: Duplex, first: number): Promise<{ link: Duplex; hello: HandshakeResult }> {
     const { security, settings } = this.options;
     let link: Duplex;
     if (first === TLS_HANDSHAKE_BYTE) {
       if (security.kind === 'none') {
         throw new TcpipeError(ErrorCodes.AUTH, 'the client speaks TLS (it has a secret or a certificate) and this server has neither');
       }
-      link = await secureServer(socket, security);
+      link = await secureServer(stream, security);
       link.on('error', () => undefined);
     } else if (first === PREFACE[0] && security.kind !== 'none') {
-      throw new ProtocolError(
-        GoAwayCode.AUTH_REQUIRED,
-        'plaintext link refused: this server requires a secret (TCPIPE_SECRET or --secret-file)',
-        ErrorCodes.AUTH,
+      throw refuse(
+        stream,
+        new ProtocolError(
+          GoAwayCode.AUTH_REQUIRED,
+          'plaintext link refused: this server requires a secret (TCPIPE_SECRET or --secret-file)',
+          ErrorCodes.AUTH,
+        ),
       );
     } else {
-      link = socket;
+      link = stream;
     }
-    const hello = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
-    return { link, hello };
+    try {
+      const hello = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      return { link, hello };
+    } catch (err) {
+      throw err instanceof ProtocolError ? refuse(link, err) : err;
+    }
   }
 
   private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult): Promise<void> {

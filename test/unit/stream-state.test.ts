@@ -60,7 +60,10 @@ function fakeClock(): Clock & { advance(ms: number): void } {
 
 test('penalty box: each failure doubles the delay, capped, per source', () => {
   const clock = fakeClock();
-  const box = new PenaltyBox(clock, { baseMs: 1000, maxMs: 8000, forgetAfterMs: 60_000, maxEntries: 3 });
+  const box = new PenaltyBox(clock, { freeFailures: 2, baseMs: 1000, maxMs: 8000, forgetAfterMs: 60_000, maxEntries: 3 });
+  assert.equal(box.isBlocked('a'), false);
+  assert.equal(box.recordFailure('a'), 0, 'first failure is free');
+  assert.equal(box.recordFailure('a'), 0, 'second failure is free');
   assert.equal(box.isBlocked('a'), false);
   assert.equal(box.recordFailure('a'), 1000);
   assert.equal(box.isBlocked('a'), true);
@@ -73,14 +76,14 @@ test('penalty box: each failure doubles the delay, capped, per source', () => {
   assert.equal(box.recordFailure('a'), 8000);
   box.recordSuccess('a');
   assert.equal(box.isBlocked('a'), false);
-  assert.equal(box.recordFailure('a'), 1000, 'a success starts the source again');
+  assert.equal(box.recordFailure('a'), 0, 'a success starts the source again');
   clock.advance(61_000);
-  assert.equal(box.recordFailure('a'), 1000, 'old failures are forgotten');
+  assert.equal(box.recordFailure('a'), 0, 'old failures are forgotten');
 });
 
 test('penalty box stays bounded: the oldest source is forgotten', () => {
   const clock = fakeClock();
-  const box = new PenaltyBox(clock, { baseMs: 1000, maxMs: 8000, forgetAfterMs: 60_000, maxEntries: 3 });
+  const box = new PenaltyBox(clock, { freeFailures: 0, baseMs: 1000, maxMs: 8000, forgetAfterMs: 60_000, maxEntries: 3 });
   for (const s of ['a', 'b', 'c', 'd']) box.recordFailure(s);
   assert.equal(box.size, 3);
   assert.equal(box.isBlocked('a'), false);

@@ -1,0 +1,181 @@
+/**
+ * The WebSocket transport: the link's bytes in binary WebSocket messages, so
+ * it passes web-only firewalls, HTTP proxies and reverse proxies (nginx).
+ * `ws` is the well-kept standard for WebSocket in Node.
+ *
+ * WebSocketDuplex turns a WebSocket into the byte stream the layers above
+ * expect, with backpressure both ways; its _writev sends a corked frame
+ * header and payload as one message.
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import tls from 'node:tls';
+import { Duplex } from 'node:stream';
+import { WebSocket, WebSocketServer, type RawData } from 'ws';
+import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
+
+/** Largest WebSocket message accepted: a tcpipe frame or a TLS record, with room. */
+const MAX_MESSAGE = 4 * 1024 * 1024;
+
+export class WebSocketDuplex extends Duplex {
+  constructor(private readonly ws: WebSocket) {
+    super({ allowHalfOpen: false, writableHighWaterMark: 64 * 1024, readableHighWaterMark: 256 * 1024 });
+    ws.on('message', (data: RawData) => {
+      const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+      if (!this.push(buf)) ws.pause();
+    });
+    ws.on('close', () => {
+      this.push(null);
+      this.destroy();
+    });
+    ws.on('error', (err) => this.destroy(err));
+  }
+
+  override _read(): void {
+    if (this.ws.isPaused) this.ws.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.send(chunk, callback);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], callback: (error?: Error | null) => void): void {
+    const buf = chunks.length === 1 ? (chunks[0] as { chunk: Buffer }).chunk : Buffer.concat(chunks.map((c) => c.chunk));
+    this.send(buf, callback);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (this.ws.readyState === WebSocket.OPEN) this.ws.close(1000);
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.CLOSED) this.ws.terminate();
+    callback(error);
+  }
+
+  /** For socket-level logs and options; null once closed. */
+  get underlyingSocket(): net.Socket | null {
+    return (this.ws as unknown as { _socket?: net.Socket })._socket ?? null;
+  }
+
+  private send(buf: Buffer, callback: (error?: Error | null) => void): void {
+    if (this.ws.readyState !== WebSocket.OPEN) {
+      callback(new TcpipeError(ErrorCodes.LINK_CLOSED, 'WebSocket closed'));
+      return;
+    }
+    this.ws.send(buf, { binary: true, compress: false }, (err) => callback(err ?? null));
+  }
+}
+
+export interface WsClientOptions {
+  readonly url: string;
+  /** An established byte stream to the WebSocket server (direct or through a proxy). */
+  readonly socket: net.Socket;
+  /** wss://: verify the server's certificate against these CAs (default: the system's). */
+  readonly ca?: Buffer;
+  readonly timeoutMs: number;
+}
+
+/** Opens a WebSocket over `socket` (TLS first for wss://); resolves with the byte stream. */
+export function wsConnect(options: WsClientOptions): Promise<WebSocketDuplex> {
+  const url = new URL(options.url);
+  const secure = url.protocol === 'wss:';
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(options.url, {
+      perMessageDeflate: false,
+      maxPayload: MAX_MESSAGE,
+      handshakeTimeout: options.timeoutMs,
+      createConnection: () => {
+        if (!secure) return options.socket;
+        const host = url.hostname.replace(/^\[|\]$/g, '');
+        const tlsOptions: tls.ConnectionOptions = { socket: options.socket, servername: /^[\d.:]+$/.test(host) ? '' : host };
+        if (options.ca !== undefined) tlsOptions.ca = options.ca;
+        return tls.connect(tlsOptions);
+      },
+    });
+    const onUnexpected = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
+      const server = typeof res.headers.server === 'string' ? ` from ${res.headers.server.replace(/[^\x20-\x7e]/g, '').slice(0, 40)}` : '';
+      cleanup();
+      ws.terminate();
+      reject(new TcpipeError(ErrorCodes.LINK_CLOSED, `WebSocket upgrade failed: ${res.statusCode ?? '?'} ${res.statusMessage ?? ''}${server}`.trim()));
+    };
+    const onError = (err: Error): void => {
+      cleanup();
+      ws.terminate();
+      reject(new TcpipeError(ErrorCodes.LINK_CLOSED, `WebSocket connection failed: ${errorMessage(err)}`));
+    };
+    const onOpen = (): void => {
+      cleanup();
+      resolve(new WebSocketDuplex(ws));
+    };
+    const cleanup = (): void => {
+      ws.off('unexpected-response', onUnexpected);
+      ws.off('error', onError);
+      ws.off('open', onOpen);
+    };
+    ws.on('unexpected-response', onUnexpected);
+    ws.on('error', onError);
+    ws.on('open', onOpen);
+  });
+}
+
+/**
+ * Server side: takes a socket whose first bytes were an HTTP request and
+ * resolves with the WebSocket byte stream if it is an upgrade on `path`;
+ * anything else gets a plain 404 (or 400) and is closed.
+ */
+export class WsAcceptor {
+  private readonly http = http.createServer();
+  private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE });
+  private readonly pending = new Map<net.Socket, { resolve: (d: WebSocketDuplex) => void; reject: (e: Error) => void }>();
+
+  constructor(private readonly path: string) {
+    this.http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const wanted = (req.url ?? '').split('?')[0] === this.path;
+      res.writeHead(wanted ? 400 : 404, { 'content-type': 'text/plain', connection: 'close' });
+      res.end(wanted ? 'Bad Request: a WebSocket upgrade is expected here\n' : 'Not Found\n');
+      this.fail(req.socket, `HTTP ${req.method ?? '?'} ${sanitize(req.url)}: ${wanted ? 'not a WebSocket upgrade' : 'wrong path'}`);
+    });
+    this.http.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      if ((req.url ?? '').split('?')[0] !== this.path) {
+        socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+        this.fail(socket, `WebSocket upgrade on the wrong path ${sanitize(req.url)}`);
+        return;
+      }
+      this.wss.handleUpgrade(req, socket, head, (ws) => {
+        const waiter = this.pending.get(socket);
+        this.pending.delete(socket);
+        if (waiter === undefined) {
+          ws.terminate();
+          return;
+        }
+        waiter.resolve(new WebSocketDuplex(ws));
+      });
+    });
+    this.http.on('clientError', (err: Error, socket: net.Socket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+      this.fail(socket, `malformed HTTP request: ${errorMessage(err)}`);
+    });
+  }
+
+  accept(socket: net.Socket): Promise<WebSocketDuplex> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(socket, { resolve, reject });
+      socket.once('close', () => this.fail(socket, 'closed during the WebSocket upgrade'));
+      this.http.emit('connection', socket);
+      socket.resume();
+    });
+  }
+
+  private fail(socket: net.Socket, reason: string): void {
+    const waiter = this.pending.get(socket);
+    if (waiter === undefined) return;
+    this.pending.delete(socket);
+    waiter.reject(new TcpipeError(ErrorCodes.HANDSHAKE, reason));
+  }
+}
+
+function sanitize(text: string | undefined): string {
+  return (text ?? '').replace(/[^\x21-\x7e]/g, '?').slice(0, 80);
+}
