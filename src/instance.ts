@@ -10,6 +10,7 @@ import type { Logger } from './log/logger.js';
 import { silentLogger } from './log/logger.js';
 import { EntryPorts, type ListenSpec } from './endpoints/entry.js';
 import { ExitDialer } from './endpoints/exit.js';
+import { RouteTable, type Route } from './endpoints/routes.js';
 import type { StreamPipe } from './endpoints/pipe.js';
 import { LinkClient, type LinkTarget } from './link/client.js';
 import { ProxyPassword, describeProxy, parseProxyUrl, proxyFromEnv, type ProxySpec } from './link/proxy.js';
@@ -30,8 +31,10 @@ export type Limits = {
 export interface CommonOptions {
   /** Ports this instance listens on for user applications (the entry side). */
   readonly ports?: readonly (number | ListenSpec)[];
-  /** Host this instance connects to when the partner opens a stream (the exit side). */
+  /** Host this instance connects to when the partner opens a stream (the exit side), on the same port. */
   readonly target?: string;
+  /** Per-port routes (-t PORT=HOST[:TPORT]): the partner's port P goes to host:port instead. */
+  readonly routes?: readonly RouteSpec[];
   /** Ports the partner may ask for; default any. */
   readonly allow?: readonly number[];
   /** The seed's exact behaviour: one connection at a time per port. */
@@ -49,6 +52,16 @@ export interface CommonOptions {
   readonly logger?: Logger;
   readonly clock?: Clock;
 }
+
+export interface RouteSpec {
+  readonly port: number;
+  readonly host: string;
+  /** Default: the same port. */
+  readonly targetPort?: number;
+}
+
+/** What SIGHUP (or `reload`) may change without touching the link. */
+export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow'>;
 
 export interface ServerOptions extends CommonOptions {
   /** Port the link listens on (0 picks a free one: see `linkAddress`). */
@@ -149,8 +162,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     );
     this.exit = new ExitDialer(
       {
-        target: options.target ?? null,
-        allow: options.allow === undefined ? null : new Set(options.allow),
+        routes: routeTable(options),
         connectTimeoutMs: this.limits.connectTimeoutMs,
         keepAliveMs,
       },
@@ -246,6 +258,17 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       );
       this.loop = this.linkClient.connectLoop(this.abort.signal);
     }
+  }
+
+  /**
+   * Replaces the routes, default target and allowed ports. The link and the open
+   * streams stay; new streams follow the new table. Returns the changes made.
+   */
+  reload(options: ReloadableOptions): string[] {
+    const next = routeTable(options);
+    const changes = this.exit.routeTable.describeChanges(next);
+    this.exit.setRoutes(next);
+    return changes;
   }
 
   /** Stops accepting, says goodbye to the partner, closes every connection. */
@@ -407,4 +430,17 @@ function clientProxy(o: ClientOptions, target: LinkTarget): { spec: ProxySpec; f
     found = { spec: { ...found.spec, password: new ProxyPassword(o.proxyPassword) }, from: found.from };
   }
   return found;
+}
+
+function routeTable(options: ReloadableOptions): RouteTable {
+  const routes = new Map<number, Route>();
+  for (const r of options.routes ?? []) {
+    if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port} has two routes`);
+    routes.set(r.port, { host: r.host, port: r.targetPort ?? r.port });
+  }
+  return new RouteTable({
+    defaultHost: options.target ?? null,
+    routes,
+    allow: options.allow === undefined ? null : new Set(options.allow),
+  });
 }

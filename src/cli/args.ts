@@ -3,9 +3,11 @@
  * or a UsageError with a one-line reason (the CLI prints it with the usage
  * and exits 2).
  */
+import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
+import type { RouteSpec } from '../instance.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -18,6 +20,7 @@ export interface RunCommand {
   readonly linkHost: string | undefined;
   readonly ports: readonly ListenSpec[];
   readonly target: string | undefined;
+  readonly routes: readonly RouteSpec[];
   readonly onePerPort: boolean;
   readonly heartbeatSeconds: number | undefined;
   readonly verbosity: 'quiet' | 'normal' | 'verbose';
@@ -125,10 +128,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
   }
 
   const ports = parsePortList((values.ports ?? []).join(','), (values.ports ?? []).length > 0);
-  const targets = values.target ?? [];
-  if (targets.length > 1) throw new UsageError('-t/--target may be given once');
-  const target = targets[0];
-  if (target !== undefined) validateHost(target, '-t/--target');
+  const { target, routes } = parseTargets(values.target ?? []);
 
   let heartbeatSeconds: number | undefined;
   if (values.heartbeat !== undefined) {
@@ -199,6 +199,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     linkHost,
     ports,
     target,
+    routes,
     onePerPort: values['one-per-port'] === true,
     heartbeatSeconds,
     verbosity,
@@ -254,6 +255,42 @@ export function parsePortList(text: string, given: boolean, what = '-p/--ports')
     specs.push(spec);
   }
   return specs;
+}
+
+/** `-t HOST` (once) and `-t PORT=HOST[:TPORT]` (any number, one per port). */
+export function parseTargets(items: readonly string[]): { target: string | undefined; routes: RouteSpec[] } {
+  let target: string | undefined;
+  const routes: RouteSpec[] = [];
+  const seen = new Set<number>();
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq < 0) {
+      if (target !== undefined) throw new UsageError(`-t/--target: two default hosts ('${target}' and '${item}'); route one port with -t PORT=HOST[:TPORT]`);
+      const host = item.replace(/^\[(.+)\]$/, '$1');
+      if (host.includes(':') && isIP(host) !== 6) {
+        throw new UsageError(`-t/--target: '${item}' is not a host; to change the port, route it: -t PORT=HOST:TPORT`);
+      }
+      validateHost(host, '-t/--target');
+      target = host;
+      continue;
+    }
+    const what = `-t/--target ${item}`;
+    const port = parsePort(item.slice(0, eq), what);
+    if (seen.has(port)) throw new UsageError(`-t/--target: port ${port} has two routes`);
+    seen.add(port);
+    const rest = item.slice(eq + 1);
+    if (rest === '') throw new UsageError(`${what}: no host after '='`);
+    const withPort = /^\[.+\]:\d+$/.test(rest) || (/^[^:]+:\d+$/.test(rest) && !rest.startsWith('['));
+    if (withPort) {
+      const address = parseHostPort(rest, what);
+      routes.push({ port, host: address.host, targetPort: address.port });
+    } else {
+      const host = rest.replace(/^\[(.+)\]$/, '$1');
+      validateHost(host, what);
+      routes.push({ port, host });
+    }
+  }
+  return { target, routes };
 }
 
 function validateHost(host: string, what: string): void {

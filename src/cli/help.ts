@@ -29,7 +29,13 @@ Relaying (both modes, either or both):
                                connects to its target on the same port. A port may
                                be given as <addr>:<port> or [<v6addr>]:<port> to
                                listen on one address only (default: all addresses).
-  -t, --target=<host>          Connect to <host> when the partner relays a port.
+  -t, --target=<host>          Connect to <host> when the partner relays a port,
+                               on the same port number.
+  -t, --target=<port>=<host>[:<tport>]
+                               Route one port elsewhere (repeatable): the partner's
+                               port <port> goes to <host>:<tport> (default <port>).
+                               Without a default <host>, only routed ports are
+                               served; any other port is refused.
 
 Security (both ends alike; without either, tcpipe warns that the link is open):
       --secret-file=<path>     Read the shared secret from <path> (one per line:

@@ -116,11 +116,12 @@ async function run(command: RunCommand): Promise<number> {
     ...(command.allow !== undefined ? { allow: command.allow } : {}),
     ...(command.maxHandshakes !== undefined ? { limits: { maxPendingHandshakes: command.maxHandshakes } } : {}),
     ...(command.target !== undefined ? { target: command.target } : {}),
+    routes: command.routes,
     onePerPort: command.onePerPort,
     ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),
     logger,
   };
-  if (command.ports.length === 0 && command.target === undefined) {
+  if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0) {
     logger.warn('config', 'neither -p nor -t given: this instance will hold the link but relay nothing');
   }
   let instance: Tcpipe;

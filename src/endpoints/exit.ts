@@ -1,7 +1,7 @@
 /**
  * The exit side: for each stream the partner opens, connect to the target on
- * the stream's port. This side alone decides where it connects: the partner
- * names only a port, checked against --allow.
+ * the route of the stream's port. This side alone decides where it connects:
+ * the partner names only a port (see routes.ts).
  */
 import net from 'node:net';
 import { errorMessage } from '../errors.js';
@@ -9,12 +9,10 @@ import { ResetCode } from '../protocol/constants.js';
 import type { Stream } from '../mux/stream.js';
 import { formatAddress, tuneSocket } from '../link/transport.js';
 import { StreamPipe, type PipeEvents } from './pipe.js';
+import type { RouteTable } from './routes.js';
 
 export interface ExitOptions {
-  /** Host to connect to; null when this side has no -t and refuses every stream. */
-  readonly target: string | null;
-  /** Ports the partner may ask for; null allows any. */
-  readonly allow: ReadonlySet<number> | null;
+  readonly routes: RouteTable;
   readonly connectTimeoutMs: number;
   readonly keepAliveMs: number;
 }
@@ -27,19 +25,30 @@ export interface ExitHooks extends PipeEvents {
 const REFUSED_CODES = new Set(['ECONNREFUSED']);
 
 export class ExitDialer {
+  private routes: RouteTable;
+
   constructor(
     private readonly options: ExitOptions,
     private readonly hooks: ExitHooks,
-  ) {}
+  ) {
+    this.routes = options.routes;
+  }
+
+  get routeTable(): RouteTable {
+    return this.routes;
+  }
+
+  /** New routes apply to streams opened from now on; open streams keep theirs. */
+  setRoutes(routes: RouteTable): void {
+    this.routes = routes;
+  }
 
   handleStreamRequest(stream: Stream): void {
-    const { target, allow } = this.options;
-    if (target === null) return this.refuse(stream, ResetCode.NOT_ALLOWED, 'this side has no target (-t)');
-    if (allow !== null && !allow.has(stream.port)) {
-      return this.refuse(stream, ResetCode.NOT_ALLOWED, `port ${stream.port} is not in --allow`);
-    }
-    const address = formatAddress(target, stream.port);
-    const socket = net.connect({ host: target, port: stream.port, allowHalfOpen: true });
+    const decision = this.routes.resolve(stream.port);
+    if (!decision.ok) return this.refuse(stream, ResetCode.NOT_ALLOWED, decision.reason);
+    const { host, port } = decision.route;
+    const address = formatAddress(host, port);
+    const socket = net.connect({ host, port, allowHalfOpen: true });
     const pipe = new StreamPipe(socket, stream, this.hooks);
     const onConnectError = (err: NodeJS.ErrnoException): void => {
       socket.setTimeout(0);
