@@ -10,10 +10,10 @@ import type { Logger } from './log/logger.js';
 import { silentLogger } from './log/logger.js';
 import { EntryPorts, type ListenSpec } from './endpoints/entry.js';
 import { ExitDialer } from './endpoints/exit.js';
-import { RouteTable, type Route } from './endpoints/routes.js';
 import type { StreamPipe } from './endpoints/pipe.js';
-import { LinkClient, type LinkTarget } from './link/client.js';
-import { ProxyPassword, describeProxy, parseProxyUrl, proxyFromEnv, type ProxySpec } from './link/proxy.js';
+import { LinkClient } from './link/client.js';
+import { describeProxy } from './link/proxy.js';
+import { clientProxy, clientTarget, routeTable, securityFrom } from './config/resolve.js';
 import type { LinkHandlers, LinkPeer, LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { Session, SessionEnd } from './mux/session.js';
@@ -21,8 +21,7 @@ import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
 import { ResetCode } from './protocol/constants.js';
 import type { LinkSecurity } from './link/security.js';
-import { Secret } from './security/secret.js';
-import { TcpipeError, ErrorCodes } from './errors.js';
+import type { Secret } from './security/secret.js';
 
 export type Limits = {
   -readonly [K in keyof typeof DEFAULTS]: number;
@@ -110,12 +109,41 @@ export interface StreamCloseInfo extends StreamInfo {
   readonly reason: string;
 }
 
+/** Why a connection or stream was refused, as a small fixed set (metric labels). */
+export type RefusalKind = 'no_partner' | 'link_full' | 'not_allowed' | 'target_refused' | 'target_unreachable' | 'limit' | 'other';
+
+export interface RefusedInfo {
+  readonly port: number;
+  readonly peer: string;
+  readonly reason: string;
+  readonly kind: RefusalKind;
+}
+
+export interface TcpipeStatus {
+  readonly role: 'server' | 'client';
+  readonly link: { readonly peer: string; readonly upSince: number; readonly rttMs: number; readonly bytesIn: number; readonly bytesOut: number } | null;
+  /** Links established since start. */
+  readonly linksUp: number;
+  readonly streamsTotal: number;
+  /** DATA bytes received from / sent to partners since start. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly streams: readonly (StreamInfo & { readonly ageMs: number; readonly bytesIn: number; readonly bytesOut: number })[];
+}
+
+const KIND_BY_RESET: Readonly<Record<number, RefusalKind>> = Object.freeze({
+  [ResetCode.TARGET_REFUSED]: 'target_refused',
+  [ResetCode.TARGET_UNREACHABLE]: 'target_unreachable',
+  [ResetCode.NOT_ALLOWED]: 'not_allowed',
+  [ResetCode.LIMIT]: 'limit',
+});
+
 export interface TcpipeEvents {
   'link-up': [{ peer: string }];
   'link-down': [{ peer: string; reason: string }];
   'stream-open': [StreamInfo];
   'stream-close': [StreamCloseInfo];
-  refused: [{ port: number; peer: string; reason: string }];
+  refused: [RefusedInfo];
 }
 
 export class Tcpipe extends EventEmitter<TcpipeEvents> {
@@ -129,6 +157,12 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   private loop: Promise<void> = Promise.resolve();
   private serverAddress: net.AddressInfo | null = null;
   private stopping: Promise<void> | null = null;
+  private linkPeer = '';
+  private linkUpSince = 0;
+  private linksUp = 0;
+  private streamsTotal = 0;
+  private pastBytesIn = 0;
+  private pastBytesOut = 0;
   private readonly limits: Limits;
   private readonly security: LinkSecurity;
   private readonly logger: Logger;
@@ -150,9 +184,9 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       { listen, onePerPort: options.onePerPort ?? false, keepAliveMs },
       {
         currentSession: () => this.session,
-        onRefused: (port, peer, reason) => {
+        onRefused: (port, peer, reason, session) => {
           this.logger.warn('stream_refused', `refused connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
-          this.emit('refused', { port, peer, reason });
+          this.emit('refused', { port, peer, reason, kind: session === null ? 'no_partner' : 'link_full' });
         },
         onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
         onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
@@ -173,7 +207,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
             stream: stream.id,
             reason,
           });
-          this.emit('refused', { port: stream.port, peer: 'partner', reason });
+          this.emit('refused', { port: stream.port, peer: 'partner', reason, kind: 'not_allowed' });
         },
         onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
         onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
@@ -321,6 +355,9 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       onStreamFinished: () => undefined,
       onSessionUp: (session: Session, peer: LinkPeer) => {
         this.session = session;
+        this.linkPeer = peer.address;
+        this.linkUpSince = Date.now();
+        this.linksUp++;
         this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})`, {
           peer: peer.address,
         });
@@ -328,6 +365,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       },
       onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
         if (this.session === session) this.session = null;
+        this.pastBytesIn += session.bytesIn;
+        this.pastBytesOut += session.bytesOut;
         const streams = this.pipes.size;
         this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
           peer: peer.address,
@@ -338,8 +377,36 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     };
   }
 
+  /** A snapshot for `tcpipe status` and the metrics. */
+  status(): TcpipeStatus {
+    const session = this.session;
+    const now = this.clock.now();
+    const current = session !== null && !session.isEnded ? session : null;
+    return {
+      role: this.role,
+      link:
+        current === null
+          ? null
+          : { peer: this.linkPeer, upSince: this.linkUpSince, rttMs: current.rtt, bytesIn: current.bytesIn, bytesOut: current.bytesOut },
+      linksUp: this.linksUp,
+      streamsTotal: this.streamsTotal,
+      bytesIn: this.pastBytesIn + (current?.bytesIn ?? 0),
+      bytesOut: this.pastBytesOut + (current?.bytesOut ?? 0),
+      streams: [...this.pipes].map(([pipe, peer]) => ({
+        id: pipe.stream.id,
+        port: pipe.stream.port,
+        side: pipe.stream.isEntry ? ('entry' as const) : ('exit' as const),
+        peer,
+        ageMs: now - pipe.stream.openedAt,
+        bytesIn: pipe.stream.receivedBytes,
+        bytesOut: pipe.stream.sentBytes,
+      })),
+    };
+  }
+
   private pipeOpened(pipe: StreamPipe, peer: string): void {
     this.pipes.set(pipe, peer);
+    this.streamsTotal++;
     const { stream } = pipe;
     const side = stream.isEntry ? 'entry' : 'exit';
     this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer})`, {
@@ -359,7 +426,12 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       if (reason !== '') {
         this.logger.warn('stream_failed', `port ${stream.port}: ${reason}`, { port: stream.port, stream: stream.id, reason });
       }
-      this.emit('refused', { port: stream.port, peer: side === 'entry' ? 'user' : 'partner', reason });
+      this.emit('refused', {
+        port: stream.port,
+        peer: side === 'entry' ? 'user' : 'partner',
+        reason,
+        kind: KIND_BY_RESET[pipe.closeCode] ?? 'other',
+      });
       return;
     }
     this.pipes.delete(pipe);
@@ -387,60 +459,3 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   }
 }
 
-function securityFrom(options: CommonOptions): LinkSecurity {
-  if (options.secret !== undefined && options.tls !== undefined) {
-    throw new TcpipeError(ErrorCodes.CONFIG, 'give either a secret or certificates, not both');
-  }
-  if (options.secret !== undefined) {
-    const texts = typeof options.secret === 'string' ? [options.secret] : options.secret;
-    if (texts.length === 0) throw new TcpipeError(ErrorCodes.CONFIG, 'secret: the list is empty');
-    const name = (i: number): string => (texts.length > 1 ? `secret ${i + 1}` : 'secret');
-    return { kind: 'psk', secrets: texts.map((t, i) => (t instanceof Secret ? t : Secret.fromText(t, name(i)))) };
-  }
-  if (options.tls !== undefined) return { kind: 'cert', ...options.tls };
-  return { kind: 'none' };
-}
-
-function clientTarget(o: ClientOptions): LinkTarget {
-  if (o.url !== undefined) {
-    let url: URL;
-    try {
-      url = new URL(o.url);
-    } catch {
-      throw new TcpipeError(ErrorCodes.CONFIG, `not a URL: ${o.url}`);
-    }
-    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') throw new TcpipeError(ErrorCodes.CONFIG, `unsupported link URL scheme '${url.protocol}' (ws: or wss:)`);
-    const host = url.hostname.replace(/^\[|\]$/g, '');
-    const port = url.port !== '' ? Number(url.port) : url.protocol === 'wss:' ? 443 : 80;
-    return { kind: 'ws', url: url.toString(), host, port };
-  }
-  if (o.host === undefined || o.port === undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'a client needs host and port, or url');
-  return { kind: 'tcp', host: o.host, port: o.port };
-}
-
-function clientProxy(o: ClientOptions, target: LinkTarget): { spec: ProxySpec; from: string } | null {
-  let found: { spec: ProxySpec; from: string } | null = null;
-  if (typeof o.proxy === 'string') found = { spec: parseProxyUrl(o.proxy, 'proxy'), from: '' };
-  else if (o.proxy === undefined) {
-    const scheme = target.kind === 'tcp' ? 'tcp' : target.url.startsWith('wss:') ? 'wss' : 'ws';
-    const fromEnv = proxyFromEnv(target.host, scheme, o.env ?? process.env);
-    if (fromEnv !== null) found = { spec: fromEnv.proxy, from: ` (from ${fromEnv.variable})` };
-  }
-  if (found !== null && o.proxyPassword !== undefined) {
-    found = { spec: { ...found.spec, password: new ProxyPassword(o.proxyPassword) }, from: found.from };
-  }
-  return found;
-}
-
-function routeTable(options: ReloadableOptions): RouteTable {
-  const routes = new Map<number, Route>();
-  for (const r of options.routes ?? []) {
-    if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port} has two routes`);
-    routes.set(r.port, { host: r.host, port: r.targetPort ?? r.port });
-  }
-  return new RouteTable({
-    defaultHost: options.target ?? null,
-    routes,
-    allow: options.allow === undefined ? null : new Set(options.allow),
-  });
-}

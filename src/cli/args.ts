@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
 import type { RouteSpec } from '../instance.js';
+import { readConfigFile, type OptionValues } from '../config/file.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -37,6 +38,8 @@ export interface RunCommand {
   readonly transports: readonly ('tcp' | 'ws')[] | undefined;
   readonly wsPath: string | undefined;
   readonly wsCaFile: string | undefined;
+  /** --metrics=HOST:PORT: where to serve Prometheus metrics and status. */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
 }
 
 export type Command =
@@ -44,9 +47,12 @@ export type Command =
   | { readonly kind: 'help' }
   | { readonly kind: 'version' }
   | { readonly kind: 'keygen' }
+  | { readonly kind: 'status'; readonly metrics: { readonly host: string; readonly port: number } }
   | { readonly kind: 'demo'; readonly verbosity: 'quiet' | 'normal' | 'verbose' };
 
 const OPTIONS = {
+  config: { type: 'string' },
+  metrics: { type: 'string' },
   client: { type: 'string', short: 'c' },
   server: { type: 'string', short: 's' },
   ports: { type: 'string', short: 'p', multiple: true },
@@ -71,7 +77,15 @@ const OPTIONS = {
   version: { type: 'boolean', short: 'V' },
 } as const;
 
-export function parseCommandLine(argv: readonly string[]): Command {
+export interface ParseOptions {
+  /** Reads a --config file (default: readConfigFile); tests inject their own. */
+  readonly loadConfig?: (path: string) => OptionValues;
+}
+
+/** Options whose command-line form is repeatable (an array); others are one string. */
+const MULTIPLE = new Set(['ports', 'target']);
+
+export function parseCommandLine(argv: readonly string[], parseOptions: ParseOptions = {}): Command {
   let parsed;
   try {
     parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true });
@@ -81,12 +95,42 @@ export function parseCommandLine(argv: readonly string[]): Command {
   const { values, positionals } = parsed;
   if (values.help === true) return { kind: 'help' };
   if (values.version === true) return { kind: 'version' };
+  const configPath = values.config;
+  if (configPath === undefined) return validate(values, positionals);
+  // The file fills in what the command line does not say: flags override the file.
+  const file = (parseOptions.loadConfig ?? readConfigFile)(configPath);
+  const merged: Record<string, unknown> = { ...values };
+  const fromFile = new Set<string>();
+  for (const [key, value] of Object.entries(file)) {
+    if (value === undefined || merged[key] !== undefined) continue;
+    merged[key] = Array.isArray(value) && !MULTIPLE.has(key) ? value.join(',') : value;
+    fromFile.add(key);
+  }
+  try {
+    return validate(merged as typeof values, positionals);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    // Name the file and key when the bad value came from the file.
+    const label = /^(?:-\w\/)?--([\w-]+)(?::\s*|\s+)/.exec(err.message);
+    const key = label?.[1];
+    if (label === null || key === undefined || !fromFile.has(key)) throw err;
+    throw new UsageError(`config ${configPath}: key '${key}': ${err.message.slice(label[0].length)}`);
+  }
+}
+
+type ParsedValues = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
+
+function validate(values: ParsedValues, positionals: readonly string[]): Command {
   if (values.verbose === true && values.quiet === true) throw new UsageError('-v/--verbose and -q/--quiet cannot be used together');
   const verbosity = values.verbose === true ? 'verbose' : values.quiet === true ? 'quiet' : 'normal';
 
   if (positionals.length > 0) {
     const [first, ...rest] = positionals;
     if (first === 'keygen' && rest.length === 0) return { kind: 'keygen' };
+    if (first === 'status' && rest.length === 0) {
+      if (values.metrics === undefined) throw new UsageError('status needs --metrics=HOST:PORT (or --config with a metrics key): the address the instance serves');
+      return { kind: 'status', metrics: parseHostPort(values.metrics, '--metrics') };
+    }
     if (first === 'demo' && rest.length === 0) {
       if (values.client !== undefined || values.server !== undefined) throw new UsageError('demo takes no -c or -s: it runs both ends itself');
       return { kind: 'demo', verbosity };
@@ -214,6 +258,7 @@ export function parseCommandLine(argv: readonly string[]): Command {
     transports,
     wsPath,
     wsCaFile: wsCaOnly ? values['tls-ca'] : tls !== undefined && linkUrl !== undefined ? tls.ca : undefined,
+    metrics: values.metrics === undefined ? undefined : parseHostPort(values.metrics, '--metrics'),
   };
 }
 

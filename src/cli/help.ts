@@ -11,6 +11,8 @@ Try 'tcpipe --help' for every option.`;
 export const HELP_TEXT = `tcpipe relays TCP connections between two hosts over one link.
 
 Usage: tcpipe <mode> [<ports>] [<target>] [options]
+       tcpipe --config=<file> [options]
+       tcpipe status --metrics=<host>:<port>
        tcpipe demo
        tcpipe keygen
        tcpipe (-h | --help | -V | --version)
@@ -68,6 +70,15 @@ Transports:
       --ws-path=<path>         Server: path of WebSocket upgrades (default /tcpipe);
                                any other HTTP request gets a 404.
 
+Operation:
+      --config=<file>          Read settings from a TOML file: the long option
+                               names as keys (server = 50000, ports = [40000],
+                               target = ["appli2", "5432=db:15432"]). Flags on the
+                               command line override the file. SIGHUP re-reads it
+                               and applies target, routes and allow in place.
+      --metrics=<host>:<port>  Serve Prometheus metrics on /metrics and a status
+                               snapshot on /status (for 'tcpipe status').
+
 Options:
       --one-per-port           One connection at a time per port: a port stops
                                accepting while its connection is open (the seed's
@@ -84,9 +95,12 @@ Commands:
   demo                         Run both ends, an echo target and some traffic on
                                this machine, print what happened, and exit.
   keygen                       Print a new random secret (256 bits, base64url).
+  status                       Print the link and open streams of the instance
+                               that serves --metrics at <host>:<port>.
 
 Exit status: 0 on a normal stop (SIGINT, SIGTERM), 1 when tcpipe cannot run
-(a port in use, say), 2 for a bad command line.
+(a port in use, an unreadable file, an instance that does not answer
+'status'), 2 for a bad command line or configuration file.
 
 Example (the seed's, with a secret):
   host1$ tcpipe keygen > tcpipe.key && chmod 600 tcpipe.key   # copy it to host2

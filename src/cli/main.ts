@@ -6,11 +6,13 @@
 import { startClient, startServer } from '../index.js';
 import type { Tcpipe } from '../instance.js';
 import { ErrorCodes, TcpipeError, UsageError, errorMessage } from '../errors.js';
-import { createLogger, type LogLevel } from '../log/logger.js';
+import { createLogger, type LogLevel, type Logger } from '../log/logger.js';
 import { VERSION } from '../version.js';
 import { parseCommandLine, type RunCommand } from './args.js';
 import { HELP_TEXT, USAGE } from './help.js';
 import { runDemo } from './demo.js';
+import { fetchStatus, renderStatus } from './status.js';
+import { startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
 import { readFileSync } from 'node:fs';
 import { SECRET_ENV, generateSecret, loadSecrets } from '../security/secret.js';
 import type { ClientOptions, CommonOptions } from '../instance.js';
@@ -44,6 +46,7 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 async function main(argv: readonly string[]): Promise<number> {
+  process.stdout.on('error', () => undefined); // a closed pipe (tcpipe --help | head) is not a crash
   let command;
   try {
     command = parseCommandLine(argv);
@@ -66,6 +69,15 @@ async function main(argv: readonly string[]): Promise<number> {
       return EXIT_OK;
     case 'demo':
       return runDemo(command.verbosity);
+    case 'status':
+      try {
+        const status = await fetchStatus(command.metrics.host, command.metrics.port);
+        process.stdout.write(renderStatus(status, Date.now()) + '\n');
+        return EXIT_OK;
+      } catch (err) {
+        process.stderr.write(`tcpipe: ${errorMessage(err)}\n`);
+        return EXIT_FAILURE;
+      }
     case 'run':
       return run(command);
   }
@@ -97,6 +109,31 @@ function clientLinkOptions(command: RunCommand): ClientOptions {
     ...(proxyPassword !== undefined && command.proxy !== 'none' ? { proxyPassword } : {}),
     ...(wsCa !== undefined ? { wsCa } : {}),
   };
+}
+
+/** SIGHUP: re-reads the command line and config file; routes and --allow change in place. */
+function reload(instance: Tcpipe, started: RunCommand, logger: Logger): void {
+  let next;
+  try {
+    next = parseCommandLine(process.argv.slice(2));
+  } catch (err) {
+    logger.error('reload_failed', `reload failed, keeping the running configuration: ${errorMessage(err)}`);
+    return;
+  }
+  if (next.kind !== 'run') return;
+  const changes = instance.reload({
+    ...(next.target !== undefined ? { target: next.target } : {}),
+    routes: next.routes,
+    ...(next.allow !== undefined ? { allow: next.allow } : {}),
+  });
+  const reloadable = new Set(['target', 'routes', 'allow']);
+  const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
+    (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
+  );
+  logger.info('reload', changes.length === 0 ? 'reloaded: routes and allowed ports unchanged' : `reloaded: ${changes.join('; ')}`, {
+    reason: changes.join('; '),
+  });
+  if (fixed.length > 0) logger.warn('reload', `changes to ${fixed.join(', ')} need a restart; they were not applied`);
 }
 
 async function run(command: RunCommand): Promise<number> {
@@ -149,6 +186,17 @@ async function run(command: RunCommand): Promise<number> {
     'started',
     `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}`,
   );
+  let metrics: MetricsServer | null = null;
+  if (command.metrics !== undefined) {
+    try {
+      metrics = await startMetricsServer(instance, command.metrics.host, command.metrics.port, logger);
+    } catch (err) {
+      logger.error('start_failed', `cannot serve metrics on ${command.metrics.host}:${command.metrics.port}: ${errorMessage(err)}`);
+      await instance.stop('start failed');
+      return EXIT_FAILURE;
+    }
+  }
+  process.on('SIGHUP', () => reload(instance, command, logger));
   // Timers inside are unref'd: hold the process until a signal stops it.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
@@ -160,7 +208,7 @@ async function run(command: RunCommand): Promise<number> {
     logger.error('stop_timeout', 'could not stop cleanly within 2s: exiting');
     process.exit(EXIT_FAILURE);
   }, 2000);
-  await instance.stop(`partner shutting down (${signal})`);
+  await Promise.all([instance.stop(`partner shutting down (${signal})`), metrics?.close()]);
   clearTimeout(hardStop);
   clearInterval(keepAlive);
   return EXIT_OK;

@@ -27,7 +27,7 @@ export interface EntryOptions {
 
 export interface EntryHooks extends PipeEvents {
   currentSession(): Session | null;
-  onRefused(port: number, peer: string, reason: string): void;
+  onRefused(port: number, peer: string, reason: string, session: Session | null): void;
   onPipe(pipe: StreamPipe, peer: string): void;
 }
 
@@ -102,7 +102,7 @@ export class EntryPorts {
     socket.on('error', () => undefined); // the pipe reports errors once it exists
     const session = this.hooks.currentSession();
     if (session === null || session.isEnded) {
-      this.refuse(socket, spec.port, peer, 'no partner connected');
+      this.refuse(socket, spec.port, peer, 'no partner connected', null);
       return;
     }
     tuneSocket(socket, this.options.keepAliveMs);
@@ -115,7 +115,7 @@ export class EntryPorts {
     };
     const stream = session.openStream(spec.port);
     if (stream === null) {
-      this.refuse(socket, spec.port, peer, 'the link cannot take another stream');
+      this.refuse(socket, spec.port, peer, 'the link cannot take another stream', session);
       return;
     }
     const pipe = new StreamPipe(socket, stream, events);
@@ -124,8 +124,8 @@ export class EntryPorts {
     pipe.start();
   }
 
-  private refuse(socket: net.Socket, port: number, peer: string, reason: string): void {
-    this.hooks.onRefused(port, peer, reason);
+  private refuse(socket: net.Socket, port: number, peer: string, reason: string, session: Session | null): void {
+    this.hooks.onRefused(port, peer, reason, session);
     socket.resetAndDestroy();
   }
 

@@ -24,6 +24,8 @@ export class StreamPipe implements StreamSink {
   private socketError: Error | null = null;
   private resetByPartner = false;
   private closedReason: string | null = null;
+  /** RESET code that ended the stream (either side's), or -1. */
+  closeCode = -1;
 
   private readonly onSocketData = (chunk: Buffer): void => {
     if (!this.stream.write(chunk)) this.socket.pause();
@@ -73,8 +75,9 @@ export class StreamPipe implements StreamSink {
     if (!this.socket.destroyed) this.socket.end();
   }
 
-  onReset(_code: number, reason: string): void {
+  onReset(code: number, reason: string): void {
     this.resetByPartner = true;
+    this.closeCode = code;
     this.closedReason = reason;
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }
@@ -88,6 +91,7 @@ export class StreamPipe implements StreamSink {
   /** Closes the local socket abortively and tells the partner (shutdown, limits). */
   abort(code: number, reason: string): void {
     this.closedReason = reason;
+    this.closeCode = code;
     this.stream.reset(code, reason);
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }

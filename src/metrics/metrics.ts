@@ -1,0 +1,129 @@
+/**
+ * Prometheus metrics and the status endpoint (`--metrics=HOST:PORT`):
+ * GET /metrics serves the Prometheus text format (prom-client, the standard
+ * client for Node), GET /status a JSON snapshot that `tcpipe status` prints.
+ * Counters follow the instance's events; gauges are read at scrape time.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Tcpipe } from '../instance.js';
+import type { Logger } from '../log/logger.js';
+import { errorMessage } from '../errors.js';
+
+export interface MetricsServer {
+  readonly address: AddressInfo;
+  close(): Promise<void>;
+}
+
+export function createRegistry(instance: Tcpipe): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tcpipe_process_' });
+  new Gauge({
+    name: 'tcpipe_link_up',
+    help: '1 while the link to the partner is up',
+    registers: [registry],
+    collect() {
+      this.set(instance.linkUp ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'tcpipe_link_uptime_seconds',
+    help: 'Seconds since the current link came up (0 when down)',
+    registers: [registry],
+    collect() {
+      const link = instance.status().link;
+      this.set(link === null ? 0 : (Date.now() - link.upSince) / 1000);
+    },
+  });
+  new Gauge({
+    name: 'tcpipe_heartbeat_rtt_seconds',
+    help: 'Smoothed round-trip time of heartbeat pings on the current link',
+    registers: [registry],
+    collect() {
+      this.set((instance.status().link?.rttMs ?? 0) / 1000);
+    },
+  });
+  new Counter({
+    name: 'tcpipe_links_total',
+    help: 'Links established since start (reconnects are this minus one)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(instance.status().linksUp);
+    },
+  });
+  const bytes = new Counter({
+    name: 'tcpipe_bytes_total',
+    help: 'Relayed payload bytes: in = from the partner, out = to the partner',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      const status = instance.status();
+      bytes.reset();
+      bytes.inc({ direction: 'in' }, status.bytesIn);
+      bytes.inc({ direction: 'out' }, status.bytesOut);
+    },
+  });
+  const open = new Gauge({
+    name: 'tcpipe_streams_open',
+    help: 'Open streams, per port and side',
+    labelNames: ['port', 'side'],
+    registers: [registry],
+    collect() {
+      open.reset();
+      for (const s of instance.status().streams) open.inc({ port: String(s.port), side: s.side });
+    },
+  });
+  const opened = new Counter({
+    name: 'tcpipe_streams_total',
+    help: 'Streams opened since start, per port and side',
+    labelNames: ['port', 'side'],
+    registers: [registry],
+  });
+  const refused = new Counter({
+    name: 'tcpipe_refused_total',
+    help: 'Connections and streams refused or failed, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  instance.on('stream-open', (s) => opened.inc({ port: String(s.port), side: s.side }));
+  instance.on('refused', (r) => refused.inc({ reason: r.kind }));
+  return registry;
+}
+
+export function startMetricsServer(instance: Tcpipe, host: string, port: number, logger: Logger): Promise<MetricsServer> {
+  const registry = createRegistry(instance);
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET') {
+      res.writeHead(405, { allow: 'GET' }).end();
+      return;
+    }
+    if (path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(errorMessage(err)),
+      );
+      return;
+    }
+    if (path === '/status') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(instance.status()));
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('Not Found: try /metrics or /status\n');
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      const address = server.address() as AddressInfo;
+      logger.info('metrics', `metrics on http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}/metrics`);
+      resolve({
+        address,
+        close: () => new Promise<void>((done) => server.close(() => done())),
+      });
+    });
+  });
+}
