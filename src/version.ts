@@ -11,4 +11,7 @@ function readVersion(): string {
   }
 }
 
-export const VERSION = readVersion();
+/** Set by the standalone build (scripts/build-sea.mjs), where no package.json is beside the code. */
+declare const __TCPIPE_VERSION__: string | undefined;
+
+export const VERSION = typeof __TCPIPE_VERSION__ === 'string' ? __TCPIPE_VERSION__ : readVersion();
