@@ -3,7 +3,6 @@
  * the link's send queue short and fair, and bounds what it buffers. It sees
  * the link only as a Duplex of bytes, whatever transport and security carry it.
  */
-import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, type ErrorCode } from '../errors.js';
@@ -20,42 +19,12 @@ import {
 import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
 import type { Frame } from '../protocol/frame.js';
 import { Fifo } from './fifo.js';
+import { TokenBucket } from './rate.js';
+import { PingTracker } from './pings.js';
 import { Stream, type StreamOwner } from './stream.js';
+import type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
 
-export interface MuxSettings {
-  /** Receive window a new stream grants the partner (announced in HELLO). */
-  readonly initialWindow: number;
-  readonly maxWindow: number;
-  /** Bytes received but not consumed, across streams, before the link is paused. */
-  readonly receiveBudget: number;
-  /** Streams the partner may hold open at once (announced in HELLO). */
-  readonly maxStreams: number;
-  /** Bytes queued in the link socket before streams wait their turn. */
-  readonly linkWriteBound: number;
-  /** New streams per second the partner may open, with a burst of as many. */
-  readonly maxOpenRate: number;
-}
-
-/** What the partner announced in its HELLO. */
-export interface PeerSettings {
-  readonly initialWindow: number;
-  readonly maxFramePayload: number;
-  readonly maxStreams: number;
-}
-
-export interface SessionEnd {
-  readonly error: TcpipeError | null;
-  readonly reason: string;
-  /** True when the partner ended it (GOAWAY or link closed from its side). */
-  readonly byPeer: boolean;
-}
-
-export interface SessionHooks {
-  /** The partner opened a stream: attach a sink, or reset it. */
-  onStreamRequest(stream: Stream): void;
-  onStreamFinished?(stream: Stream): void;
-  onEnd(end: SessionEnd): void;
-}
+export type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
 
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
@@ -87,11 +56,10 @@ export class Session implements StreamOwner {
   private buffered = 0;
   private grownWindows = 0;
   private readPaused = false;
-  /** Token bucket for the partner's OPENs. */
-  private openTokens: number;
-  private openRefilledAt: number;
+  /** Limits the partner's OPENs per second. */
+  private readonly openRate: TokenBucket;
   private ended = false;
-  private readonly pings = new Map<string, (rtt: number | null) => void>();
+  private readonly pings: PingTracker;
 
   private readonly onLinkData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onLinkDrain = (): void => this.flushQueue();
@@ -110,8 +78,8 @@ export class Session implements StreamOwner {
   ) {
     this.maxSendFrame = peer.maxFramePayload;
     this.lastReceiveAt = clock.now();
-    this.openTokens = settings.maxOpenRate;
-    this.openRefilledAt = this.lastReceiveAt;
+    this.openRate = new TokenBucket(settings.maxOpenRate, this.lastReceiveAt);
+    this.pings = new PingTracker(clock, (opaque) => this.writeFrame(encodePing(0, opaque)));
   }
 
   /** Starts reading the link; frames the decoder already holds are handled first. */
@@ -147,44 +115,30 @@ export class Session implements StreamOwner {
     return stream;
   }
 
-  /** Sends a PING; resolves with the round-trip time, or null after `timeoutMs`. */
+  /** Sends a PING; resolves with the round-trip time, or null after `timeoutMs` or when the session ends. */
   ping(timeoutMs: number): Promise<number | null> {
-    return new Promise((resolve) => {
-      if (this.ended) return resolve(null);
-      const opaque = randomBytes(8);
-      const key = opaque.toString('hex');
-      const sentAt = this.clock.now();
-      const timer = this.clock.setTimer(timeoutMs, () => {
-        this.pings.delete(key);
-        resolve(null);
-      });
-      this.pings.set(key, (at) => {
-        timer.cancel();
-        resolve(at === null ? null : at - sentAt);
-      });
-      this.writeFrame(encodePing(0, opaque));
-    });
+    if (this.ended) return Promise.resolve(null);
+    return this.pings.ping(timeoutMs);
   }
 
   /** Says goodbye with a reason and closes the link once the frame is out. */
   goAway(code: number, reason: string): void {
-    if (this.ended) return;
-    this.writeFrame(encodeGoAway(code, reason));
-    this.link.end();
-    const timer = this.clock.setTimer(1000, () => this.link.destroy());
-    this.link.once('close', () => timer.cancel());
-    this.terminate(null, reason, false);
+    this.sayGoodbye(code, reason, null);
   }
 
   /** Ends the session on a local error: GOAWAY with the error's code, then close. */
   fail(err: TcpipeError): void {
-    const code = err instanceof ProtocolError ? err.goAwayCode : GoAwayCode.INTERNAL_ERROR;
+    this.sayGoodbye(err instanceof ProtocolError ? err.goAwayCode : GoAwayCode.INTERNAL_ERROR, err.message, err);
+  }
+
+  private sayGoodbye(code: number, reason: string, error: TcpipeError | null): void {
     if (this.ended) return;
-    this.writeFrame(encodeGoAway(code, err.message));
+    this.writeFrame(encodeGoAway(code, reason));
     this.link.end();
+    // The partner may never read it: close for good after a second.
     const timer = this.clock.setTimer(1000, () => this.link.destroy());
     this.link.once('close', () => timer.cancel());
-    this.terminate(err, err.message, false);
+    this.terminate(error, reason, false);
   }
 
   /** Closes the link at once, without a goodbye. */
@@ -352,7 +306,13 @@ export class Session implements StreamOwner {
     if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
     const port = parseOpenPort(frame.payload);
     this.lastPeerStreamId = id;
-    this.takeOpenToken();
+    if (!this.openRate.take(this.clock.now())) {
+      throw new ProtocolError(
+        GoAwayCode.LIMIT_EXCEEDED,
+        `partner opened streams faster than ${this.settings.maxOpenRate} per second`,
+        ErrorCodes.LIMIT,
+      );
+    }
     if (this.peerOpenStreams >= this.settings.maxStreams) {
       throw new ProtocolError(
         GoAwayCode.LIMIT_EXCEEDED,
@@ -367,28 +327,9 @@ export class Session implements StreamOwner {
     if (stream.state === 'opening' && !stream.hasSink) stream.reset(ResetCode.INTERNAL, 'no handler for the stream');
   }
 
-  private takeOpenToken(): void {
-    const now = this.clock.now();
-    const rate = this.settings.maxOpenRate;
-    this.openTokens = Math.min(rate, this.openTokens + ((now - this.openRefilledAt) * rate) / 1000);
-    this.openRefilledAt = now;
-    if (this.openTokens < 1) {
-      throw new ProtocolError(GoAwayCode.LIMIT_EXCEEDED, `partner opened streams faster than ${rate} per second`, ErrorCodes.LIMIT);
-    }
-    this.openTokens -= 1;
-  }
-
   private handlePing(frame: Frame): void {
-    if ((frame.flags & Flag.ACK) === 0) {
-      this.writeFrame(encodePing(Flag.ACK, frame.payload));
-      return;
-    }
-    const key = frame.payload.toString('hex');
-    const resolve = this.pings.get(key);
-    if (resolve === undefined) return; // late answer to a ping that timed out
-    this.pings.delete(key);
-    const now = this.clock.now();
-    resolve(now);
+    if ((frame.flags & Flag.ACK) === 0) this.writeFrame(encodePing(Flag.ACK, frame.payload));
+    else this.pings.answered(frame.payload);
   }
 
   /** Records a measured round trip (from the heartbeat's pings). */
@@ -442,7 +383,6 @@ export class Session implements StreamOwner {
     this.link.off('error', this.onLinkError);
     this.link.on('error', ignore);
     this.sendQueue.clear();
-    for (const resolve of this.pings.values()) resolve(null);
     this.pings.clear();
     const streams = [...this.streams.values()];
     for (const stream of streams) stream.abort(ResetCode.SHUTDOWN, `link lost: ${reason}`);
