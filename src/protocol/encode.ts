@@ -71,9 +71,10 @@ export function encodeGoAway(code: number, reason: string): Buffer {
   return codeAndReason(FrameType.GOAWAY, 0, 0, code, reason);
 }
 
-/** `opaque` must be 8 bytes. */
+/** `opaque` is 8 bytes; a shorter one is padded with zeros, never with stale memory. */
 export function encodePing(flags: number, opaque: Buffer): Buffer {
   const buf = header(FrameType.PING, flags, 0, 8, 8);
+  buf.fill(0, HEADER_LENGTH);
   opaque.copy(buf, HEADER_LENGTH, 0, 8);
   return buf;
 }
