@@ -5,7 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
-import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, type ErrorCode } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
 import {
   encodeAccept,
@@ -22,21 +22,16 @@ import { Fifo } from './fifo.js';
 import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
 import { Stream, type StreamOwner } from './stream.js';
-import type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
+import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
 
 export type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
+
+/** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
+const IDLE_WINDOW_MS = 1000;
 
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
 
-const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze({
-  [GoAwayCode.PARTNER_BUSY]: ErrorCodes.PARTNER_BUSY,
-  [GoAwayCode.PROTOCOL_ERROR]: ErrorCodes.PROTOCOL,
-  [GoAwayCode.LIMIT_EXCEEDED]: ErrorCodes.LIMIT,
-  [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
-  [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
-  [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
-});
 
 export class Session implements StreamOwner {
   readonly maxSendFrame: number;
@@ -192,10 +187,19 @@ export class Session implements StreamOwner {
   }
 
   growWindow(wanted: number): number {
+    if (this.grownWindows + wanted > this.settings.receiveBudget) this.reclaimIdleWindows();
     const room = this.settings.receiveBudget - this.grownWindows;
     const granted = wanted < room ? wanted : room > 0 ? room : 0;
     this.grownWindows += granted;
     return granted;
+  }
+
+  /** Takes grown windows back from streams that received nothing for a while. */
+  private reclaimIdleWindows(): void {
+    const idleBefore = this.clock.now() - IDLE_WINDOW_MS;
+    for (const stream of this.streams.values()) {
+      if (stream.grownBy > 0 && stream.lastActiveAt < idleBefore) this.grownWindows -= stream.shrinkWindow();
+    }
   }
 
   releaseBuffered(bytes: number): void {

@@ -305,6 +305,22 @@ export class Stream {
   get grownBy(): number {
     return this.window - this.initialWindow;
   }
+
+  /** Clock time of the last WINDOW this stream sent (its last sign of receiving). */
+  get lastActiveAt(): number {
+    return this.lastUpdateAt;
+  }
+
+  /**
+   * An idle stream gives its grown window back to the session's budget. What
+   * was advertised stays valid (limits never decrease); the window grows again
+   * if the stream becomes the bottleneck. Returns the bytes given back.
+   */
+  shrinkWindow(): number {
+    const given = this.window - this.initialWindow;
+    this.window = this.initialWindow;
+    return given;
+  }
 }
 
 const EMPTY = Buffer.alloc(0);

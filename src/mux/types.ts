@@ -1,5 +1,6 @@
 /** The session's settings, what the partner announced, and the hooks its owner gives it. */
-import type { TcpipeError } from '../errors.js';
+import { ErrorCodes, type ErrorCode, type TcpipeError } from '../errors.js';
+import { GoAwayCode } from '../protocol/constants.js';
 import type { Stream } from './stream.js';
 
 export interface MuxSettings {
@@ -36,3 +37,13 @@ export interface SessionHooks {
   onStreamFinished?(stream: Stream): void;
   onEnd(end: SessionEnd): void;
 }
+
+/** The error a GOAWAY code from the partner becomes on this side. */
+export const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  [GoAwayCode.PARTNER_BUSY]: ErrorCodes.PARTNER_BUSY,
+  [GoAwayCode.PROTOCOL_ERROR]: ErrorCodes.PROTOCOL,
+  [GoAwayCode.LIMIT_EXCEEDED]: ErrorCodes.LIMIT,
+  [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
+  [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
+  [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
+});
