@@ -263,3 +263,50 @@ test('the entry side holds a FIN until ACCEPT, and sends data within the window 
     h.close();
   }
 });
+
+/** Feeds stream 1 as fast as the windows allow, for `total` bytes; returns the window values announced. */
+async function feed(h: Harness, total: number): Promise<number[]> {
+  h.raw.write(encodeOpen(1, 0, 40000));
+  const piece = Buffer.alloc(16 * 1024, 3);
+  let sent = 0;
+  let limit = 64 * 1024;
+  const windows: number[] = [];
+  let seen = 0;
+  while (sent < total) {
+    while (sent < limit && sent < total) {
+      h.raw.write(Buffer.concat([encodeDataHeader(1, 0, piece.length), piece]));
+      sent += piece.length;
+    }
+    if (sent >= total) break;
+    const index = seen;
+    const update = await h.nextFrame((f) => f.type === FrameType.WINDOW && h.frames.filter((g) => g.type === FrameType.WINDOW).indexOf(f) >= index);
+    seen = h.frames.filter((g) => g.type === FrameType.WINDOW).indexOf(update) + 1;
+    const { consumed, window } = parseWindow(update.payload);
+    windows.push(window);
+    limit = consumed + window;
+  }
+  return windows;
+}
+
+test('a stream that consumes its window within two round trips has it doubled, up to the maximum', async () => {
+  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 512 * 1024, receiveBudget: 64 * 1024 * 1024 });
+  try {
+    const windows = await feed(h, 4 * 1024 * 1024);
+    assert.ok(windows.length > 0);
+    assert.ok(windows.some((w) => w > 64 * 1024), `the window grew: ${windows.join(',')}`);
+    assert.ok(windows.every((w) => w <= 512 * 1024), 'never beyond the maximum');
+    assert.equal(windows.at(-1), 512 * 1024, `reached the maximum: ${windows.join(',')}`);
+  } finally {
+    h.close();
+  }
+});
+
+test('window growth stops at the session budget', async () => {
+  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 16 * 1024 * 1024, receiveBudget: 64 * 1024 });
+  try {
+    const windows = await feed(h, 2 * 1024 * 1024);
+    assert.ok(windows.every((w) => w <= 128 * 1024), `initial 64 KiB + budget 64 KiB at most: ${windows.join(',')}`);
+  } finally {
+    h.close();
+  }
+});
