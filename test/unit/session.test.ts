@@ -12,7 +12,10 @@ import { FrameDecoder, parseCodeAndReason, parseWindow } from '../../src/protoco
 import { encodeAccept, encodeDataHeader, encodeOpen, encodePing, encodeReset } from '../../src/protocol/encode.js';
 import { Flag, FrameType, GoAwayCode } from '../../src/protocol/constants.js';
 import type { Frame } from '../../src/protocol/frame.js';
-import { systemClock } from '../../src/clock.js';
+import { systemClock, type Clock } from '../../src/clock.js';
+
+/** Time stands still: every WINDOW is sent 'within two round trips', so growth never depends on machine load. */
+const frozenClock: Clock = { now: () => 0, setTimer: (ms, cb) => systemClock.setTimer(ms, cb) };
 
 const SETTINGS: MuxSettings = {
   initialWindow: 64 * 1024,
@@ -34,7 +37,7 @@ interface Harness {
 }
 
 /** A session on one end of a loopback connection; the test drives the other end by hand. */
-async function harness(settings: Partial<MuxSettings> = {}, onRequest?: (s: Stream) => void): Promise<Harness> {
+async function harness(settings: Partial<MuxSettings> = {}, onRequest?: (s: Stream) => void, clock: Clock = systemClock): Promise<Harness> {
   const server = net.createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -78,7 +81,7 @@ async function harness(settings: Partial<MuxSettings> = {}, onRequest?: (s: Stre
       },
       onEnd: (e) => resolveEnd(e),
     },
-    systemClock,
+    clock,
   );
   session.start();
   return {
@@ -289,7 +292,7 @@ async function feed(h: Harness, total: number): Promise<number[]> {
 }
 
 test('a stream that consumes its window within two round trips has it doubled, up to the maximum', async () => {
-  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 512 * 1024, receiveBudget: 64 * 1024 * 1024 });
+  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 512 * 1024, receiveBudget: 64 * 1024 * 1024 }, undefined, frozenClock);
   try {
     const windows = await feed(h, 4 * 1024 * 1024);
     assert.ok(windows.length > 0);
@@ -302,10 +305,11 @@ test('a stream that consumes its window within two round trips has it doubled, u
 });
 
 test('window growth stops at the session budget', async () => {
-  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 16 * 1024 * 1024, receiveBudget: 64 * 1024 });
+  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 16 * 1024 * 1024, receiveBudget: 64 * 1024 }, undefined, frozenClock);
   try {
     const windows = await feed(h, 2 * 1024 * 1024);
     assert.ok(windows.every((w) => w <= 128 * 1024), `initial 64 KiB + budget 64 KiB at most: ${windows.join(',')}`);
+    assert.equal(windows.at(-1), 128 * 1024, `it did grow as far as the budget allows: ${windows.join(',')}`);
   } finally {
     h.close();
   }
