@@ -135,7 +135,8 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
       if (values.client !== undefined || values.server !== undefined) throw new UsageError('demo takes no -c or -s: it runs both ends itself');
       return { kind: 'demo', verbosity };
     }
-    throw new UsageError(`unexpected argument '${first ?? ''}'`);
+    const known = first === 'demo' || first === 'keygen' || first === 'status';
+    throw new UsageError(`unexpected argument '${(known ? rest[0] : first) ?? ''}'`);
   }
 
   if (values.client === undefined && values.server === undefined) throw new UsageError('a mode is required: -c <host>:<port> or -s <port>');
@@ -271,12 +272,18 @@ export function parsePort(text: string, what: string): number {
 
 /** `host:port`, `[v6]:port`. */
 export function parseHostPort(text: string, what: string): { host: string; port: number } {
-  const v6 = /^\[([^\]]+)\]:(.*)$/.exec(text);
-  if (v6 !== null) {
-    const host = v6[1] ?? '';
+  if (text.startsWith('[')) {
+    const v6 = /^\[([^\]]*)\](.*)$/.exec(text);
+    const host = v6?.[1] ?? '';
+    const rest = v6?.[2] ?? '';
+    if (v6 !== null && host === '') throw new UsageError(`${what}: '[]' is not a host name or address`);
+    if (v6 === null || !rest.startsWith(':') || rest === ':') {
+      throw new UsageError(`${what}: '${text}' needs a port, as [${host || '<address>'}]:<port>`);
+    }
     validateHost(host, what);
-    return { host, port: parsePort(v6[2] ?? '', what) };
+    return { host, port: parsePort(rest.slice(1), what) };
   }
+  if (isIP(text) === 6) throw new UsageError(`${what}: '${text}' needs a port; write it as [${text}]:<port>`);
   const colon = text.lastIndexOf(':');
   if (colon < 0) throw new UsageError(`${what}: '${text}' needs a port, as <host>:<port>`);
   const host = text.slice(0, colon);
@@ -290,13 +297,12 @@ export function parseHostPort(text: string, what: string): { host: string; port:
 export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
   if (!given) return [];
   const specs: ListenSpec[] = [];
-  const seen = new Set<string>();
   for (const item of text.split(',')) {
     if (item === '') throw new UsageError(`${what}: empty entry in '${text}'`);
     const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
-    const key = `${spec.host ?? '*'}|${spec.port}`;
-    if (seen.has(key)) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
-    seen.add(key);
+    // Two listeners clash on one port when either takes every address, or both take the same one.
+    const clash = specs.some((o) => o.port === spec.port && (o.host === undefined || spec.host === undefined || o.host === spec.host));
+    if (clash) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
     specs.push(spec);
   }
   return specs;

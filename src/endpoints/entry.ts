@@ -76,7 +76,10 @@ export class EntryPorts {
   private createServer(spec: ListenSpec): net.Server {
     const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
     server.on('connection', (socket) => this.handleConnection(socket, spec));
-    server.on('error', (err) => this.logger.error('listen_error', `port ${spec.port}: ${errorMessage(err)}`, { port: spec.port }));
+    // Errors while binding are reported by bind(); this one is for a listener that was up.
+    server.on('error', (err) => {
+      if (server.listening) this.logger.error('listen_error', `port ${spec.port}: ${errorMessage(err)}`, { port: spec.port });
+    });
     return server;
   }
 

@@ -63,7 +63,10 @@ export class LinkServer {
     this.penalty = new PenaltyBox(clock);
     this.wsAcceptor = new WsAcceptor(options.wsPath);
     this.server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (socket) => this.handleConnection(socket));
-    this.server.on('error', (err) => this.logger.error('link_listen_error', `link listener error: ${errorMessage(err)}`));
+    // Errors while binding are reported by listen(); this one is for a listener that was up.
+    this.server.on('error', (err) => {
+      if (this.server.listening) this.logger.error('link_listen_error', `link listener error: ${errorMessage(err)}`);
+    });
   }
 
   listen(): Promise<net.AddressInfo> {
