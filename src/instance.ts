@@ -435,6 +435,16 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       return;
     }
     this.pipes.delete(pipe);
+    if (side === 'entry' && !pipe.accepted && pipe.closeCode >= 0 && pipe.closeCode !== ResetCode.SHUTDOWN) {
+      // The partner refused the stream (or could not reach its target): say so here too.
+      this.logger.warn('stream_refused', `connection from ${peer} on port ${stream.port} refused by the partner: ${reason}`, {
+        port: stream.port,
+        stream: stream.id,
+        peer,
+        reason,
+      });
+      this.emit('refused', { port: stream.port, peer, reason, kind: KIND_BY_RESET[pipe.closeCode] ?? 'other' });
+    }
     const durationMs = this.clock.now() - stream.openedAt;
     const info: StreamCloseInfo = {
       id: stream.id,

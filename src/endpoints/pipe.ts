@@ -82,7 +82,12 @@ export class StreamPipe implements StreamSink {
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }
 
-  onAccept(): void {}
+  /** Entry side: the exit side reached its target (a refusal comes as a reset before this). */
+  accepted = false;
+
+  onAccept(): void {
+    this.accepted = true;
+  }
 
   onWritable(): void {
     if (!this.socket.destroyed) this.socket.resume();
