@@ -1,0 +1,494 @@
+/**
+ * The fault suite's kit: a four-host chain of network namespaces, the tcpipe
+ * CLI run inside them (with test/faults/probe.ts preloaded and its own file
+ * descriptor limit), agents (test/faults/agent.ts) that play users, targets
+ * and a fake partner, and readings of a process's descriptors and memory.
+ *
+ *   users 10.231.1.1 <-> 10.231.1.2 srv 10.231.2.1 <-> 10.231.2.2 cli 10.231.3.1 <-> 10.231.3.2 targets
+ *
+ * No host forwards: users reach targets only through the pair. `srv` runs
+ * `tcpipe -s LINK_PORT -p ... -t <users>` and `cli` runs
+ * `tcpipe -c srv:LINK_PORT -t <targets> [-p ...]`, so a connection from
+ * users to srv:P reaches targets:P, and one from targets to cli:P reaches
+ * users:P. Ephemeral ports are 32768..60999 (fixed ports stay below) and
+ * TIME_WAIT sockets are reused, so tens of thousands of short connections fit.
+ *
+ * Every wait is bounded; nothing sleeps to wait for a state.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import type { TestContext } from 'node:test';
+import { StringDecoder } from 'node:string_decoder';
+import { createTopology, netnsAvailable, type Availability, type Topology } from '../helpers/netns.js';
+
+export const NODE = process.execPath;
+export const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
+export const AGENT = fileURLToPath(new URL('./agent.js', import.meta.url));
+export const PROBE = new URL('./probe.js', import.meta.url).href;
+
+export const HOSTS = ['users', 'srv', 'cli', 'targets'] as const;
+export type Host = (typeof HOSTS)[number];
+
+export const LINK_PORT = 30000;
+export const MiB = 1024 * 1024;
+export const KiB = 1024;
+
+let availability: Promise<Availability> | null = null;
+
+/** Root, `ip netns` and iptables inside a namespace; cached. */
+export function faultsAvailable(): Promise<Availability> {
+  availability ??= netnsAvailable({ need: ['iptables'] });
+  return availability;
+}
+
+export function skipReason(a: Availability): string | false {
+  return a.ok ? false : `fault injection needs network namespaces and iptables as root: ${a.reason}`;
+}
+
+/**
+ * Wraps argv so that it runs with `ulimit -n nofile`, or with the hard limit
+ * when that is lower and cannot be raised (no CAP_SYS_RESOURCE): see
+ * `hardNofile()`.
+ */
+export function withUlimit(nofile: number, argv: readonly string[]): [string, string[]] {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined) throw new Error('withUlimit: empty argv');
+  const n = String(Math.floor(nofile));
+  return ['bash', ['-c', `ulimit -n ${n} 2>/dev/null || ulimit -n "$(ulimit -Hn)" || exit 111; exec "$0" "$@"`, cmd, ...rest]];
+}
+
+let hardLimit: number | null = null;
+
+/** The hard limit on open files children can get (`ulimit -Hn`, unless it can be raised). */
+export function hardNofile(): number {
+  if (hardLimit !== null) return hardLimit;
+  const r = spawnSync('bash', ['-c', 'ulimit -n 1048576 2>/dev/null; ulimit -Hn'], { encoding: 'utf8' });
+  const n = Number(r.stdout.trim());
+  hardLimit = r.stdout.trim() === 'unlimited' ? 1048576 : Number.isFinite(n) && n > 0 ? n : 1024;
+  return hardLimit;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------
+// The chain
+// ---------------------------------------------------------------------------
+
+export interface Chain {
+  readonly topo: Topology<Host>;
+  /** srv's address as users see it (users dial srv:P). */
+  readonly srvForUsers: string;
+  /** srv's address as cli sees it (the link). */
+  readonly srvForCli: string;
+  /** cli's address as targets see it (targets dial cli:P in the reverse direction). */
+  readonly cliForTargets: string;
+  /** The users host as srv sees it (srv's -t). */
+  readonly usersForSrv: string;
+  /** The targets host as cli sees it (cli's -t). */
+  readonly targetsForCli: string;
+}
+
+export async function createChain(t: TestContext): Promise<Chain> {
+  const topo = await createTopology({ hosts: HOSTS, forwarding: false, portRange: [32768, 60999] });
+  t.after(() => topo.destroy());
+  for (const h of HOSTS) await topo.execOk(h, 'sysctl', ['-q', '-w', 'net.ipv4.tcp_tw_reuse=1']);
+  return {
+    topo,
+    srvForUsers: topo.addr('srv', 'users'),
+    srvForCli: topo.addr('srv', 'cli'),
+    cliForTargets: topo.addr('cli', 'targets'),
+    usersForSrv: topo.addr('users', 'srv'),
+    targetsForCli: topo.addr('targets', 'cli'),
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Output lines
+// ---------------------------------------------------------------------------
+
+class Lines {
+  readonly lines: string[] = [];
+  private readonly listeners = new Set<(line: string, index: number) => void>();
+  private exited = false;
+  private readonly exitListeners = new Set<() => void>();
+
+  constructor(child: ChildProcess, onLine?: (line: string) => void) {
+    for (const stream of [child.stdout, child.stderr]) {
+      if (stream === null) continue;
+      const decoder = new StringDecoder('utf8');
+      let partial = '';
+      const push = (text: string): void => {
+        const parts = (partial + text).split('\n');
+        partial = parts.pop() ?? '';
+        for (const line of parts) {
+          const index = this.lines.push(line) - 1;
+          onLine?.(line);
+          for (const l of [...this.listeners]) l(line, index);
+        }
+      };
+      stream.on('data', (chunk: Buffer) => push(decoder.write(chunk)));
+      stream.on('end', () => push(decoder.end() + '\n'));
+    }
+    child.once('close', () => {
+      this.exited = true;
+      for (const l of [...this.exitListeners]) l();
+    });
+  }
+
+  get length(): number {
+    return this.lines.length;
+  }
+
+  /** The first line at index >= from matching `regex`, within `ms`. */
+  waitFor(regex: RegExp, ms: number, from: number, what: string): Promise<string> {
+    const test = (line: string): boolean => {
+      regex.lastIndex = 0;
+      return regex.test(line);
+    };
+    for (let i = from; i < this.lines.length; i++) {
+      const line = this.lines[i];
+      if (line !== undefined && test(line)) return Promise.resolve(line);
+    }
+    return new Promise((resolve, reject) => {
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        this.listeners.delete(onLine);
+        this.exitListeners.delete(onExit);
+      };
+      const onLine = (line: string, index: number): void => {
+        if (index < from || !test(line)) return;
+        cleanup();
+        resolve(line);
+      };
+      const tail = (): string => this.lines.slice(-40).join('\n');
+      const onExit = (): void => {
+        cleanup();
+        reject(new Error(`${what} exited without a line matching ${String(regex)}; last output:\n${tail()}`));
+      };
+      const timer = setTimeout(() => {
+        cleanup();
+        reject(new Error(`timed out after ${ms} ms waiting for ${what} to print a line matching ${String(regex)}; last output:\n${tail()}`));
+      }, ms);
+      this.listeners.add(onLine);
+      this.exitListeners.add(onExit);
+      if (this.exited) onExit();
+    });
+  }
+
+  since(from: number): string[] {
+    return this.lines.slice(from);
+  }
+}
+
+/** Wall-clock time (ms) of a tcpipe text log line, from its ISO timestamp. */
+export function lineTime(line: string): number {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) /.exec(line);
+  if (m?.[1] === undefined) throw new Error(`no timestamp in log line: ${line}`);
+  return Date.parse(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+// Process readings
+// ---------------------------------------------------------------------------
+
+export interface ProcStats {
+  readonly fds: number;
+  readonly rss: number;
+}
+
+/** Open descriptors and resident memory of `pid`, from /proc. */
+export function procStats(pid: number): ProcStats {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  return { fds: readdirSync(`/proc/${pid}/fd`).length, rss: Number(m?.[1] ?? NaN) * 1024 };
+}
+
+export interface Probe {
+  readonly seq: number;
+  readonly timers: number;
+  readonly intervals: number;
+  readonly handles: Readonly<Record<string, number>>;
+  readonly heapUsed: number;
+  readonly arrayBuffers: number;
+  readonly rss: number;
+  readonly fds: number;
+}
+
+// ---------------------------------------------------------------------------
+// tcpipe
+// ---------------------------------------------------------------------------
+
+export interface TcpipeProc {
+  readonly name: string;
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Index of the next output line (for waits on what comes after now). */
+  mark(): number;
+  /** The first output line at or after `from` (default 0) matching `regex`, within `ms`. */
+  waitFor(regex: RegExp, ms: number, from?: number): Promise<string>;
+  since(from: number): string[];
+  output(): string;
+  stats(): ProcStats;
+  /** Asks the preloaded probe for its counts (after a full GC), within `ms`. */
+  probe(ms?: number): Promise<Probe>;
+  alive(): boolean;
+}
+
+export interface TcpipeOptions {
+  /** `ulimit -n` of the process (default 65536). */
+  readonly nofile?: number;
+  /** Wait for the start-up line (default true). */
+  readonly waitStarted?: boolean;
+}
+
+/** Runs the tcpipe CLI inside `host`; killed (SIGKILL) by t.after and by the topology's destroy. */
+export async function startTcpipe(
+  t: TestContext,
+  topo: Topology<Host>,
+  host: Host,
+  name: string,
+  args: readonly string[],
+  options: TcpipeOptions = {},
+): Promise<TcpipeProc> {
+  const env = { ...process.env };
+  delete env.TCPIPE_SECRET;
+  delete env.HTTPS_PROXY;
+  delete env.HTTP_PROXY;
+  delete env.ALL_PROXY;
+  delete env.NODE_OPTIONS;
+  const [cmd, argv] = withUlimit(options.nofile ?? 65536, [NODE, '--expose-gc', '--import', PROBE, MAIN, ...args]);
+  const child = topo.spawn(host, cmd, argv, { env });
+  const pid = child.pid;
+  if (pid === undefined) throw new Error(`cannot start tcpipe ${name}`);
+  const lines = new Lines(child, process.env.TCPIPE_TEST_LOG === '1' ? (l) => process.stderr.write(`[${name}] ${l}\n`) : undefined);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+  });
+  let probeSeq = 0;
+  const proc: TcpipeProc = {
+    name,
+    child,
+    pid,
+    exited,
+    mark: () => lines.length,
+    waitFor: (regex, ms, from = 0) => lines.waitFor(regex, ms, from, `tcpipe ${name}`),
+    since: (from) => lines.since(from),
+    output: () => lines.lines.join('\n'),
+    stats: () => procStats(pid),
+    alive: () => child.exitCode === null && child.signalCode === null,
+    probe: async (ms = 5000) => {
+      const from = lines.length;
+      const want = ++probeSeq;
+      process.kill(pid, 'SIGUSR2');
+      const line = await lines.waitFor(new RegExp(`^FAULTS-PROBE \\{"seq":${want},`), ms, from, `tcpipe ${name} (probe)`);
+      return JSON.parse(line.slice('FAULTS-PROBE '.length)) as Probe;
+    },
+  };
+  if (options.waitStarted ?? true) await proc.waitFor(/ tcpipe \S+ (server|client): /, 10_000);
+  return proc;
+}
+
+export const LINK_UP = /INFO .*link up with /;
+export const LINK_DOWN = /INFO .*link down with /;
+
+/** Starts srv (server) then cli (client) and waits until both report the link up. */
+export async function startPair(
+  t: TestContext,
+  chain: Chain,
+  options: { serverArgs?: readonly string[]; clientArgs?: readonly string[]; serverNofile?: number; clientNofile?: number } = {},
+): Promise<{ server: TcpipeProc; client: TcpipeProc }> {
+  const server = await startTcpipe(t, chain.topo, 'srv', 'server', ['-s', String(LINK_PORT), '-t', chain.usersForSrv, ...(options.serverArgs ?? [])], {
+    ...(options.serverNofile !== undefined ? { nofile: options.serverNofile } : {}),
+  });
+  const client = await startClient(t, chain, options.clientArgs ?? [], options.clientNofile);
+  await Promise.all([server.waitFor(LINK_UP, 10_000), client.waitFor(LINK_UP, 10_000)]);
+  return { server, client };
+}
+
+export function startClient(t: TestContext, chain: Chain, extra: readonly string[], nofile?: number, waitStarted = true): Promise<TcpipeProc> {
+  return startTcpipe(t, chain.topo, 'cli', 'client', ['-c', `${chain.srvForCli}:${LINK_PORT}`, '-t', chain.targetsForCli, ...extra], {
+    ...(nofile !== undefined ? { nofile } : {}),
+    waitStarted,
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Agents
+// ---------------------------------------------------------------------------
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+export interface Agent {
+  readonly host: Host;
+  readonly pid: number;
+  call<T>(op: string, args: Record<string, Json>, timeoutMs: number): Promise<T>;
+}
+
+export interface LoadSummary {
+  started: number;
+  finished: number;
+  ready: number;
+  open: number;
+  sent: number;
+  accepted: number;
+  recv: number;
+  bad: number;
+  clean: number;
+  errors: Record<string, number>;
+  elapsedMs: number;
+  records?: UserRecord[];
+}
+
+export interface UserRecord {
+  key: number;
+  size: number;
+  replySize: number;
+  flags: number;
+  userReset: boolean;
+  sent: number;
+  accepted: number;
+  recv: number;
+  bad: number;
+  sawEnd: boolean;
+  err: string | null;
+  connected: boolean;
+  didReset: boolean;
+  connectMs: number;
+  readyMs: number;
+  ms: number;
+}
+
+export interface TargetRecord {
+  key: number;
+  recv: number;
+  bad: number;
+  sent: number;
+  replySize: number;
+  flags: number;
+  resetAt: number;
+  sawEnd: boolean;
+  err: string | null;
+  didReset: boolean;
+  closed: boolean;
+}
+
+export interface TargetStats {
+  accepted: number;
+  open: number;
+  recvBytes: number;
+  streams: number;
+  bad: number;
+  records?: TargetRecord[];
+}
+
+export interface PingStats {
+  n: number;
+  error: string | null;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface ConnectFate {
+  connected: boolean;
+  closed: boolean;
+  err: string | null;
+  sawEnd: boolean;
+  recv: number;
+  ms: number;
+}
+
+/** Starts an agent in `host` (with `ulimit -n nofile`); stopped by t.after. */
+export async function startAgent(t: TestContext, topo: Topology<Host>, host: Host, nofile = 200_000): Promise<Agent> {
+  const [cmd, argv] = withUlimit(nofile, [NODE, AGENT]);
+  const child = topo.spawn(host, cmd, argv);
+  const pending = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>();
+  let nextId = 1;
+  let exited = false;
+  const diagnostics: string[] = [];
+  const ready = new Promise<number>((resolve, reject) => {
+    pending.set(0, { resolve: (v) => resolve(typeof v === 'object' && v !== null && !Array.isArray(v) ? Number(v.pid) : -1), reject });
+  });
+  new Lines(child, (line) => {
+    if (!line.startsWith('@@ ')) {
+      if (line.trim() !== '') diagnostics.push(line);
+      if (diagnostics.length > 50) diagnostics.shift();
+      return;
+    }
+    const msg = JSON.parse(line.slice(3)) as { id: number; ok: boolean; result?: Json; error?: string };
+    const p = pending.get(msg.id);
+    if (p === undefined) return;
+    pending.delete(msg.id);
+    if (msg.ok) p.resolve(msg.result ?? null);
+    else p.reject(new Error(`agent on ${host}: ${msg.error ?? 'failed'}`));
+  });
+  child.once('exit', (code, signal) => {
+    exited = true;
+    for (const p of pending.values()) {
+      p.reject(new Error(`agent on ${host} exited (${String(code)}, ${String(signal)}): ${diagnostics.join('\n')}`));
+    }
+    pending.clear();
+  });
+  t.after(() => {
+    child.stdin?.end();
+    if (!exited) child.kill('SIGKILL');
+  });
+  const pid = await withDeadline(ready, 10_000, `agent on ${host} to start`);
+  return {
+    host,
+    pid,
+    call: <T>(op: string, args: Record<string, Json>, timeoutMs: number): Promise<T> => {
+      if (exited) return Promise.reject(new Error(`agent on ${host} has exited: ${diagnostics.join('\n')}`));
+      const id = nextId++;
+      const answer = new Promise<Json>((resolve, reject) => pending.set(id, { resolve, reject }));
+      child.stdin?.write(JSON.stringify({ id, op, args }) + '\n');
+      return withDeadline(answer, timeoutMs, `agent on ${host}: ${op}`).then((v) => v as unknown as T);
+    },
+  };
+}
+
+/** Rejects with `what` if `promise` does not settle within `ms`. */
+export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Polls `read` every `intervalMs` until `done(value)` holds; rejects after
+ * `ms` with the last value. For states only a reading can show (a process's
+ * descriptor count, say).
+ */
+export async function pollUntil<T>(read: () => T | Promise<T>, done: (value: T) => boolean, ms: number, what: string, intervalMs = 100): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last = await read();
+  while (!done(last)) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last reading ${JSON.stringify(last)}`);
+    await delay(intervalMs);
+    last = await read();
+  }
+  return last;
+}
+
+export function mib(bytes: number): number {
+  return Math.round((bytes / MiB) * 10) / 10;
+}
+
+/** Blocks new inbound TCP on `host` except from its own loopback (the target host's firewall of scenario 1). */
+export async function firewallNoInbound(topo: Topology<Host>, host: Host): Promise<void> {
+  await topo.iptables(host, ['-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT']);
+  await topo.iptables(host, ['-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT']);
+  await topo.iptables(host, ['-A', 'INPUT', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP']);
+}
