@@ -81,6 +81,8 @@ interface TargetRecord {
   err: string | null;
   didReset: boolean;
   closed: boolean;
+  /** Date.now() at 'close', or -1. */
+  closedAt: number;
 }
 
 interface TargetState {
@@ -114,6 +116,7 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
     err: null,
     didReset: false,
     closed: false,
+    closedAt: -1,
   };
   const maybeEnd = (): void => {
     if (record === null || !replyDone || socket.destroyed) return;
@@ -171,6 +174,7 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
   });
   socket.on('close', () => {
     pending.closed = true;
+    pending.closedAt = Date.now();
   });
 }
 
@@ -296,6 +300,8 @@ export interface UserRecord {
   connectMs: number;
   readyMs: number;
   ms: number;
+  /** Date.now() at 'close', or -1. */
+  closedAt: number;
 }
 
 function runStream(
@@ -323,6 +329,7 @@ function runStream(
     connectMs: -1,
     readyMs: -1,
     ms: -1,
+    closedAt: -1,
   };
   const socket = net.connect({ host, port, allowHalfOpen: true });
   socket.setNoDelay(true);
@@ -371,6 +378,7 @@ function runStream(
     socket.once('close', () => {
       clearTimeout(timer);
       record.ms = performance.now() - started;
+      record.closedAt = Date.now();
       if (record.recv >= plan.replySize && record.err === null) ready();
       resolve(record);
     });

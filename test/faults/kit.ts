@@ -300,32 +300,56 @@ export async function startTcpipe(
 export const LINK_UP = /INFO .*link up with /;
 export const LINK_DOWN = /INFO .*link down with /;
 
+export function serverArgs(chain: Chain, extra: readonly string[] = []): string[] {
+  return ['-s', String(LINK_PORT), '-t', chain.usersForSrv, ...extra];
+}
+
+export function clientArgs(chain: Chain, extra: readonly string[] = []): string[] {
+  return ['-c', `${chain.srvForCli}:${LINK_PORT}`, '-t', chain.targetsForCli, ...extra];
+}
+
+export interface PairOptions {
+  readonly serverArgs?: readonly string[];
+  readonly clientArgs?: readonly string[];
+  readonly serverNofile?: number;
+  readonly clientNofile?: number;
+}
+
+export function startServer(t: TestContext, chain: Chain, extra: readonly string[] = [], nofile?: number): Promise<TcpipeProc> {
+  return startTcpipe(t, chain.topo, 'srv', 'server', serverArgs(chain, extra), nofile !== undefined ? { nofile } : {});
+}
+
+export function startClient(t: TestContext, chain: Chain, extra: readonly string[] = [], nofile?: number): Promise<TcpipeProc> {
+  return startTcpipe(t, chain.topo, 'cli', 'client', clientArgs(chain, extra), nofile !== undefined ? { nofile } : {});
+}
+
 /** Starts srv (server) then cli (client) and waits until both report the link up. */
-export async function startPair(
-  t: TestContext,
-  chain: Chain,
-  options: { serverArgs?: readonly string[]; clientArgs?: readonly string[]; serverNofile?: number; clientNofile?: number } = {},
-): Promise<{ server: TcpipeProc; client: TcpipeProc }> {
-  const server = await startTcpipe(t, chain.topo, 'srv', 'server', ['-s', String(LINK_PORT), '-t', chain.usersForSrv, ...(options.serverArgs ?? [])], {
-    ...(options.serverNofile !== undefined ? { nofile: options.serverNofile } : {}),
-  });
-  const client = await startClient(t, chain, options.clientArgs ?? [], options.clientNofile);
+export async function startPair(t: TestContext, chain: Chain, options: PairOptions = {}): Promise<{ server: TcpipeProc; client: TcpipeProc }> {
+  const server = await startServer(t, chain, options.serverArgs, options.serverNofile);
+  const client = await startClient(t, chain, options.clientArgs, options.clientNofile);
   await Promise.all([server.waitFor(LINK_UP, 10_000), client.waitFor(LINK_UP, 10_000)]);
   return { server, client };
 }
 
-export function startClient(t: TestContext, chain: Chain, extra: readonly string[], nofile?: number, waitStarted = true): Promise<TcpipeProc> {
-  return startTcpipe(t, chain.topo, 'cli', 'client', ['-c', `${chain.srvForCli}:${LINK_PORT}`, '-t', chain.targetsForCli, ...extra], {
-    ...(nofile !== undefined ? { nofile } : {}),
-    waitStarted,
-  });
+/**
+ * The delay (ms) the client announced in its last "retrying in Xs" line after
+ * line `from` and before its next link-up line, or -1 if none.
+ */
+export function lastRetryDelay(client: TcpipeProc, from: number): number {
+  let last = -1;
+  for (const line of client.since(from)) {
+    if (LINK_UP.test(line)) break;
+    const m = /retrying in (\d+(?:\.\d+)?)s/.exec(line);
+    if (m?.[1] !== undefined) last = Number(m[1]) * 1000;
+  }
+  return last;
 }
 
 // ---------------------------------------------------------------------------
 // Agents
 // ---------------------------------------------------------------------------
 
-type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 export interface Agent {
   readonly host: Host;
@@ -365,6 +389,7 @@ export interface UserRecord {
   connectMs: number;
   readyMs: number;
   ms: number;
+  closedAt: number;
 }
 
 export interface TargetRecord {
@@ -379,6 +404,7 @@ export interface TargetRecord {
   err: string | null;
   didReset: boolean;
   closed: boolean;
+  closedAt: number;
 }
 
 export interface TargetStats {
@@ -491,4 +517,74 @@ export async function firewallNoInbound(topo: Topology<Host>, host: Host): Promi
   await topo.iptables(host, ['-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT']);
   await topo.iptables(host, ['-A', 'INPUT', '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT']);
   await topo.iptables(host, ['-A', 'INPUT', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP']);
+}
+
+// ---------------------------------------------------------------------------
+// Flows both ways
+// ---------------------------------------------------------------------------
+
+/** Entry port on srv (users -> targets) and on cli (targets -> users). */
+export const FWD_PORT = 31001;
+export const REV_PORT = 31002;
+
+export interface Flows {
+  readonly users: Agent;
+  readonly targets: Agent;
+}
+
+/** Agents on users and targets, each also a pattern target (targets:31001, users:31002). */
+export async function startFlowAgents(t: TestContext, chain: Chain): Promise<Flows> {
+  const [users, targets] = await Promise.all([startAgent(t, chain.topo, 'users'), startAgent(t, chain.topo, 'targets')]);
+  await Promise.all([
+    targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000),
+    users.call('listen', { port: REV_PORT, mode: 'pattern' }, 5000),
+  ]);
+  return { users, targets };
+}
+
+export const PAIR_BOTH_WAYS = { serverArgs: ['-p', String(FWD_PORT)], clientArgs: ['-p', String(REV_PORT)] } as const;
+
+/** Starts load `id` both ways: users -> srv:31001 (`${id}-fwd`) and targets -> cli:31002 (`${id}-rev`). */
+export async function startLoads(flows: Flows, chain: Chain, id: string, args: Record<string, Json>): Promise<void> {
+  const keyBase = typeof args.keyBase === 'number' ? args.keyBase : 1;
+  await Promise.all([
+    flows.users.call('load-start', { ...args, id: `${id}-fwd`, host: chain.srvForUsers, port: FWD_PORT, keyBase }, 5000),
+    flows.targets.call('load-start', { ...args, id: `${id}-rev`, host: chain.cliForTargets, port: REV_PORT, keyBase: keyBase + 0x1000000 }, 5000),
+  ]);
+}
+
+export interface BothWays<T> {
+  readonly fwd: T;
+  readonly rev: T;
+}
+
+export async function waitLoads(flows: Flows, id: string, timeoutMs: number, extra: Record<string, Json> = {}): Promise<BothWays<LoadSummary>> {
+  const [fwd, rev] = await Promise.all([
+    flows.users.call<LoadSummary>('load-wait', { ...extra, id: `${id}-fwd`, timeoutMs }, timeoutMs + 5000),
+    flows.targets.call<LoadSummary>('load-wait', { ...extra, id: `${id}-rev`, timeoutMs }, timeoutMs + 5000),
+  ]);
+  return { fwd, rev };
+}
+
+export async function loadStats(flows: Flows, id: string): Promise<BothWays<LoadSummary>> {
+  const [fwd, rev] = await Promise.all([
+    flows.users.call<LoadSummary>('load-stats', { id: `${id}-fwd` }, 5000),
+    flows.targets.call<LoadSummary>('load-stats', { id: `${id}-rev` }, 5000),
+  ]);
+  return { fwd, rev };
+}
+
+/** Target-side records: fwd streams end at targets:31001, rev streams at users:31002. */
+export async function targetStats(flows: Flows, extra: Record<string, Json> = {}): Promise<BothWays<TargetStats>> {
+  const [fwd, rev] = await Promise.all([
+    flows.targets.call<TargetStats>('target-stats', { ...extra, port: FWD_PORT }, 10_000),
+    flows.users.call<TargetStats>('target-stats', { ...extra, port: REV_PORT }, 10_000),
+  ]);
+  return { fwd, rev };
+}
+
+export function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 }
