@@ -1,0 +1,161 @@
+/**
+ * The six paths a user connection can take to its target, each started fresh
+ * as separate processes:
+ *
+ *   direct         user ─────────────────────────────────────────▶ 127.0.0.3:P
+ *   socat          user ─▶ socat 127.0.0.2:P ─▶ socat 127.0.0.1:M ─▶ 127.0.0.3:P
+ *   ssh            user ─▶ ssh -L 127.0.0.2:P ═ one ssh connection ═ sshd :M ─▶ 127.0.0.3:P
+ *   node-relay     user ─▶ node 127.0.0.2:P ─▶ node 127.0.0.1:M ─▶ 127.0.0.3:P
+ *   tcpipe         user ─▶ tcpipe -s M -p 127.0.0.2:P ═ link ═ tcpipe -c :M -t 127.0.0.3 ─▶ 127.0.0.3:P
+ *   tcpipe-secret  the same with --secret-file (TLS 1.3 keyed by the secret)
+ *
+ * tcpipe's exit side dials the same port number as the entry port, so the
+ * entry listens on 127.0.0.2 and the target on 127.0.0.3; every path uses the
+ * same addresses so that they differ only by the relay.
+ */
+import net from 'node:net';
+import { join } from 'node:path';
+import type { Endpoint } from './messages.js';
+import { waitForLog, type Child, type ProcessRegistry } from './procs.js';
+import { sshClientArgs, sshdBinary, type SshSetup } from './sshd.js';
+
+export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret'] as const;
+export type PathId = (typeof PATH_IDS)[number];
+
+export const PATH_LABELS: Readonly<Record<PathId, string>> = Object.freeze({
+  direct: 'direct',
+  socat: 'socat ×2',
+  ssh: 'ssh -L',
+  'node-relay': 'Node relay ×2',
+  tcpipe: 'tcpipe',
+  'tcpipe-secret': 'tcpipe+secret',
+});
+
+export const ENTRY_HOST = '127.0.0.2';
+export const TARGET_HOST = '127.0.0.3';
+const INNER_HOST = '127.0.0.1';
+
+export interface PathPorts {
+  /** Entry and target port (the same number, on two addresses). */
+  readonly port: number;
+  /** Between the two relay processes (socat, Node relay, tcpipe link, sshd). */
+  readonly inner: number;
+}
+
+export interface PathEnv {
+  readonly registry: ProcessRegistry;
+  readonly distRoot: string;
+  readonly ssh: SshSetup | null;
+  readonly secretFile: string;
+  /** Extra node flags for the two tcpipe processes (the profiler). */
+  readonly tcpipeNodeFlags: readonly string[];
+}
+
+export interface RunningPath {
+  readonly id: PathId;
+  readonly entry: Endpoint;
+  /** The relay processes (their descendants are counted with them). */
+  readonly relays: readonly Child[];
+  stop(): Promise<void>;
+}
+
+export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Promise<RunningPath> {
+  const { registry } = env;
+  const { port, inner } = ports;
+  const relays: Child[] = [];
+  const running = (entry: Endpoint): RunningPath => ({
+    id,
+    entry,
+    relays,
+    // Entry side first: the exit side then sees its partner leave, as in real life.
+    stop: async () => {
+      for (const child of relays) await registry.stop(child);
+    },
+  });
+  switch (id) {
+    case 'direct':
+      return running({ host: TARGET_HOST, port });
+    case 'socat': {
+      const listen = (host: string, p: number): string => `TCP-LISTEN:${p},bind=${host},fork,reuseaddr,backlog=128`;
+      relays.push(registry.spawn('socat-entry', 'socat', [listen(ENTRY_HOST, port), `TCP:${INNER_HOST}:${inner}`]));
+      relays.push(registry.spawn('socat-exit', 'socat', [listen(INNER_HOST, inner), `TCP:${TARGET_HOST}:${port}`]));
+      return running({ host: ENTRY_HOST, port });
+    }
+    case 'node-relay': {
+      const script = join(env.distRoot, 'bench', 'node-relay.js');
+      relays.push(registry.spawn('node-relay-entry', process.execPath, [script, ENTRY_HOST, String(port), INNER_HOST, String(inner)]));
+      relays.push(registry.spawn('node-relay-exit', process.execPath, [script, INNER_HOST, String(inner), TARGET_HOST, String(port)]));
+      return running({ host: ENTRY_HOST, port });
+    }
+    case 'ssh': {
+      if (env.ssh === null) throw new Error('ssh is not available');
+      // The ssh client (entry) must stop before sshd: sshd leaves running sessions behind.
+      const sshd = registry.spawn('sshd', sshdBinary(), ['-D', '-f', env.ssh.config, '-e']);
+      await waitListening(INNER_HOST, inner, 10_000, () => sshd.proc.exitCode === null);
+      const forward = `${ENTRY_HOST}:${port}:${TARGET_HOST}:${port}`;
+      relays.push(registry.spawn('ssh-client', 'ssh', sshClientArgs(env.ssh, inner, [forward])));
+      relays.push(sshd);
+      return running({ host: ENTRY_HOST, port });
+    }
+    case 'tcpipe':
+    case 'tcpipe-secret': {
+      const cli = join(env.distRoot, 'src', 'cli', 'main.js');
+      const secret = id === 'tcpipe-secret' ? [`--secret-file=${env.secretFile}`] : [];
+      const node = (args: readonly string[]): string[] => [...env.tcpipeNodeFlags, cli, ...args];
+      // The server holds the entry ports (as in the seed's example), the client the target.
+      const server = registry.spawn(`${id}-entry`, process.execPath, node(['-s', String(inner), '-p', `${ENTRY_HOST}:${port}`, ...secret]));
+      relays.push(server);
+      // Dialing before the server listens costs the client a backoff delay: wait for its start-up line.
+      await waitForLog(server, /server: link port/, 5000);
+      relays.push(registry.spawn(`${id}-exit`, process.execPath, node(['-c', `${INNER_HOST}:${inner}`, '-t', TARGET_HOST, ...secret])));
+      return running({ host: ENTRY_HOST, port });
+    }
+  }
+}
+
+/** Polls a TCP listener until it accepts (sshd before its client dials). */
+export async function waitListening(host: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect({ host, port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (!alive()) throw new Error(`nothing listens on ${host}:${port} and its process exited`);
+    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** A random port above 61000 that is free on every given address (tcpipe needs entry == target port). */
+export async function freePort(hosts: readonly (string | undefined)[], taken: Set<number>): Promise<number> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = 61001 + Math.floor(Math.random() * 4500);
+    if (taken.has(port)) continue;
+    let free = true;
+    for (const host of hosts) {
+      if (!(await canBind(host, port))) {
+        free = false;
+        break;
+      }
+    }
+    if (free) {
+      taken.add(port);
+      return port;
+    }
+  }
+  throw new Error('no free port above 61000');
+}
+
+function canBind(host: string | undefined, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(host === undefined ? { port } : { host, port }, () => server.close(() => resolve(true)));
+  });
+}
