@@ -22,7 +22,7 @@ import { Fifo } from './fifo.js';
 import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
 import { Stream, type StreamOwner } from './stream.js';
-import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
+import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionHooks } from './types.js';
 
 export type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
 

@@ -1,0 +1,122 @@
+/** The public API's types: options, events, status. */
+import type { Clock } from './clock.js';
+import type { DEFAULTS } from './config/defaults.js';
+import type { Logger } from './log/logger.js';
+import type { ListenSpec } from './endpoints/entry.js';
+import type { Secret } from './security/secret.js';
+
+export type Limits = {
+  -readonly [K in keyof typeof DEFAULTS]: number;
+};
+
+export interface CommonOptions {
+  /** Ports this instance listens on for user applications (the entry side). */
+  readonly ports?: readonly (number | ListenSpec)[];
+  /** Host this instance connects to when the partner opens a stream (the exit side), on the same port. */
+  readonly target?: string;
+  /** Per-port routes (-t PORT=HOST[:TPORT]): the partner's port P goes to host:port instead. */
+  readonly routes?: readonly RouteSpec[];
+  /** Ports the partner may ask for; default any. */
+  readonly allow?: readonly number[];
+  /** The seed's exact behaviour: one connection at a time per port. */
+  readonly onePerPort?: boolean;
+  /** Link declared dead after this many seconds without an answer. */
+  readonly heartbeatSeconds?: number;
+  /**
+   * The shared secret (see `tcpipe keygen`), or several: the first dials, all
+   * are accepted. With a secret the link is TLS 1.3 with the secret as PSK.
+   */
+  readonly secret?: string | readonly (string | Secret)[];
+  /** Mutual TLS with certificates instead of a secret (PEM contents). */
+  readonly tls?: { readonly cert: Buffer; readonly key: Buffer; readonly ca: Buffer; readonly serverName?: string };
+  readonly limits?: Partial<Limits>;
+  readonly logger?: Logger;
+  readonly clock?: Clock;
+}
+
+export interface RouteSpec {
+  readonly port: number;
+  readonly host: string;
+  /** Default: the same port. */
+  readonly targetPort?: number;
+}
+
+/** What SIGHUP (or `reload`) may change without touching the link. */
+export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow'>;
+
+export interface ServerOptions extends CommonOptions {
+  /** Port the link listens on (0 picks a free one: see `linkAddress`). */
+  readonly port: number;
+  readonly host?: string;
+  /** Link transports accepted on the port (default both: told apart by the first bytes). */
+  readonly transports?: readonly ('tcp' | 'ws')[];
+  /** Path of WebSocket upgrades (default /tcpipe). */
+  readonly wsPath?: string;
+}
+
+export interface ClientOptions extends CommonOptions {
+  /** Server to dial over plain TCP (the seed's -c host:port)... */
+  readonly host?: string;
+  readonly port?: number;
+  /** ...or a WebSocket URL: ws://host:port/path or wss://host:port/path. */
+  readonly url?: string;
+  /**
+   * Proxy URL (http://[user:pass@]host:port or socks5://...). Undefined: follow
+   * HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY. Null: never use a proxy.
+   */
+  readonly proxy?: string | null;
+  /** Overrides the password in the proxy URL (read from a file or the environment). */
+  readonly proxyPassword?: string;
+  /** CA bundle to verify a wss:// server (default: the system's). */
+  readonly wsCa?: Buffer;
+  /** The environment to read proxy variables from (default process.env). */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface StreamInfo {
+  readonly id: number;
+  readonly port: number;
+  /** 'entry': a user application connected here; 'exit': this side connected to the target. */
+  readonly side: 'entry' | 'exit';
+  readonly peer: string;
+}
+
+export interface StreamCloseInfo extends StreamInfo {
+  readonly durationMs: number;
+  /** Bytes from the partner to the local socket. */
+  readonly bytesIn: number;
+  /** Bytes from the local socket to the partner. */
+  readonly bytesOut: number;
+  /** Empty for a clean close in both directions. */
+  readonly reason: string;
+}
+
+/** Why a connection or stream was refused, as a small fixed set (metric labels). */
+export type RefusalKind = 'no_partner' | 'link_full' | 'not_allowed' | 'target_refused' | 'target_unreachable' | 'limit' | 'other';
+
+export interface RefusedInfo {
+  readonly port: number;
+  readonly peer: string;
+  readonly reason: string;
+  readonly kind: RefusalKind;
+}
+
+export interface TcpipeStatus {
+  readonly role: 'server' | 'client';
+  readonly link: { readonly peer: string; readonly upSince: number; readonly rttMs: number; readonly bytesIn: number; readonly bytesOut: number } | null;
+  /** Links established since start. */
+  readonly linksUp: number;
+  readonly streamsTotal: number;
+  /** DATA bytes received from / sent to partners since start. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly streams: readonly (StreamInfo & { readonly ageMs: number; readonly bytesIn: number; readonly bytesOut: number })[];
+}
+
+export interface TcpipeEvents {
+  'link-up': [{ peer: string }];
+  'link-down': [{ peer: string; reason: string }];
+  'stream-open': [StreamInfo];
+  'stream-close': [StreamCloseInfo];
+  refused: [RefusedInfo];
+}
