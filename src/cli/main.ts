@@ -12,7 +12,7 @@ import { parseCommandLine, type RunCommand } from './args.js';
 import { HELP_TEXT, USAGE } from './help.js';
 import { runDemo } from './demo.js';
 import { fetchStatus, renderStatus } from './status.js';
-import { startMetricsServer, type MetricsServer } from '../metrics/metrics.js';
+import type { MetricsServer } from '../metrics/metrics.js';
 import { readFileSync } from 'node:fs';
 import { SECRET_ENV, generateSecret, loadSecrets } from '../security/secret.js';
 import type { ClientOptions, CommonOptions } from '../instance.js';
@@ -189,6 +189,8 @@ async function run(command: RunCommand): Promise<number> {
   let metrics: MetricsServer | null = null;
   if (command.metrics !== undefined) {
     try {
+      // prom-client is loaded only when metrics are asked for.
+      const { startMetricsServer } = await import('../metrics/metrics.js');
       metrics = await startMetricsServer(instance, command.metrics.host, command.metrics.port, logger);
     } catch (err) {
       logger.error('start_failed', `cannot serve metrics on ${command.metrics.host}:${command.metrics.port}: ${errorMessage(err)}`);

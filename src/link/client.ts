@@ -16,7 +16,6 @@ import { secureClient, type LinkSecurity } from './security.js';
 import type { Duplex } from 'node:stream';
 import type net from 'node:net';
 import { describeProxy, dialViaProxy, type ProxySpec } from './proxy.js';
-import { wsConnect } from './websocket.js';
 import type { Session } from '../mux/session.js';
 
 /** Where the client dials: plain TCP (the seed's host:port) or a WebSocket URL. */
@@ -88,6 +87,8 @@ export class LinkClient {
     try {
       let stream: Duplex = socket;
       if (this.options.target.kind === 'ws') {
+        // Loaded only for WebSocket links: `ws` costs memory a plain client does not need.
+        const { wsConnect } = await import('./websocket.js');
         stream = await wsConnect({
           url: this.options.target.url,
           socket,

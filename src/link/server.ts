@@ -13,7 +13,7 @@ import type { Session } from '../mux/session.js';
 import type { Duplex } from 'node:stream';
 import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
 import { PenaltyBox } from './penalty.js';
-import { WsAcceptor } from './websocket.js';
+import type { WsAcceptor } from './websocket.js';
 
 /** Errors already answered with a GOAWAY on the link. */
 const answered = new WeakSet<Error>();
@@ -52,7 +52,8 @@ export class LinkServer {
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
   private readonly penalty: PenaltyBox;
-  private readonly wsAcceptor: WsAcceptor;
+  /** Loaded on the first WebSocket upgrade: `ws` and `http` cost memory a plain server does not need. */
+  private wsAcceptor: Promise<WsAcceptor> | null = null;
 
   constructor(
     private readonly options: LinkServerOptions,
@@ -61,7 +62,6 @@ export class LinkServer {
     private readonly logger: Logger,
   ) {
     this.penalty = new PenaltyBox(clock);
-    this.wsAcceptor = new WsAcceptor(options.wsPath);
     this.server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (socket) => this.handleConnection(socket));
     // Errors while binding are reported by listen(); this one is for a listener that was up.
     this.server.on('error', (err) => {
@@ -163,7 +163,8 @@ export class LinkServer {
     let first = await readFirstByte(socket);
     if (first === HTTP_GET_BYTE) {
       if (!transports.has('ws')) throw new TcpipeError(ErrorCodes.HANDSHAKE, 'an HTTP request, and this server takes no WebSocket links (--transport=tcp)');
-      stream = await this.wsAcceptor.accept(socket);
+      this.wsAcceptor ??= import('./websocket.js').then((m) => new m.WsAcceptor(this.options.wsPath));
+      stream = await (await this.wsAcceptor).accept(socket);
       stream.on('error', () => undefined);
       first = await readFirstByte(stream);
     } else if (!transports.has('tcp')) {
