@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system tools the test suite uses, when they are missing:
-# iproute2 (ip netns), iptables, netcat-openbsd, socat, tcpdump, openssh (bench).
+# iproute2 (ip netns), iptables, netcat-openbsd, socat, tcpdump, openssh (bench),
+# and the real middleboxes of the transport tests: squid, nginx-light, dante-server,
+# openssl. The tests run their own instance of each, with their own configuration,
+# inside a namespace; on a host with systemd, Debian's packages also enable and start
+# the system services (squid, nginx, danted), which the tests never use.
 # Needs root for apt-get; without root it only reports what is missing.
 set -euo pipefail
 need=()
@@ -10,6 +14,11 @@ command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
+PATH="$PATH:/usr/sbin:/sbin"
+command -v squid >/dev/null 2>&1 || need+=(squid)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v danted >/dev/null 2>&1 || need+=(dante-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-deps: all tools present"
   exit 0
