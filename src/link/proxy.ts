@@ -29,6 +29,9 @@ export class ProxyPassword {
   }
 }
 
+/** As curl: a proxy URL without a port means 1080. */
+export const DEFAULT_PROXY_PORT = 1080;
+
 export interface ProxySpec {
   readonly kind: 'http' | 'socks5';
   readonly host: string;
@@ -49,7 +52,9 @@ export function parseProxyUrl(text: string, what: string): ProxySpec {
   if (kind === null) throw new TcpipeError(ErrorCodes.CONFIG, `${what}: unsupported proxy scheme '${url.protocol}' (use http:// or socks5://)`);
   const host = url.hostname.replace(/^\[|\]$/g, '');
   if (host === '') throw new TcpipeError(ErrorCodes.CONFIG, `${what}: the proxy URL has no host`);
-  const port = url.port === '' ? (kind === 'http' ? 8080 : 1080) : Number(url.port);
+  // URL drops a port equal to its scheme's default (80 for http:): read it from the text.
+  const written = /^[a-z0-9]+:\/\/(?:[^@/]*@)?(?:\[[^\]]*\]|[^:/]*)(?::(\d+))?/i.exec(text)?.[1];
+  const port = written !== undefined ? Number(written) : DEFAULT_PROXY_PORT;
   const spec: { -readonly [K in keyof ProxySpec]: ProxySpec[K] } = { kind, host, port };
   if (url.username !== '') spec.username = decodeURIComponent(url.username);
   if (url.password !== '') spec.password = new ProxyPassword(decodeURIComponent(url.password));
@@ -82,9 +87,13 @@ export function proxyFromEnv(
 }
 
 function noProxyMatches(host: string, list: string): boolean {
-  const h = host.toLowerCase();
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
   for (const raw of list.split(',')) {
-    const entry = raw.trim().toLowerCase().replace(/:\d+$/, '');
+    let entry = raw.trim().toLowerCase();
+    // Drop a port: "[v6]:port", "name:port" or "v4:port", never the last group of a bare IPv6 address.
+    const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(entry);
+    if (bracketed !== null) entry = bracketed[1] ?? '';
+    else if (isIP(entry) !== 6) entry = entry.replace(/:\d+$/, '');
     if (entry === '') continue;
     if (entry === '*') return true;
     const bare = entry.startsWith('.') ? entry.slice(1) : entry;

@@ -8,7 +8,7 @@
  * header and payload as one message.
  */
 import http from 'node:http';
-import type net from 'node:net';
+import { isIP, type Socket as NetSocket } from 'node:net';
 import tls from 'node:tls';
 import { Duplex } from 'node:stream';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
@@ -55,8 +55,8 @@ export class WebSocketDuplex extends Duplex {
   }
 
   /** For socket-level logs and options; null once closed. */
-  get underlyingSocket(): net.Socket | null {
-    return (this.ws as unknown as { _socket?: net.Socket })._socket ?? null;
+  get underlyingSocket(): NetSocket | null {
+    return (this.ws as unknown as { _socket?: NetSocket })._socket ?? null;
   }
 
   private send(buf: Buffer, callback: (error?: Error | null) => void): void {
@@ -71,7 +71,7 @@ export class WebSocketDuplex extends Duplex {
 export interface WsClientOptions {
   readonly url: string;
   /** An established byte stream to the WebSocket server (direct or through a proxy). */
-  readonly socket: net.Socket;
+  readonly socket: NetSocket;
   /** wss://: verify the server's certificate against these CAs (default: the system's). */
   readonly ca?: Buffer;
   readonly timeoutMs: number;
@@ -89,19 +89,25 @@ export function wsConnect(options: WsClientOptions): Promise<WebSocketDuplex> {
       createConnection: () => {
         if (!secure) return options.socket;
         const host = url.hostname.replace(/^\[|\]$/g, '');
-        const tlsOptions: tls.ConnectionOptions = { socket: options.socket, servername: /^[\d.:]+$/.test(host) ? '' : host };
+        // `host` is what the certificate is checked against; SNI carries names only, never addresses.
+        const tlsOptions: tls.ConnectionOptions = { socket: options.socket, host, servername: isIP(host) === 0 ? host : '' };
         if (options.ca !== undefined) tlsOptions.ca = options.ca;
         return tls.connect(tlsOptions);
       },
     });
     const onUnexpected = (_req: http.ClientRequest, res: http.IncomingMessage): void => {
-      const server = typeof res.headers.server === 'string' ? ` from ${res.headers.server.replace(/[^\x20-\x7e]/g, '').slice(0, 40)}` : '';
+      // "from nginx": the product, without its version.
+      const product = typeof res.headers.server === 'string' ? res.headers.server.split('/')[0]?.replace(/[^\x21-\x7e]/g, '').slice(0, 40) : '';
+      const server = product ? ` from ${product}` : '';
       cleanup();
+      // terminate() while connecting makes ws emit one more 'error': it must find a listener.
+      ws.on('error', () => undefined);
       ws.terminate();
       reject(new TcpipeError(ErrorCodes.LINK_CLOSED, `WebSocket upgrade failed: ${res.statusCode ?? '?'} ${res.statusMessage ?? ''}${server}`.trim()));
     };
     const onError = (err: Error): void => {
       cleanup();
+      ws.on('error', () => undefined);
       ws.terminate();
       reject(new TcpipeError(ErrorCodes.LINK_CLOSED, `WebSocket connection failed: ${errorMessage(err)}`));
     };
@@ -128,7 +134,7 @@ export function wsConnect(options: WsClientOptions): Promise<WebSocketDuplex> {
 export class WsAcceptor {
   private readonly http = http.createServer();
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: MAX_MESSAGE });
-  private readonly pending = new Map<net.Socket, { resolve: (d: WebSocketDuplex) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<NetSocket, { resolve: (d: WebSocketDuplex) => void; reject: (e: Error) => void }>();
 
   constructor(private readonly path: string) {
     this.http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -137,7 +143,7 @@ export class WsAcceptor {
       res.end(wanted ? 'Bad Request: a WebSocket upgrade is expected here\n' : 'Not Found\n');
       this.fail(req.socket, `HTTP ${req.method ?? '?'} ${sanitize(req.url)}: ${wanted ? 'not a WebSocket upgrade' : 'wrong path'}`);
     });
-    this.http.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+    this.http.on('upgrade', (req: http.IncomingMessage, socket: NetSocket, head: Buffer) => {
       if ((req.url ?? '').split('?')[0] !== this.path) {
         socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
         this.fail(socket, `WebSocket upgrade on the wrong path ${sanitize(req.url)}`);
@@ -153,13 +159,18 @@ export class WsAcceptor {
         waiter.resolve(new WebSocketDuplex(ws));
       });
     });
-    this.http.on('clientError', (err: Error, socket: net.Socket) => {
+    // ws answers a bad upgrade (no key, wrong version) itself, with a 400; it says why here.
+    this.wss.on('wsClientError', (err: Error, socket: NetSocket) => {
+      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      this.fail(socket, `bad WebSocket upgrade: ${errorMessage(err)}`);
+    });
+    this.http.on('clientError', (err: Error, socket: NetSocket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       this.fail(socket, `malformed HTTP request: ${errorMessage(err)}`);
     });
   }
 
-  accept(socket: net.Socket): Promise<WebSocketDuplex> {
+  accept(socket: NetSocket): Promise<WebSocketDuplex> {
     return new Promise((resolve, reject) => {
       this.pending.set(socket, { resolve, reject });
       socket.once('close', () => this.fail(socket, 'closed during the WebSocket upgrade'));
@@ -168,7 +179,7 @@ export class WsAcceptor {
     });
   }
 
-  private fail(socket: net.Socket, reason: string): void {
+  private fail(socket: NetSocket, reason: string): void {
     const waiter = this.pending.get(socket);
     if (waiter === undefined) return;
     this.pending.delete(socket);

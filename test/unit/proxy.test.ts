@@ -25,7 +25,7 @@ import { TcpipeError } from '../../src/errors.js';
 
 describe('parseProxyUrl', () => {
   test('schemes and default ports', () => {
-    assert.deepEqual(pick(parseProxyUrl('http://proxy.corp', 'p')), { kind: 'http', host: 'proxy.corp', port: 8080 });
+    assert.deepEqual(pick(parseProxyUrl('http://proxy.corp', 'p')), { kind: 'http', host: 'proxy.corp', port: 1080 }, 'as curl: a proxy without a port is on 1080');
     assert.deepEqual(pick(parseProxyUrl('http://proxy.corp:3128', 'p')), { kind: 'http', host: 'proxy.corp', port: 3128 });
     assert.deepEqual(pick(parseProxyUrl('socks5://socks.corp', 'p')), { kind: 'socks5', host: 'socks.corp', port: 1080 });
     assert.deepEqual(pick(parseProxyUrl('socks5h://socks.corp:9050', 'p')), { kind: 'socks5', host: 'socks.corp', port: 9050 });
@@ -35,7 +35,7 @@ describe('parseProxyUrl', () => {
     assert.deepEqual(pick(parseProxyUrl('socks5://10.0.0.1:80', 'p')), { kind: 'socks5', host: '10.0.0.1', port: 80 });
   });
 
-  test('an explicit port 80 is kept (http://proxy:80 is port 80, not the default 8080)', () => {
+  test('an explicit port 80 is kept (http://proxy:80 is port 80, not the default 1080)', () => {
     // WHATWG URL drops a scheme's default port: url.port is '' for http://proxy:80.
     assert.equal(parseProxyUrl('http://proxy.corp:80', 'p').port, 80);
     assert.equal(parseProxyUrl('http://u:pw@10.0.0.1:80/', 'p').port, 80);
