@@ -624,6 +624,8 @@ async function pingpong(args: Args): Promise<Json> {
   const rounds = num(args, 'rounds');
   const size = num(args, 'size', 64);
   const timeoutMs = num(args, 'timeoutMs', 30_000);
+  /** Stop after this long (-1: after `rounds`). */
+  const durationMs = num(args, 'durationMs', -1);
   const socket = net.connect({ host, port });
   socket.setNoDelay(true);
   await new Promise<void>((resolve, reject) => {
@@ -651,7 +653,8 @@ async function pingpong(args: Args): Promise<Json> {
     if (w !== null) w();
   });
   const deadline = performance.now() + timeoutMs;
-  for (let i = 0; i < rounds && failure === null && performance.now() < deadline; i++) {
+  const stopAt = durationMs >= 0 ? performance.now() + durationMs : Infinity;
+  for (let i = 0; i < rounds && failure === null && performance.now() < deadline && performance.now() < stopAt; i++) {
     got = 0;
     const t0 = performance.now();
     const answered = new Promise<void>((resolve) => (wake = resolve));
