@@ -10,7 +10,7 @@ import type { Logger } from '../log/logger.js';
 import { GoAwayCode } from '../protocol/constants.js';
 import { backoffDelay } from './backoff.js';
 import { readHello, sendHello } from './handshake.js';
-import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { closeTransport, helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { dialTcp, formatAddress, remoteAddress, tuneSocket } from './transport.js';
 import { secureClient, type LinkSecurity } from './security.js';
 import type { Duplex } from 'node:stream';
@@ -117,8 +117,7 @@ export class LinkClient {
           this.clock,
           this.logger,
           (end) => {
-            link.destroy();
-            socket.destroy();
+            closeTransport(end, link, socket);
             resolve(end.reason);
           },
         );

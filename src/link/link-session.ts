@@ -35,6 +35,23 @@ export interface LinkPeer {
   readonly hello: HelloInfo;
 }
 
+/**
+ * Closes the transport under a session that ended. After a goodbye of ours
+ * (GOAWAY, then end) the link must stay until the frame is out: the session
+ * closes it when the partner does, or after a second, and the transport goes
+ * with it. Destroying it at once would drop the queued GOAWAY (and reset the
+ * connection if bytes were still unread), so the partner would see a reset
+ * instead of the reason. After the partner's goodbye or loss: close at once.
+ */
+export function closeTransport(end: SessionEnd, link: Duplex, socket: Duplex): void {
+  if (end.byPeer || link.destroyed) {
+    link.destroy();
+    socket.destroy();
+    return;
+  }
+  link.once('close', () => socket.destroy());
+}
+
 export function helloFor(role: HelloInfo['role'], settings: LinkSettings, software: string): HelloInfo {
   return {
     role,

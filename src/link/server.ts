@@ -28,7 +28,7 @@ function refuse(link: Duplex, err: ProtocolError): ProtocolError {
 /** 'G' of an HTTP GET: a WebSocket upgrade (or some other HTTP request). */
 const HTTP_GET_BYTE = 0x47;
 import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
-import { helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { closeTransport, helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { remoteAddress, tuneSocket } from './transport.js';
 
 export interface LinkServerOptions {
@@ -239,9 +239,9 @@ export class LinkServer {
       this.handlers,
       this.clock,
       this.logger,
-      () => {
+      (end) => {
         if (this.current !== null && this.current.socket === socket) this.current = null;
-        socket.destroy();
+        closeTransport(end, link, socket);
       },
     );
     if (!session.isEnded) this.current = { session, address, socket };
