@@ -1,0 +1,145 @@
+/**
+ * The real command as child processes on loopback: a client killed with
+ * SIGKILL while streams are in flight (the server closes its users and a new
+ * client re-forms the pair), and SIGTERM of either side (exit status 0 within
+ * about 2 s, the partner logs why, the user's connection is closed).
+ *
+ * Layout (see test/helpers/loopback.ts): link on 127.0.0.1, entry ports on
+ * 127.0.0.2:P, targets on 127.0.0.3:P. The CLI refuses port 0, so its link
+ * port comes from a port-0 listener that was just closed.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TestContext } from 'node:test';
+import {
+  ENTRY_HOST,
+  LINK_HOST,
+  assertWithin,
+  connectUser,
+  echoRound,
+  entryOf,
+  eventCount,
+  freePort,
+  linkUpWith,
+  MiB,
+  nextEvent,
+  spawnCli,
+  startEchoTarget,
+  startTestServer,
+  track,
+  withTimeout,
+  type UserConn,
+} from '../helpers/loopback.js';
+
+/** A user connection to host:port, proven end to end with one echoed line. */
+async function liveUser(t: TestContext, host: string, port: number): Promise<UserConn> {
+  const user = await connectUser(t, host, port);
+  user.socket.write('ping\n');
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!user.data().toString().startsWith('ping\n')) return;
+        user.socket.off('data', check);
+        resolve();
+      };
+      user.socket.on('data', check);
+      check();
+    }),
+    5000,
+    'the echo of ping',
+  );
+  return user;
+}
+
+/** Keeps writing to the socket (respecting backpressure) until it dies: data always in flight. */
+function keepSending(user: UserConn): void {
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const pump = (): void => {
+    while (!user.socket.destroyed && user.socket.write(chunk));
+  };
+  user.socket.on('drain', pump);
+  pump();
+}
+
+test('partner killed (SIGKILL) with streams in flight: the server closes its users, a new client re-forms the pair', { timeout: 30_000 }, async (t) => {
+  const echo = await startEchoTarget(t);
+  const { server, log } = await startTestServer(t, { ports: [echo], heartbeatSeconds: 1 });
+  const linkPort = server.linkAddress?.port ?? 0;
+  const args = ['-c', `${LINK_HOST}:${linkPort}`, '-t', '127.0.0.3', '--heartbeat=1'];
+
+  const first = spawnCli(t, args);
+  await linkUpWith(server, first, 10_000);
+  const { host, port } = entryOf(server);
+  const users = [await liveUser(t, host, port), await liveUser(t, host, port), await liveUser(t, host, port)];
+  for (const user of users) keepSending(user);
+  const closes = eventCount(server, 'stream-close', users.length, 5000);
+  const down = nextEvent(server, 'link-down', 5000);
+
+  const started = performance.now();
+  first.child.kill('SIGKILL');
+  for (const user of users) {
+    const info = await user.closedWithin(3000);
+    assertWithin(t, info.at - started, 1500, "a user's connection closed after the kill");
+    assert.ok(info.hadError, 'abortively');
+  }
+  await down;
+  for (const close of await closes) assert.match(close.reason, /link lost/);
+  assert.equal(server.openStreams, 0);
+  await log.waitFor(/link down with 127\.0\.0\.1:\d+: .*\(closing 3 connections\)/, 1000);
+
+  // A new client: the pair re-forms without anything done on the server.
+  const second = spawnCli(t, args);
+  await linkUpWith(server, second, 10_000);
+  await second.waitFor(/link up with 127\.0\.0\.1:\d+/, 5000);
+  await echoRound(t, host, port, MiB);
+  assert.equal(server.status().linksUp, 2);
+});
+
+/** A CLI server and a CLI client, linked, with one live user connection from the server's port to an echo target. */
+async function cliPair(
+  t: TestContext,
+): Promise<{ server: ReturnType<typeof spawnCli>; client: ReturnType<typeof spawnCli>; user: UserConn; remote: UserConn }> {
+  const echo = await startEchoTarget(t);
+  const linkPort = await freePort(LINK_HOST);
+  echo.releaseEntry();
+  const server = spawnCli(t, ['-s', String(linkPort), '-p', `${ENTRY_HOST}:${echo.port}`, '--heartbeat=1']);
+  await server.waitFor(/tcpipe \S+ server: link port/, 10_000);
+  const client = spawnCli(t, ['-c', `${LINK_HOST}:${linkPort}`, '-t', '127.0.0.3', '--heartbeat=1']);
+  await Promise.all([server.waitFor(/link up with/, 10_000), client.waitFor(/link up with/, 10_000)]);
+  const user = await liveUser(t, ENTRY_HOST, echo.port);
+  const remote = track(await echo.connection(0, 1000));
+  keepSending(user); // data in flight both ways (the target echoes) when the signal comes
+  return { server, client, user, remote };
+}
+
+test('SIGTERM to the server: it exits 0 within 2 s, the client logs why, the user is closed', { timeout: 30_000 }, async (t) => {
+  const { server, client, user, remote } = await cliPair(t);
+  const started = performance.now();
+  server.child.kill('SIGTERM');
+  const exit = await withTimeout(server.exited, 5000, 'the server to exit');
+  assert.equal(exit.code, 0, `exit status (output:\n${server.output()})`);
+  assertWithin(t, exit.at - started, 2000, 'exit after SIGTERM');
+  await server.waitFor(/SIGTERM: stopping/, 100);
+  await client.waitFor(/link down with 127\.0\.0\.1:\d+: partner said goodbye: partner shutting down \(SIGTERM\)/, 2000);
+  const info = await user.closedWithin(2000);
+  assertWithin(t, info.at - started, 2000, 'user closed');
+  const remoteInfo = await remote.closedWithin(2000);
+  assertWithin(t, remoteInfo.at - started, 2000, "target's connection closed");
+  assert.equal(client.child.exitCode, null, 'the client keeps running (and retrying)');
+});
+
+test('SIGTERM to the client: it exits 0 within 2 s, the server logs why, the user is closed', { timeout: 30_000 }, async (t) => {
+  const { server, client, user, remote } = await cliPair(t);
+  const started = performance.now();
+  client.child.kill('SIGTERM');
+  const exit = await withTimeout(client.exited, 5000, 'the client to exit');
+  assert.equal(exit.code, 0, `exit status (output:\n${client.output()})`);
+  assertWithin(t, exit.at - started, 2000, 'exit after SIGTERM');
+  await server.waitFor(/link down with 127\.0\.0\.1:\d+: partner said goodbye: client shutting down/, 2000);
+  const info = await user.closedWithin(2000);
+  assertWithin(t, info.at - started, 2000, 'user closed');
+  const remoteInfo = await remote.closedWithin(2000);
+  assertWithin(t, remoteInfo.at - started, 2000, "target's connection closed");
+  assert.ok(info.hadError, 'abortively: the stream did not finish');
+  assert.equal(server.child.exitCode, null, 'the server keeps running');
+});
