@@ -91,6 +91,10 @@ export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: numbe
 /** Waits for the first bytes of a link and puts them back: the caller picks a layer by the first byte. */
 export function readFirstByte(socket: Duplex): Promise<number> {
   return new Promise((resolve, reject) => {
+    if (socket.destroyed || socket.readableEnded) {
+      reject(new TcpipeError(ErrorCodes.HANDSHAKE, 'link closed before its first byte'));
+      return;
+    }
     const cleanup = (): void => {
       socket.off('data', onData);
       socket.off('end', onEnd);

@@ -51,11 +51,12 @@ export function secureClient(socket: Duplex, security: LinkSecurity, host: strin
     options.cert = security.cert;
     options.key = security.key;
     options.ca = security.ca;
-    options.servername = security.serverName ?? (isIp(host) ? '' : host);
-    if (security.serverName !== undefined || !isIp(host)) {
-      const name = security.serverName ?? host;
-      options.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(name, cert);
-    }
+    // The certificate must name --tls-server-name, or else the host dialed (a name or an IP);
+    // SNI carries names only.
+    const name = security.serverName ?? host;
+    options.host = host;
+    options.servername = isIp(name) ? '' : name;
+    options.checkServerIdentity = (_host, cert) => tls.checkServerIdentity(name, cert);
   }
   return handshake(tls.connect(options), 'secureConnect', 'the server');
 }
@@ -63,19 +64,50 @@ export function secureClient(socket: Duplex, security: LinkSecurity, host: strin
 /** Server side: wraps an accepted socket whose first byte announced TLS. */
 export function secureServer(socket: Duplex, security: LinkSecurity): Promise<Duplex> {
   if (security.kind === 'none') return Promise.resolve(socket);
+  if (security.kind === 'cert') return certificateServer(socket, security);
   // Node honours pskCallback on a server TLSSocket; its typings list it only for tls.createServer.
   const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback'> = { isServer: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
-  if (security.kind === 'psk') {
-    const byId = new Map(security.secrets.map((s) => [s.keyId, s]));
-    options.pskCallback = (_socket, identity) => byId.get(identity)?.psk() ?? null;
-  } else {
-    options.cert = security.cert;
-    options.key = security.key;
-    options.ca = security.ca;
-    options.requestCert = true;
-    options.rejectUnauthorized = true;
-  }
+  const byId = new Map(security.secrets.map((s) => [s.keyId, s]));
+  options.pskCallback = (_socket, identity) => byId.get(identity)?.psk() ?? null;
   return handshake(new tls.TLSSocket(socket, options), 'secure', 'the client');
+}
+
+/**
+ * Certificates: a bare TLSSocket does not verify the client's chain, only a
+ * tls.Server does. One small server per link (the link is the only socket it
+ * ever sees) verifies it; this code then reads the verdict and says why.
+ */
+function certificateServer(socket: Duplex, security: Extract<LinkSecurity, { kind: 'cert' }>): Promise<Duplex> {
+  const server = tls.createServer({
+    cert: security.cert,
+    key: security.key,
+    ca: security.ca,
+    minVersion: 'TLSv1.3',
+    maxVersion: 'TLSv1.3',
+    ciphers: CIPHERS,
+    requestCert: true,
+    rejectUnauthorized: false,
+  });
+  return new Promise((resolve, reject) => {
+    const onSecure = (secure: tls.TLSSocket): void => {
+      server.off('tlsClientError', onError);
+      if (!secure.authorized) {
+        secure.destroy();
+        const why = secure.authorizationError === null ? 'no certificate' : String(secure.authorizationError);
+        reject(new TcpipeError(ErrorCodes.AUTH, `the client's certificate is not accepted: ${why}`));
+        return;
+      }
+      resolve(secure);
+    };
+    const onError = (err: Error): void => {
+      server.off('secureConnection', onSecure);
+      socket.destroy();
+      reject(new TcpipeError(ErrorCodes.AUTH, describeTlsError(err, 'the client')));
+    };
+    server.once('secureConnection', onSecure);
+    server.once('tlsClientError', onError);
+    server.emit('connection', socket);
+  });
 }
 
 function handshake(secure: tls.TLSSocket, event: 'secure' | 'secureConnect', who: string): Promise<Duplex> {

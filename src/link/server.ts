@@ -5,7 +5,7 @@
  * newcomer replaces it. Admissions run one at a time.
  */
 import net from 'node:net';
-import type { Clock } from '../clock.js';
+import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { GoAwayCode, PREFACE } from '../protocol/constants.js';
@@ -124,19 +124,25 @@ export class LinkServer {
     this.pendingHandshakes++;
     const timeoutMs = this.options.settings.handshakeTimeoutMs;
     let timedOut = false;
-    const timer = this.clock.setTimer(timeoutMs, () => {
-      timedOut = true;
-      socket.destroy();
+    let timer: Timer | null = null;
+    // The deadline settles the handshake whatever state its layers are in, so the slot is always freed.
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = this.clock.setTimer(timeoutMs, () => {
+        timedOut = true;
+        socket.destroy();
+        reject(new TcpipeError(ErrorCodes.HANDSHAKE_TIMEOUT, `handshake not finished within ${timeoutMs / 1000}s`));
+      });
     });
-    this.establish(socket).then(
+    const cancelTimer = (): void => (timer as Timer | null)?.cancel();
+    Promise.race([this.establish(socket), deadline]).then(
       ({ link, hello }) => {
-        timer.cancel();
+        cancelTimer();
         this.pendingHandshakes--;
         this.penalty.recordSuccess(source);
         this.admission = this.admission.then(() => this.admit(socket, link, address, hello));
       },
       (err: unknown) => {
-        timer.cancel();
+        cancelTimer();
         this.pendingHandshakes--;
         const reason = timedOut ? `handshake not finished within ${timeoutMs / 1000}s` : errorMessage(err);
         const auth = err instanceof TcpipeError && err.code === ErrorCodes.AUTH && !timedOut;

@@ -156,7 +156,10 @@ export class WsAcceptor {
           ws.terminate();
           return;
         }
-        waiter.resolve(new WebSocketDuplex(ws));
+        const duplex = new WebSocketDuplex(ws);
+        // A bad frame may arrive with the upgrade, before anyone reads: never an unhandled error.
+        duplex.on('error', () => undefined);
+        waiter.resolve(duplex);
       });
     });
     // ws answers a bad upgrade (no key, wrong version) itself, with a 400; it says why here.
