@@ -297,7 +297,14 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       link:
         current === null
           ? null
-          : { peer: this.linkPeer, upSince: this.linkUpSince, rttMs: current.rtt, bytesIn: current.bytesIn, bytesOut: current.bytesOut },
+          : {
+              peer: this.linkPeer,
+              upSince: this.linkUpSince,
+              rttMs: current.rtt,
+              bytesIn: current.bytesIn,
+              bytesOut: current.bytesOut,
+              bufferedBytes: current.bufferedBytes,
+            },
       linksUp: this.linksUp,
       streamsTotal: this.streamsTotal,
       bytesIn: this.pastBytesIn + (current?.bytesIn ?? 0),

@@ -103,7 +103,15 @@ export interface RefusedInfo {
 
 export interface TcpipeStatus {
   readonly role: 'server' | 'client';
-  readonly link: { readonly peer: string; readonly upSince: number; readonly rttMs: number; readonly bytesIn: number; readonly bytesOut: number } | null;
+  readonly link: {
+    readonly peer: string;
+    readonly upSince: number;
+    readonly rttMs: number;
+    readonly bytesIn: number;
+    readonly bytesOut: number;
+    /** Bytes received from the partner and not yet taken by local sockets (bounded by the receive budget). */
+    readonly bufferedBytes: number;
+  } | null;
   /** Links established since start. */
   readonly linksUp: number;
   readonly streamsTotal: number;

@@ -44,6 +44,14 @@ export function createRegistry(instance: Tcpipe): Registry {
       this.set((instance.status().link?.rttMs ?? 0) / 1000);
     },
   });
+  new Gauge({
+    name: 'tcpipe_receive_buffered_bytes',
+    help: 'Bytes received from the partner not yet taken by local sockets',
+    registers: [registry],
+    collect() {
+      this.set(instance.status().link?.bufferedBytes ?? 0);
+    },
+  });
   new Counter({
     name: 'tcpipe_links_total',
     help: 'Links established since start (reconnects are this minus one)',
