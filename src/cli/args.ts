@@ -30,6 +30,10 @@ export interface RunCommand {
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string; readonly serverName: string | undefined } | undefined;
   readonly allow: readonly number[] | undefined;
   readonly maxHandshakes: number | undefined;
+  /** --max-window: the largest receive window a stream may grow to, in bytes. */
+  readonly maxWindow: number | undefined;
+  /** --session-budget: receive bytes the link may hold beyond the initial windows, in bytes. */
+  readonly sessionBudget: number | undefined;
   /** Client: a ws:// or wss:// link URL instead of host:port. */
   readonly linkUrl: string | undefined;
   readonly proxy: string | undefined;
@@ -73,6 +77,8 @@ const OPTIONS = {
   transport: { type: 'string' },
   'ws-path': { type: 'string' },
   'max-handshakes': { type: 'string' },
+  'max-window': { type: 'string' },
+  'session-budget': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -253,6 +259,9 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     tls,
     allow,
     maxHandshakes,
+    maxWindow: values['max-window'] === undefined ? undefined : parseSize(values['max-window'], '--max-window', 64 * 1024, 1024 ** 3),
+    sessionBudget:
+      values['session-budget'] === undefined ? undefined : parseSize(values['session-budget'], '--session-budget', 1024 * 1024, 16 * 1024 ** 3),
     linkUrl,
     proxy: values.proxy,
     proxyPasswordFile: values['proxy-password-file'],
@@ -306,6 +315,17 @@ export function parsePortList(text: string, given: boolean, what = '-p/--ports')
     specs.push(spec);
   }
   return specs;
+}
+
+/** A size in bytes, with an optional K, M or G suffix (powers of 1024). */
+export function parseSize(text: string, what: string, min: number, max: number): number {
+  const m = /^(\d+)([KMG]?)i?B?$/i.exec(text);
+  const unit = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[(m?.[2] ?? '').toUpperCase()] ?? 1;
+  const value = m === null ? Number.NaN : Number(m[1]) * unit;
+  if (!(value >= min && value <= max)) {
+    throw new UsageError(`${what} must be a size from ${min / 1024} KiB to ${max / 1024 ** 2} MiB (like 16M), not '${text}'`);
+  }
+  return value;
 }
 
 /** `-t HOST` (once) and `-t PORT=HOST[:TPORT]` (any number, one per port). */

@@ -56,6 +56,12 @@ Security (both ends alike; without either, tcpipe warns that the link is open):
                                (default: any port on the -t host).
       --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
 
+Windows (see README, Flow control and memory):
+      --max-window=<size>      Largest window one stream grows to (default ${DEFAULTS.maxWindow / 1024 ** 2}M):
+                               one stream moves at most this much per round trip.
+      --session-budget=<size>  Receive memory the link may hold beyond the initial
+                               windows, summed over streams (default ${DEFAULTS.receiveBudget / 1024 ** 2}M).
+
 Transports:
       --proxy=<url>            Client: dial through http://[user:pass@]host:port
                                (CONNECT) or socks5://[user:pass@]host:port; 'none'

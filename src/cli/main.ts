@@ -151,7 +151,11 @@ async function run(command: RunCommand): Promise<number> {
     ports: command.ports,
     ...security.options,
     ...(command.allow !== undefined ? { allow: command.allow } : {}),
-    ...(command.maxHandshakes !== undefined ? { limits: { maxPendingHandshakes: command.maxHandshakes } } : {}),
+    limits: {
+      ...(command.maxHandshakes !== undefined ? { maxPendingHandshakes: command.maxHandshakes } : {}),
+      ...(command.maxWindow !== undefined ? { maxWindow: command.maxWindow } : {}),
+      ...(command.sessionBudget !== undefined ? { receiveBudget: command.sessionBudget } : {}),
+    },
     ...(command.target !== undefined ? { target: command.target } : {}),
     routes: command.routes,
     onePerPort: command.onePerPort,

@@ -38,6 +38,8 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = Object.freeze({
   'tls-server-name': 'string',
   allow: 'list',
   'max-handshakes': 'string',
+  'max-window': 'string',
+  'session-budget': 'string',
   proxy: 'string',
   'proxy-password-file': 'string',
   transport: 'list',

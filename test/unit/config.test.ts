@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCommandLine } from '../../src/cli/args.js';
+import { parseCommandLine, parseSize } from '../../src/cli/args.js';
 import { configValues, readConfigFile } from '../../src/config/file.js';
 import { UsageError } from '../../src/errors.js';
 
@@ -85,4 +85,17 @@ test('configValues turns TOML types into option values', () => {
     verbose: true,
     allow: ['5'],
   });
+});
+
+test('window flags take sizes with K, M, G suffixes, within bounds', () => {
+  const command = parseCommandLine(['-s', '50000', '--max-window=4M', '--session-budget=1G']);
+  assert.equal(command.kind, 'run');
+  if (command.kind !== 'run') return;
+  assert.equal(command.maxWindow, 4 * 1024 * 1024);
+  assert.equal(command.sessionBudget, 1024 ** 3);
+  assert.equal(parseSize('65536', 'x', 1, 1e9), 65536);
+  assert.equal(parseSize('512KiB', 'x', 1, 1e9), 512 * 1024);
+  for (const bad of ['5x', '1K', '2G', '-1', '']) {
+    assert.throws(() => parseCommandLine(['-s', '50000', `--max-window=${bad}`]), usage(/--max-window must be a size/), bad);
+  }
 });
