@@ -92,6 +92,8 @@ interface TargetState {
   readonly sockets: Set<net.Socket>;
   paused: boolean;
   accepted: number;
+  /** Connections whose peer's FIN arrived (silent mode). */
+  ends: number;
   /** Bytes read, all connections (every mode). */
   recvBytes: number;
   records: TargetRecord[];
@@ -185,17 +187,52 @@ function startTarget(args: Args): Promise<Json> {
   const greeting = num(args, 'greeting', 0);
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true });
-  const state: TargetState = { port, mode, server, sockets, paused: bool(args, 'paused'), accepted: 0, recvBytes: 0, records: [] };
+  const state: TargetState = { port, mode, server, sockets, paused: bool(args, 'paused'), accepted: 0, ends: 0, recvBytes: 0, records: [] };
   server.on('connection', (socket) => {
     state.accepted++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     socket.on('error', () => undefined);
     switch (mode) {
-      case 'pattern':
+      case 'pattern': {
         patternTarget(state, socket);
         if (state.paused) socket.pause();
+        // A slow reader: after each chunk read, nothing for slowMs.
+        const slowMs = num(args, 'slowMs', 0);
+        if (slowMs > 0) {
+          socket.on('data', () => {
+            socket.pause();
+            setTimeout(() => {
+              if (!state.paused) socket.resume();
+            }, slowMs);
+          });
+        }
+        // A reader that stops for stallMs once it has read stallAt bytes (then reads on).
+        const stallAt = num(args, 'stallAt', 0);
+        const stallMs = num(args, 'stallMs', 0);
+        if (stallAt > 0) {
+          let seen = 0;
+          let stalled = false;
+          socket.on('data', (d: Buffer) => {
+            seen += d.length;
+            if (stalled || seen < stallAt) return;
+            stalled = true;
+            socket.pause();
+            setTimeout(() => {
+              if (!state.paused) socket.resume();
+            }, stallMs);
+          });
+        }
+        // A slow start: the target reads nothing for its first pauseMs.
+        const pauseMs = num(args, 'pauseMs', 0);
+        if (pauseMs > 0) {
+          socket.pause();
+          setTimeout(() => {
+            if (!state.paused) socket.resume();
+          }, pauseMs);
+        }
         break;
+      }
       case 'echo':
         socket.setNoDelay(true);
         socket.on('data', (d: Buffer) => (state.recvBytes += d.length));
@@ -207,6 +244,7 @@ function startTarget(args: Args): Promise<Json> {
       case 'silent':
         // Reads (so the user's bytes are accepted) and never answers, never closes.
         socket.on('data', (d: Buffer) => (state.recvBytes += d.length));
+        socket.on('end', () => state.ends++);
         if (greeting > 0) socket.write(slice(state.port, 0, greeting));
         break;
       case 'flood': {
@@ -249,6 +287,7 @@ function targetStats(args: Args): Json {
   const records = state.records;
   const summary = {
     accepted: state.accepted,
+    ends: state.ends,
     open: state.sockets.size,
     recvBytes: state.recvBytes,
     streams: records.length,
@@ -453,6 +492,8 @@ function loadStart(args: Args): Json {
   const replyMin = num(args, 'replyMin', 0);
   const replyMax = num(args, 'replyMax', replyMin);
   const pUserReset = num(args, 'pUserReset', 0);
+  /** Every stream: the target resets after this many bytes (-1: as pTargetReset says). */
+  const fixedTargetResetAt = num(args, 'targetResetAt', -1);
   const pTargetReset = num(args, 'pTargetReset', 0);
   const baseFlags = num(args, 'flags', 0);
   const hold = bool(args, 'hold');
@@ -503,7 +544,10 @@ function loadStart(args: Args): Json {
       let resetAt = 0;
       let userResetAt = -1;
       const roll = Math.random();
-      if (roll < pUserReset && size > 1) {
+      if (fixedTargetResetAt >= 0) {
+        flags |= Flags.TARGET_RESET;
+        resetAt = fixedTargetResetAt;
+      } else if (roll < pUserReset && size > 1) {
         userResetAt = Math.floor(Math.random() * size);
         replySize = Math.max(replySize, 1024);
       } else if (roll < pUserReset + pTargetReset && size > 1) {

@@ -15,7 +15,8 @@
  *
  * Every wait is bounded; nothing sleeps to wait for a state.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
@@ -272,6 +273,12 @@ export async function startTcpipe(
   t.after(async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exited;
+    // TCPIPE_FAULTS_LOGDIR=<dir> keeps each process's output for a post-mortem.
+    const dir = process.env.TCPIPE_FAULTS_LOGDIR;
+    if (dir !== undefined && dir !== '') {
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `${t.name.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}-${name}-${pid}.log`), lines.lines.join('\n') + '\n');
+    }
   });
   let probeSeq = 0;
   const proc: TcpipeProc = {
@@ -409,6 +416,7 @@ export interface TargetRecord {
 
 export interface TargetStats {
   accepted: number;
+  ends: number;
   open: number;
   recvBytes: number;
   streams: number;
