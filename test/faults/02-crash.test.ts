@@ -5,8 +5,9 @@
  * targets -> cli:31002 -> users). One instance is SIGKILLed; on the
  * surviving side every connection (users it accepted, target connections it
  * made) must close with a reset (never a FIN that looks orderly) within a
- * bound, measured from the kill. Restarted, the victim pairs again: the
- * client within its announced backoff delay, and the pair relays intact.
+ * bound, measured from the kill. Restarted (a killed server after 3 s, so
+ * that the client's backoff has grown), the victim pairs again: the client
+ * within the retry delay it last announced, and the pair relays intact.
  */
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
@@ -38,6 +39,7 @@ import { Flags } from './pattern.js';
 /** Every connection on the surviving side must be closed within this long after the kill. */
 const CLOSE_BOUND_MS = 2000;
 const STREAMS = 16;
+const SERVER_DOWN_MS = 3000;
 
 const NAMES = {
   server: '2a. server SIGKILLed with streams in flight',
@@ -99,18 +101,19 @@ async function crash(t: TestContext, s: ScenarioContext, victimRole: 'server' | 
   assert.equal(bad, 0, 'bad bytes');
   s.figure('MiB moved before the crash', Math.round((loads.fwd.recv + loads.rev.recv + targets.fwd.recvBytes + targets.rev.recvBytes) / 1048576));
 
-  // Restart the victim with the same command line.
+  // Restart the victim with the same command line; a dead server stays down 3 s, so that the client's backoff grows.
+  if (victimRole === 'server') await new Promise((resolve) => setTimeout(resolve, SERVER_DOWN_MS));
   s.check('restarted, the pair re-forms (client within its announced backoff) and relays intact both ways');
-  const clientFrom = (victimRole === 'server' ? pair.client : pair.client).mark();
   const restarted = victimRole === 'server' ? await startServer(t, chain, PAIR_BOTH_WAYS.serverArgs) : await startClient(t, chain, PAIR_BOTH_WAYS.clientArgs);
   const startLine = await restarted.waitFor(/ tcpipe \S+ (server|client): /, 1000);
   const client = victimRole === 'server' ? pair.client : restarted;
   const server = victimRole === 'server' ? restarted : pair.server;
-  const [upLine] = await Promise.all([client.waitFor(LINK_UP, 35_000, victimRole === 'server' ? clientFrom : 0), server.waitFor(LINK_UP, 35_000, server === pair.server ? from : 0)]);
+  // `from` marks the survivor's output before the kill: the client's retry lines (server killed) follow it.
+  const [upLine] = await Promise.all([client.waitFor(LINK_UP, 35_000, victimRole === 'server' ? from : 0), server.waitFor(LINK_UP, 35_000, victimRole === 'client' ? from : 0)]);
   const reconnectMs = lineTime(upLine) - lineTime(startLine);
   s.figure('re-paired after restart (ms)', reconnectMs);
   if (victimRole === 'server') {
-    const announced = lastRetryDelay(client, clientFrom);
+    const announced = lastRetryDelay(client, from);
     s.figure('announced backoff (ms)', announced);
     assert.ok(announced > 0, 'the client announced a retry delay');
     // The announced delay is rounded to 0.1 s; scheduling and the handshake take a little more.

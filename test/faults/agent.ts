@@ -11,6 +11,7 @@
  * Not a test file (no .test. in its name): the runner never loads it.
  */
 import net from 'node:net';
+import http from 'node:http';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { Buffer } from 'node:buffer';
@@ -936,6 +937,18 @@ const ops: Record<string, (args: Args) => Json | Promise<Json>> = {
   'fake-run': fakeRun,
   'fake-stop': fakeStop,
   memory: () => ({ rss: process.memoryUsage().rss }),
+  /** GET url: {status, body} (for a tcpipe's --metrics inside this namespace). */
+  fetch: (args) =>
+    new Promise<Json>((resolve, reject) => {
+      const req = http.get(str(args, 'url'), (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.setTimeout(num(args, 'timeoutMs', 5000), () => req.destroy(new Error('timeout')));
+    }),
 };
 
 function reply(message: Record<string, Json>): void {

@@ -77,13 +77,14 @@ export async function scenario(
     },
     figures,
   };
-  let result = knownBug === undefined ? 'pass' : `pass (${knownBug.split(':')[0] ?? ''} no longer reproduces)`;
+  const bugIds = knownBug === undefined ? '' : (knownBug.match(/BUG-\d+/g) ?? ['known bug']).join(', ');
+  let result = knownBug === undefined ? 'pass' : `pass (${bugIds} no longer reproduces)`;
   try {
     await body(ctx);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     const first = message.split('\n')[0]?.slice(0, 300) ?? '';
-    result = knownBug === undefined ? `FAIL: ${first}` : `FAIL, ${knownBug.split(':')[0] ?? 'known bug'}: ${first}`;
+    result = knownBug === undefined ? `FAIL: ${first}` : `FAIL, ${bugIds}: ${first}`;
     throw err;
   } finally {
     recordRow({ scenario: name, injected, checked: checks.join('; '), result, figures });
