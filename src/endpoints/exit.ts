@@ -23,6 +23,8 @@ export interface ExitHooks extends PipeEvents {
 }
 
 const REFUSED_CODES = new Set(['ECONNREFUSED']);
+/** This side ran out of something (descriptors, buffers, local ports): a limit, not the target's fault. */
+const LIMIT_CODES = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM', 'EADDRNOTAVAIL']);
 
 export class ExitDialer {
   private routes: RouteTable;
@@ -52,7 +54,8 @@ export class ExitDialer {
     const pipe = new StreamPipe(socket, stream, this.hooks);
     const onConnectError = (err: NodeJS.ErrnoException): void => {
       socket.setTimeout(0);
-      const code = REFUSED_CODES.has(err.code ?? '') ? ResetCode.TARGET_REFUSED : ResetCode.TARGET_UNREACHABLE;
+      const errno = err.code ?? '';
+      const code = REFUSED_CODES.has(errno) ? ResetCode.TARGET_REFUSED : LIMIT_CODES.has(errno) ? ResetCode.LIMIT : ResetCode.TARGET_UNREACHABLE;
       pipe.abort(code, `cannot connect to target ${address}: ${errorMessage(err)}`);
     };
     socket.setTimeout(this.options.connectTimeoutMs, () => {

@@ -35,6 +35,7 @@ export class StreamPipe implements StreamSink {
     this.readEnded = true;
     this.stream.end();
   };
+  /** Credits what the socket took. 'drain' does not come once the socket is ending: 'finish' and 'close' credit too. */
   private readonly onSocketDrain = (): void => {
     const credit = this.uncredited;
     this.uncredited = 0;
@@ -54,6 +55,7 @@ export class StreamPipe implements StreamSink {
     socket.on('data', this.onSocketData);
     socket.on('end', this.onSocketEnd);
     socket.on('drain', this.onSocketDrain);
+    socket.on('finish', this.onSocketDrain);
     socket.on('error', this.onSocketError);
     socket.on('close', this.onSocketClose);
   }
@@ -103,6 +105,8 @@ export class StreamPipe implements StreamSink {
 
   private handleSocketClose(): void {
     const { stream } = this;
+    // Whatever was written is delivered or lost with the socket: either way it leaves the receive budget.
+    this.onSocketDrain();
     if (!this.resetByPartner && this.closedReason === null) {
       // Closed cleanly both ways: the stream may still be sending what the socket
       // gave it, then its FIN; that needs no socket. Anything else lost bytes.
