@@ -13,6 +13,8 @@ import { errorMessage } from '../errors.js';
 import { ResetCode } from '../protocol/constants.js';
 import type { Stream, StreamSink } from '../mux/stream.js';
 
+const EMPTY = Buffer.alloc(0);
+
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
   onClosed(pipe: StreamPipe, reason: string): void;
@@ -33,7 +35,18 @@ export class StreamPipe implements StreamSink {
   private readEnded = false;
   private readonly onSocketEnd = (): void => {
     this.readEnded = true;
-    this.stream.end();
+    if (!this.socket.writable) {
+      this.stream.end();
+      return;
+    }
+    // libuv reports a reset that arrives after a partial read as end-of-stream (POLLHUP).
+    // An empty write surfaces the pending error first, so a reset is never relayed as a FIN;
+    // on success the FIN follows every byte already handed to the stream.
+    this.socket.write(EMPTY, this.onEndProbed);
+  };
+  private readonly onEndProbed = (err?: Error | null): void => {
+    if (err !== null && err !== undefined) this.socketError ??= err; // the socket closes; handleSocketClose resets
+    else this.stream.end();
   };
   /** Credits what the socket took. 'drain' does not come once the socket is ending: 'finish' and 'close' credit too. */
   private readonly onSocketDrain = (): void => {

@@ -43,6 +43,19 @@ function bool(args: Args, key: string, fallback = false): boolean {
   return typeof v === 'boolean' ? v : fallback;
 }
 
+/**
+ * libuv reports a TCP reset that arrives after a partial read as an end of
+ * stream (POLLHUP). An empty write surfaces the pending error, so a reset is
+ * never counted as an orderly end: `onEnd(null)` for a FIN, `onEnd(code)` for a reset.
+ */
+function probeEnd(socket: net.Socket, onEnd: (err: string | null) => void): void {
+  if (!socket.writable) {
+    onEnd(null);
+    return;
+  }
+  socket.write(Buffer.alloc(0), (err) => onEnd(err === null || err === undefined ? null : errCode(err)));
+}
+
 function errCode(err: unknown): string {
   if (err instanceof Error) return (err as NodeJS.ErrnoException).code ?? err.message;
   return String(err);
@@ -167,11 +180,17 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
     void sendReply(record);
     if (rest.length > 0) onPayload(rest);
   });
-  socket.on('end', () => {
-    sawEnd = true;
-    pending.sawEnd = true;
-    maybeEnd();
-  });
+  socket.on('end', () =>
+    probeEnd(socket, (err) => {
+      if (err !== null) {
+        pending.err ??= err;
+        return;
+      }
+      sawEnd = true;
+      pending.sawEnd = true;
+      maybeEnd();
+    }),
+  );
   socket.on('error', (err) => {
     pending.err ??= errCode(err);
   });
@@ -389,10 +408,16 @@ function runStream(
     if (gotFirstByte !== null) gotFirstByte();
     if (record.recv >= plan.replySize) ready();
   });
-  socket.on('end', () => {
-    record.sawEnd = true;
-    if (gotEnd !== null) gotEnd();
-  });
+  socket.on('end', () =>
+    probeEnd(socket, (err) => {
+      if (err !== null) {
+        record.err ??= err;
+        return;
+      }
+      record.sawEnd = true;
+      if (gotEnd !== null) gotEnd();
+    }),
+  );
   socket.on('error', (err) => {
     record.err ??= errCode(err);
   });
