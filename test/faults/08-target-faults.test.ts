@@ -7,7 +7,10 @@
  *   8c 31013  accepts, reads, never answers                    user: data accepted, no reply, still open at
  *                                                              its own 2 s timeout; its close reaches the target
  *   8d 31014  sends 256 KiB and its FIN first, then reads      user: the data then EOF, and it can still send
- *   8e 31015  resets while its 8 MiB reply is on the way       user: reset (never an orderly EOF)
+ *   8e 31015  resets while its 8 MiB reply is on the way,      user: reset (never an orderly EOF)
+ *             the user still sending
+ *   8f 31016  the same, after the user's FIN                   the exit side: a reset, logged with its reason
+ *             (BUG-2's remaining case: todo)
  *
  * Each time the reason is logged: by the exit side (cli) and the entry side (srv).
  */
@@ -33,20 +36,22 @@ import {
 } from './kit.js';
 import { BUGS } from './bugs.js';
 
-const P = { refused: 31011, reset: 31012, silent: 31013, halfClose: 31014, resetMid: 31015 } as const;
+const P = { refused: 31011, reset: 31012, silent: 31013, halfClose: 31014, resetMid: 31015, resetAfterFin: 31016 } as const;
 const NAMES = {
   refused: '8a. target refuses',
   reset: '8b. target accepts then resets',
   silent: '8c. target accepts, never answers',
   halfClose: '8d. target half-closes first',
   resetMid: '8e. target resets mid-reply',
+  resetAfterFin: "8f. target resets after the user's FIN",
 } as const;
 const INJECTED = {
   refused: 'no listener on the target port',
   reset: 'the target resets each connection as soon as it is accepted',
   silent: 'the target reads and never answers; the user gives up after 2 s',
   halfClose: 'the target sends 256 KiB and its FIN, then reads the user to EOF',
-  resetMid: 'the target resets after 32 KiB received, its 8 MiB reply under way',
+  resetMid: 'the target resets after 32 KiB of 64 MiB received (the user still sending), its 8 MiB reply under way',
+  resetAfterFin: "the user sends 16 KiB and its FIN; the target resets once it has them, its 8 MiB reply under way",
 } as const;
 
 const avail = await faultsAvailable();
@@ -67,6 +72,7 @@ async function setup(t: TestContext): Promise<Setup> {
   await targets.call('listen', { port: P.silent, mode: 'silent' }, 5000);
   await targets.call('listen', { port: P.halfClose, mode: 'pattern' }, 5000);
   await targets.call('listen', { port: P.resetMid, mode: 'pattern' }, 5000);
+  await targets.call('listen', { port: P.resetAfterFin, mode: 'pattern' }, 5000);
   const ports = Object.values(P).join(',');
   const { server, client } = await startPair(t, chain, { serverArgs: ['-p', ports, '-v'], clientArgs: ['-v'] });
   return { chain, users, targets, server, client };
@@ -159,31 +165,62 @@ describe('faults: target faults', { skip: skipReason(avail) }, () => {
       }),
     );
 
-    await t.test(NAMES.resetMid, { todo: BUGS.resetAsFin }, (st) =>
+    await t.test(NAMES.resetMid, (st) =>
+      scenario(st, NAMES.resetMid, INJECTED.resetMid, async (s) => {
+        const rounds = 10;
+        // The user is still sending (64 MiB) when the target resets after 32 KiB: neither the user's
+        // socket nor tcpipe's target connection has sent a FIN, so a reset can be told from a FIN.
+        await users.call(
+          'load-start',
+          { id: 'rm', ...at(P.resetMid), count: rounds, concurrency: 1, sizeMin: 64 * MiB, replyMin: 8 * MiB, targetResetAt: 32 * KiB, keyBase: 1000, timeoutMs: 10_000 },
+          5000,
+        );
+        const done = await users.call<LoadSummary>('load-wait', { id: 'rm', timeoutMs: 30_000, records: true }, 35_000);
+        const asFin = (done.records ?? []).filter((r) => r.sawEnd);
+        s.figure('rounds', rounds);
+        s.figure('user saw a reset', (done.records ?? []).filter((r) => r.err !== null && !r.sawEnd).length);
+        s.figure('user saw an orderly EOF', asFin.length);
+        s.check(`${rounds} times: the user sees a reset (never an EOF), and got only right bytes before it`);
+        assert.equal(done.bad, 0);
+        assert.deepEqual(
+          asFin.map((r) => `${r.recv} of ${r.replySize} bytes then EOF`),
+          [],
+          'the target reset, the user saw an orderly end with bytes missing',
+        );
+        for (const r of done.records ?? []) assert.ok(r.err !== null, `stream ${r.key}: no error at the user`);
+      }),
+    );
+
+    await t.test(NAMES.resetAfterFin, { todo: BUGS.resetAsFin }, (st) =>
       scenario(
         st,
-        NAMES.resetMid,
-        INJECTED.resetMid,
+        NAMES.resetAfterFin,
+        INJECTED.resetAfterFin,
         async (s) => {
           const rounds = 10;
+          const from = client.mark();
+          // The user sends 16 KiB and its FIN; the target resets once it has them, its 8 MiB reply under way.
+          // tcpipe has relayed the FIN to the target, so its own socket there cannot probe with a write.
+          // The users' view is ambiguous for the same reason (they sent their FIN): read tcpipe's log instead.
           await users.call(
             'load-start',
-            { id: 'rm', ...at(P.resetMid), count: rounds, concurrency: 1, sizeMin: 64 * KiB, replyMin: 8 * MiB, targetResetAt: 32 * KiB, keyBase: 1000, timeoutMs: 10_000 },
+            { id: 'raf', ...at(P.resetAfterFin), count: rounds, concurrency: 1, sizeMin: 16 * KiB, replyMin: 8 * MiB, targetResetAt: 16 * KiB, keyBase: 2000, timeoutMs: 10_000 },
             5000,
           );
-          const done = await users.call<LoadSummary>('load-wait', { id: 'rm', timeoutMs: 30_000, records: true }, 35_000);
-          const asFin = (done.records ?? []).filter((r) => r.sawEnd);
-          s.figure('rounds', rounds);
-          s.figure('user saw a reset', (done.records ?? []).filter((r) => r.err !== null && !r.sawEnd).length);
-          s.figure('user saw an orderly EOF', asFin.length);
-          s.check(`${rounds} times: the user sees a reset (never an EOF), and got only right bytes before it`);
+          const done = await users.call<LoadSummary>('load-wait', { id: 'raf', timeoutMs: 30_000 }, 35_000);
           assert.equal(done.bad, 0);
-          assert.deepEqual(
-            asFin.map((r) => `${r.recv} of ${r.replySize} bytes then EOF`),
-            [],
-            'the target reset, the user saw an orderly end with bytes missing',
+          const closes = await pollUntil(
+            () => client.since(from).filter((l) => new RegExp(`stream \\d+ closed on port ${P.resetAfterFin} `).test(l)),
+            (lines) => lines.length >= rounds,
+            5000,
+            'the exit side to log every stream closed',
           );
-          for (const r of done.records ?? []) assert.ok(r.err !== null, `stream ${r.key}: no error at the user`);
+          const clean = closes.filter((l) => !/\)$/.test(l.trim()));
+          s.figure('rounds', rounds);
+          s.figure('exit side logged a reset', closes.length - clean.length);
+          s.figure('exit side logged a clean close', clean.length);
+          s.check(`${rounds} times: the exit side sees the target's reset (logs a reason) and relays a reset, not a clean close`);
+          assert.deepEqual(clean.map((l) => l.replace(/^\S+ +\S+ +/, '')), [], 'target resets taken for clean closes');
         },
         BUGS.resetAsFin,
       ),

@@ -15,7 +15,8 @@
  *      server dials users:31002) while out of descriptors: the user is
  *      reset, both sides log the reason, and the RESET code is `limit`
  *      (PROTOCOL.md: "A limit was reached on the exit side (streams, file
- *      descriptors)"), seen in the entry side's tcpipe_refused_total.
+ *      descriptors)"), seen in the entry side's tcpipe_refused_total
+ *      (BUG-3, fixed in 5848299).
  * 10c  A port already in use at start-up (an entry port, then the link
  *      port): one clear error line and exit status 1.
  */
@@ -41,7 +42,6 @@ import {
   type TargetStats,
 } from './kit.js';
 import { Flags } from './pattern.js';
-import { BUGS } from './bugs.js';
 
 const NOFILE = 48;
 const HELD = 10;
@@ -126,7 +126,7 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
       }),
     );
 
-    await t.test(NAMES.exit, { todo: BUGS.limitCode }, (st) =>
+    await t.test(NAMES.exit, (st) =>
       scenario(
         st,
         NAMES.exit,
@@ -163,7 +163,6 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
             `the entry side counted the refusal as ${kinds.join(', ') || 'nothing'}`,
           );
         },
-        BUGS.limitCode,
       ),
     );
     assert.ok(server.alive() && client.alive(), 'no crash');

@@ -97,6 +97,11 @@ interface TargetRecord {
   closed: boolean;
   /** Date.now() at 'close', or -1. */
   closedAt: number;
+  /**
+   * The end arrived after this side had sent its own FIN: Node cannot tell a
+   * reset from a FIN then (no write left to probe with), so sawEnd is ambiguous.
+   */
+  endUnprobed: boolean;
 }
 
 interface TargetState {
@@ -133,6 +138,7 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
     didReset: false,
     closed: false,
     closedAt: -1,
+    endUnprobed: false,
   };
   const maybeEnd = (): void => {
     if (record === null || !replyDone || socket.destroyed) return;
@@ -188,6 +194,7 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
       }
       sawEnd = true;
       pending.sawEnd = true;
+      pending.endUnprobed = !socket.writable;
       maybeEnd();
     }),
   );
@@ -361,6 +368,8 @@ export interface UserRecord {
   ms: number;
   /** Date.now() at 'close', or -1. */
   closedAt: number;
+  /** As TargetRecord.endUnprobed: the end came after this user's own FIN. */
+  endUnprobed: boolean;
 }
 
 function runStream(
@@ -389,6 +398,7 @@ function runStream(
     readyMs: -1,
     ms: -1,
     closedAt: -1,
+    endUnprobed: false,
   };
   const socket = net.connect({ host, port, allowHalfOpen: true });
   socket.setNoDelay(true);
@@ -415,6 +425,7 @@ function runStream(
         return;
       }
       record.sawEnd = true;
+      record.endUnprobed = !socket.writable;
       if (gotEnd !== null) gotEnd();
     }),
   );

@@ -397,6 +397,7 @@ export interface UserRecord {
   readyMs: number;
   ms: number;
   closedAt: number;
+  endUnprobed: boolean;
 }
 
 export interface TargetRecord {
@@ -412,6 +413,7 @@ export interface TargetRecord {
   didReset: boolean;
   closed: boolean;
   closedAt: number;
+  endUnprobed: boolean;
 }
 
 export interface TargetStats {
