@@ -54,7 +54,8 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
   --no-docs            Leave docs/ alone even after a full run.
   --no-install         Do not apt-get install socat or OpenSSH when missing.
   --profile DIR        Instead: run the tcpipe plaintext bulk 1-stream workload
-                       under node --cpu-prof and summarise both profiles.
+                       under node --cpu-prof and summarise both profiles
+                       (with --paths tcpipe-secret: the encrypted one).
   -h, --help           This text.`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {

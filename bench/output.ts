@@ -20,6 +20,7 @@ import {
   type Medians,
   type Samples,
 } from './report.js';
+import { median } from './stats.js';
 import { streamsChart } from './svg.js';
 
 export interface Machine {
@@ -54,7 +55,14 @@ export interface RunRecord {
   readonly machine: Machine;
   readonly paths: readonly PathStatus[];
   readonly samples: Samples;
+  /**
+   * For each path run, the share of the host's CPU capacity used by processes
+   * other than the bench and its children (0..1): other work on the host shows here.
+   */
+  readonly foreignCpu: readonly number[];
 }
+
+const pct = (share: number): string => `${(100 * share).toFixed(0)}%`;
 
 export const RESULTS_BEGIN = '<!-- bench:results:begin -->';
 export const RESULTS_END = '<!-- bench:results:end -->';
@@ -71,7 +79,7 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
   const m = record.machine;
   const markdown = [
     `Run of ${record.startedAt} (${o.mode}, ${o.reps} repetition${o.reps === 1 ? '' : 's'}, medians; ${Math.round(record.seconds)} s).`,
-    `Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}.`,
+    `Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
     `Sizes: bulk ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB per run (1 and 8 streams), ${(o.scaleBytes / 1048576).toLocaleString('en-US')} MiB at 64+ streams; RTT ${o.rttMs} ms; connections ${o.connMs} ms × ${o.connWorkers} workers; fairness ${o.fairMs} ms; slow reader ${(o.slowBytes / 1048576).toLocaleString('en-US')} MiB offered at 1 MB/s for ${o.slowMs / 1000} s; ${(o.idleCounts[o.idleCounts.length - 1] ?? 0).toLocaleString('en-US')} idle streams in the first repetition only.`,
     ...record.paths.filter((p) => p.skipped !== null).map((p) => `Skipped ${p.label}: ${p.skipped ?? ''}.`),
     ...record.paths.flatMap((p) => p.errors.map((e) => `Error on ${p.label}: ${e}`)),
@@ -92,6 +100,7 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
     seconds: Math.round(record.seconds),
     options: record.options,
     machine: record.machine,
+    foreignCpu: record.foreignCpu,
     paths: record.paths,
     metrics: defs,
     medians,

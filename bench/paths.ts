@@ -17,7 +17,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { Endpoint } from './messages.js';
 import { waitForLog, type Child, type ProcessRegistry } from './procs.js';
-import { sshClientArgs, sshdBinary, type SshSetup } from './sshd.js';
+import { ensurePrivsepDir, sshClientArgs, sshdBinary, type SshSetup } from './sshd.js';
 
 export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret'] as const;
 export type PathId = (typeof PATH_IDS)[number];
@@ -90,6 +90,7 @@ export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Pro
     case 'ssh': {
       if (env.ssh === null) throw new Error('ssh is not available');
       // The ssh client (entry) must stop before sshd: sshd leaves running sessions behind.
+      ensurePrivsepDir();
       const sshd = registry.spawn('sshd', sshdBinary(), ['-D', '-f', env.ssh.config, '-e']);
       await waitListening(INNER_HOST, inner, 10_000, () => sshd.proc.exitCode === null);
       const forward = `${ENTRY_HOST}:${port}:${TARGET_HOST}:${port}`;

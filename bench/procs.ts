@@ -185,6 +185,13 @@ export function cpuSeconds(roots: readonly number[]): number {
   return ticks / clockTicks;
 }
 
+/** CPU seconds the whole host has been busy (all cores: /proc/stat minus idle and iowait). */
+export function hostBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = line.trim().split(/\s+/).slice(1).map(Number);
+  return (user + nice + system + irq + softirq + steal) / clockTicks;
+}
+
 export interface Memory {
   /** Sum of RSS over the processes, KiB (shared pages counted in each). */
   readonly rssKiB: number;

@@ -17,9 +17,9 @@ import type { TargetApi, UserApi } from './messages.js';
 import { USAGE, parseOptions, type BenchOptions } from './options.js';
 import { pathStatus, writeOutputs, type Machine, type PathStatus } from './output.js';
 import { ENTRY_HOST, PATH_LABELS, TARGET_HOST, freePort, startPath, type PathEnv, type PathId, type PathPorts, type RunningPath } from './paths.js';
-import { ProcessRegistry, isRunning, logTail, setClockTicks } from './procs.js';
+import { ProcessRegistry, cpuSeconds, hostBusySeconds, isRunning, logTail, setClockTicks } from './procs.js';
 import type { Samples } from './report.js';
-import { cleanupSsh, prepareSsh, type SshSetup } from './sshd.js';
+import { prepareSsh } from './sshd.js';
 import { summariseFile } from './profile-summary.js';
 import { bulkOnce, runGroup, type Group, type Sample, type WorkloadContext } from './workloads.js';
 
@@ -97,6 +97,7 @@ async function benchmark(
   env: PathEnv,
   ports: ReadonlyMap<PathId, PathPorts>,
   ctx: WorkloadContext,
+  foreignCpu: number[],
 ): Promise<Samples> {
   const samples: Samples = {};
   const groups: Group[][] = o.restartPerGroup ? [['perf'], ['memory'], ['slow']] : [['perf', 'memory', 'slow']];
@@ -112,6 +113,7 @@ async function benchmark(
         const label = `[${rep + 1}/${o.reps}] ${PATH_LABELS[id]}`;
         let run: RunningPath | null = null;
         const sample: Sample = { values: new Map(), notes: [] };
+        const before = { at: Date.now(), host: hostBusySeconds(), bench: cpuSeconds([process.pid]) };
         try {
           run = await startPath(id, pathPorts, env);
           await waitReady(ctx.user, run);
@@ -122,6 +124,10 @@ async function benchmark(
           statuses.get(id)?.errors.push(`repetition ${rep + 1}, ${wanted.join('+')}: ${message.split('\n')[0] ?? ''}`);
           for (const c of run?.relays ?? []) log(`${c.name} log:\n${logTail(c)}`);
         } finally {
+          // Host CPU not used by the bench or its children, as a share of the machine.
+          const seconds = (Date.now() - before.at) / 1000;
+          const other = hostBusySeconds() - before.host - (cpuSeconds([process.pid]) - before.bench);
+          foreignCpu.push(Math.max(0, other / (seconds * os.availableParallelism())));
           record(samples, id, sample.values);
           for (const text of sample.notes) statuses.get(id)?.notes.push(`repetition ${rep + 1}: ${text}`);
           await run?.stop();
@@ -132,10 +138,10 @@ async function benchmark(
   return samples;
 }
 
-async function profile(dir: string, o: BenchOptions, env: PathEnv, ports: PathPorts, ctx: WorkloadContext): Promise<void> {
+async function profile(id: 'tcpipe' | 'tcpipe-secret', dir: string, o: BenchOptions, env: PathEnv, ports: PathPorts, ctx: WorkloadContext): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const before = new Set(readdirSync(dir));
-  const run = await startPath('tcpipe', ports, { ...env, tcpipeNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
+  const run = await startPath(id, ports, { ...env, tcpipeNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
   const roles = new Map(run.relays.map((c) => [String(c.pid), c.name]));
   try {
     await waitReady(ctx.user, run);
@@ -170,12 +176,8 @@ async function main(argv: readonly string[]): Promise<number> {
   const options = o;
   const tmp = mkdtempSync(join(os.tmpdir(), 'tcpipe-bench-'));
   const registry = new ProcessRegistry(tmp);
-  let ssh: SshSetup | null = null;
   let keepTmp = false;
-  const atExit = (): void => {
-    registry.killAllSync();
-    if (ssh !== null) cleanupSsh(ssh);
-  };
+  const atExit = (): void => registry.killAllSync();
   process.on('exit', atExit);
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
@@ -206,7 +208,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const secretFile = join(tmp, 'tcpipe.key');
     writeFileSync(secretFile, execFileSync(process.execPath, [cli, 'keygen'], { encoding: 'utf8' }), { mode: 0o600 });
     const sshPorts = ports.get('ssh');
-    if (sshPorts !== undefined) ssh = prepareSsh(tmp, sshPorts.inner);
+    const ssh = sshPorts === undefined ? null : prepareSsh(tmp, sshPorts.inner);
     const env: PathEnv = { registry, distRoot, ssh, secretFile, tcpipeNodeFlags: [] };
 
     const app = join(distRoot, 'bench', 'app.js');
@@ -220,16 +222,27 @@ async function main(argv: readonly string[]): Promise<number> {
     const ctx: WorkloadContext = { user, user2, target, options, rep: 0, log };
 
     if (options.profileDir !== null) {
-      const p = ports.get('tcpipe');
-      if (p === undefined) throw new Error('--profile needs the tcpipe path');
-      await profile(options.profileDir, options, env, p, ctx);
+      // The plaintext path, unless --paths names only the one with a secret.
+      const id = active.includes('tcpipe') ? 'tcpipe' : 'tcpipe-secret';
+      const p = ports.get(id);
+      if (p === undefined) throw new Error('--profile needs the tcpipe or tcpipe-secret path');
+      await profile(id, options.profileDir, options, env, p, ctx);
       return 0;
     }
     const m = machine(peers.socat, peers.ssh);
     log(`${options.mode} run: ${active.map((id) => PATH_LABELS[id]).join(', ')}; ${options.reps} repetition(s); logs in ${tmp}`);
-    const samples = await benchmark(options, active, statuses, env, ports, ctx);
+    const foreignCpu: number[] = [];
+    const samples = await benchmark(options, active, statuses, env, ports, ctx, foreignCpu);
     const { markdown } = writeOutputs(
-      { startedAt: new Date(startedAt).toISOString(), seconds: (Date.now() - startedAt) / 1000, options, machine: m, paths: [...statuses.values()], samples },
+      {
+        startedAt: new Date(startedAt).toISOString(),
+        seconds: (Date.now() - startedAt) / 1000,
+        options,
+        machine: m,
+        paths: [...statuses.values()],
+        samples,
+        foreignCpu,
+      },
       repoRoot,
     );
     process.stdout.write(`${markdown}\n`);
@@ -244,7 +257,6 @@ async function main(argv: readonly string[]): Promise<number> {
     return 1;
   } finally {
     await registry.stopAll();
-    if (ssh !== null) cleanupSsh(ssh);
     if (!keepTmp) rmSync(tmp, { recursive: true, force: true });
   }
 }

@@ -5,7 +5,7 @@
  * or written: sshd gets `-f <conf>`, ssh gets `-F /dev/null` and explicit files.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const SSH_CIPHER = 'aes128-gcm@openssh.com';
@@ -17,8 +17,6 @@ export interface SshSetup {
   readonly config: string;
   readonly userKey: string;
   readonly knownHosts: string;
-  /** True when the bench created /run/sshd (it removes it at the end). */
-  readonly createdPrivsepDir: boolean;
 }
 
 export function sshdBinary(): string {
@@ -63,21 +61,16 @@ export function prepareSsh(tmp: string, port: number): SshSetup {
       '',
     ].join('\n'),
   );
-  let createdPrivsepDir = false;
-  if (!existsSync(PRIVSEP_DIR)) {
-    mkdirSync(PRIVSEP_DIR, { mode: 0o755 });
-    createdPrivsepDir = true;
-  }
-  return { dir, config, userKey, knownHosts: join(dir, 'known_hosts'), createdPrivsepDir };
+  return { dir, config, userKey, knownHosts: join(dir, 'known_hosts') };
 }
 
-export function cleanupSsh(setup: SshSetup): void {
-  if (!setup.createdPrivsepDir) return;
-  try {
-    rmdirSync(PRIVSEP_DIR);
-  } catch {
-    // not empty or gone: leave it
-  }
+/**
+ * Creates /run/sshd when it is missing, as the openssh-server package does at
+ * boot, before every sshd start. It is left in place: another run of the bench
+ * (or the system's sshd) may be using it.
+ */
+export function ensurePrivsepDir(): void {
+  mkdirSync(PRIVSEP_DIR, { recursive: true, mode: 0o755 });
 }
 
 /** Arguments of the ssh client: one connection, -N, the given -L forwards. */

@@ -180,10 +180,16 @@ async function slowReader(ctx: WorkloadContext, run: RunningPath, out: Map<strin
   const roots = pids(run);
   const o = ctx.options;
   const base = memory(roots);
-  let peak = base;
+  // `filled`: RSS once the path is full (after the first second, or a third of a shorter run);
+  // a relay whose memory is flat stops growing there.
+  const seen: { peak: Memory; last: Memory; filled: Memory | null } = { peak: base, last: base, filled: null };
+  const fillMs = Math.min(1000, o.slowMs / 3);
+  const startedAt = Date.now();
   const timer = setInterval(() => {
     const m = memory(roots);
-    if (m.rssKiB > peak.rssKiB) peak = m;
+    seen.last = m;
+    if (m.rssKiB > seen.peak.rssKiB) seen.peak = m;
+    if (seen.filled === null && Date.now() - startedAt >= fillMs) seen.filled = m;
   }, 100);
   const before = await ctx.target.call('stats', null);
   let written: number;
@@ -196,8 +202,10 @@ async function slowReader(ctx: WorkloadContext, run: RunningPath, out: Map<strin
   await ctx.target.call('dropSlow', null);
   const read = after.slowBytes - before.slowBytes;
   out.set('slow_base_rss_mib', base.rssKiB / 1024);
+  const { peak, last, filled } = seen;
   out.set('slow_peak_rss_mib', peak.rssKiB / 1024);
   out.set('slow_growth_mib', (peak.rssKiB - base.rssKiB) / 1024);
+  if (filled !== null) out.set('slow_late_growth_mib', (last.rssKiB - filled.rssKiB) / 1024);
   out.set('slow_inflight_mib', (written - read) / MiB);
   out.set('slow_read_mib', read / MiB);
   ctx.log(
