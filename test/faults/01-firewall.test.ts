@@ -20,6 +20,7 @@ import {
   faultsAvailable,
   firewallNoInbound,
   mib,
+  pollUntil,
   skipReason,
   startAgent,
   startTcpipe,
@@ -83,9 +84,10 @@ describe('faults: firewall', { skip: skipReason(avail) }, () => {
         cliApp.call<LoadSummary>('load-wait', { id: 'rev', timeoutMs: 40_000 }, 45_000),
       ]);
       const elapsed = (performance.now() - started) / 1000;
+      // A user is done once its kernel took its last bytes and the reply came; its target reads a little later.
       const [atCli, atSrv] = await Promise.all([
-        cliApp.call<TargetStats>('target-stats', { port: 31001 }, 5000),
-        srvApp.call<TargetStats>('target-stats', { port: 31002 }, 5000),
+        pollUntil(() => cliApp.call<TargetStats>('target-stats', { port: 31001 }, 5000), (v) => v.open === 0, 10_000, 'the targets on cli to finish'),
+        pollUntil(() => srvApp.call<TargetStats>('target-stats', { port: 31002 }, 5000), (v) => v.open === 0, 10_000, 'the targets on srv to finish'),
       ]);
       for (const [what, load, target] of [
         ['users -> srv:31001 -> cli 127.0.0.1', fwd, atCli],

@@ -28,6 +28,7 @@ import {
   startLoads,
   startPair,
   targetStats,
+  targetsQuiet,
   waitLoads,
   type Probe,
   type TcpipeProc,
@@ -109,6 +110,7 @@ describe('faults: flapping link', { skip: skipReason(avail) }, () => {
         100,
       );
       const flap = await waitLoads(flows, 'flap', 40_000, { stop: true, records: true });
+      await targetsQuiet(flows);
       const targets = await targetStats(flows);
       const downs = server.since(serverFrom).filter((l) => LINK_DOWN.test(l)).length;
       s.figure('cuts', cuts);

@@ -129,6 +129,9 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
       assert.deepEqual(many.errors, {});
       assert.equal(many.clean, CONCURRENT);
       assert.equal(many.bad, 0);
+      const targetsDone = (): Promise<TargetStats> =>
+        pollUntil(() => targets.call<TargetStats>('target-stats', { port: FWD_PORT }, 10_000), (v) => v.open === 0, 30_000, 'the target to finish');
+      await targetsDone();
       const manyTarget = await targets.call<TargetStats>('target-stats', { port: FWD_PORT, clear: true }, 10_000);
       assert.equal(manyTarget.bad, 0, 'bad bytes at the target');
       const afterMany = await quiet();
@@ -160,6 +163,7 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
         assert.deepEqual(short.errors, {});
         assert.equal(short.clean, SHORT / 2);
         assert.equal(short.bad, 0);
+        await targetsDone();
         const shortTarget = await targets.call<TargetStats>('target-stats', { port: FWD_PORT, clear: true }, 10_000);
         assert.equal(shortTarget.bad, 0);
         assert.equal(shortTarget.streams, SHORT / 2);

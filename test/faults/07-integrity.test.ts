@@ -36,6 +36,7 @@ import {
   startLoads,
   startPair,
   targetStats,
+  targetsQuiet,
   waitLoads,
   type LoadSummary,
   type TargetRecord,
@@ -149,6 +150,7 @@ describe('faults: integrity soak', { skip: skipReason(avail) }, () => {
       });
       const loads = await waitLoads(flows, 'soak', DURATION_MS + 60_000, { records: true });
       const seconds = (performance.now() - started) / 1000;
+      await targetsQuiet(flows);
       const targets = await targetStats(flows, { records: true });
       const tally: Tally = {
         streams: 0,

@@ -114,6 +114,7 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
         const rest = await users.call<LoadSummary>('load-wait', { id: 'burst', release: true, timeoutMs: 15_000 }, 20_000);
         assert.equal(rest.bad, 0);
         assert.equal(rest.clean, burst.ready, 'burst connections that got through end cleanly');
+        await pollUntil(() => targets.call<TargetStats>('target-stats', { port: FWD_PORT }, 5000), (v) => v.open === 0, 10_000, 'the target to finish');
         const atTarget = await targets.call<TargetStats>('target-stats', { port: FWD_PORT, clear: true }, 5000);
         assert.equal(atTarget.bad, 0);
 

@@ -584,6 +584,14 @@ export async function loadStats(flows: Flows, id: string): Promise<BothWays<Load
   return { fwd, rev };
 }
 
+/**
+ * Until both pattern targets have no connection open (a user is done once its
+ * kernel took its last bytes; its target finishes reading a little later).
+ */
+export async function targetsQuiet(flows: Flows, ms = 15_000): Promise<void> {
+  await pollUntil(() => targetStats(flows), (v) => v.fwd.open === 0 && v.rev.open === 0, ms, 'the targets to finish their connections');
+}
+
 /** Target-side records: fwd streams end at targets:31001, rev streams at users:31002. */
 export async function targetStats(flows: Flows, extra: Record<string, Json> = {}): Promise<BothWays<TargetStats>> {
   const [fwd, rev] = await Promise.all([
