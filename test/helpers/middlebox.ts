@@ -19,6 +19,7 @@
  * username method checks system accounts): it adds a throwaway account with
  * useradd and `removeSystemUser` deletes it; the test registers the removal.
  */
+import { randomBytes } from 'node:crypto';
 import { spawn as cpSpawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -242,7 +243,7 @@ export async function makeCertificates(dir: TempDir, ip: string, dnsName: string
   await runOk('openssl', ['req', '-x509', ...ec, '-keyout', caKey, '-out', caCert, '-days', '2', '-subj', '/CN=tcpipe test CA',
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
   await runOk('openssl', ['req', ...ec, '-keyout', key, '-out', csr, '-subj', `/CN=${dnsName}`]);
-  await runOk('openssl', ['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext]);
+  await runOk('openssl', ['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-out', cert, '-days', '2', '-extfile', ext]);
   chmodSync(key, 0o644);
   return { caCert, cert, key };
 }
