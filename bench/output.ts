@@ -78,12 +78,12 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
   const checks = targetChecks(medians, o);
   const m = record.machine;
   const markdown = [
-    `Run of ${record.startedAt} (${o.mode}, ${o.reps} repetition${o.reps === 1 ? '' : 's'}, medians; ${Math.round(record.seconds)} s).`,
-    `Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
-    `Sizes: bulk ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB per run (1 and 8 streams), ${(o.scaleBytes / 1048576).toLocaleString('en-US')} MiB at 64+ streams; RTT ${o.rttMs} ms; connections ${o.connMs} ms × ${o.connWorkers} workers; fairness ${o.fairMs} ms; slow reader ${(o.slowBytes / 1048576).toLocaleString('en-US')} MiB offered at 1 MB/s for ${o.slowMs / 1000} s; ${(o.idleCounts[o.idleCounts.length - 1] ?? 0).toLocaleString('en-US')} idle streams in the first repetition only.`,
-    ...record.paths.filter((p) => p.skipped !== null).map((p) => `Skipped ${p.label}: ${p.skipped ?? ''}.`),
-    ...record.paths.flatMap((p) => p.errors.map((e) => `Error on ${p.label}: ${e}`)),
-    ...record.paths.flatMap((p) => p.notes.map((e) => `Not measured on ${p.label}, ${e}`)),
+    `- Run of ${record.startedAt} (${o.mode}, ${o.reps} repetition${o.reps === 1 ? '' : 's'}, medians; ${Math.round(record.seconds)} s).`,
+    `- Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
+    `- Sizes: bulk ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB per run (1 and 8 streams), ${(o.scaleBytes / 1048576).toLocaleString('en-US')} MiB at 64+ streams; RTT ${o.rttMs} ms; connections ${o.connMs} ms × ${o.connWorkers} workers; fairness ${o.fairMs} ms; slow reader ${(o.slowBytes / 1048576).toLocaleString('en-US')} MiB offered at 1 MB/s for ${o.slowMs / 1000} s; ${(o.idleCounts[o.idleCounts.length - 1] ?? 0).toLocaleString('en-US')} idle streams in the first repetition only.`,
+    ...record.paths.filter((p) => p.skipped !== null).map((p) => `- Skipped ${p.label}: ${p.skipped ?? ''}.`),
+    ...record.paths.flatMap((p) => p.errors.map((e) => `- Error on ${p.label}: ${e}`)),
+    ...record.paths.flatMap((p) => p.notes.map((e) => `- Not measured on ${p.label}, ${e}`)),
     '',
     resultsTable(defs, medians, ran),
     '',
