@@ -60,14 +60,20 @@ export function metricDefs(o: BenchOptions): MetricDef[] {
   return defs;
 }
 
-/** Adds the per-repetition added RTT (path − direct of the same repetition). */
+/**
+ * Adds the added RTT: path − direct of the same repetition, or of the medians
+ * when a repetition is missing on either side (the pairs would not match).
+ */
 export function deriveAddedRtt(samples: Samples): void {
   const direct = samples.direct?.['rtt_p50_us'];
   if (direct === undefined) return;
-  for (const [id, metrics] of Object.entries(samples) as [PathId, Record<string, number[]>][]) {
+  for (const metrics of Object.values(samples)) {
     const own = metrics['rtt_p50_us'];
     if (own === undefined) continue;
-    metrics['rtt_added_p50_us'] = own.map((v, i) => v - (direct[i] ?? Number.NaN)).filter((v) => Number.isFinite(v));
+    const d = median(direct);
+    const o = median(own);
+    metrics['rtt_added_p50_us'] =
+      own.length === direct.length ? own.map((v, i) => v - (direct[i] ?? Number.NaN)) : d !== null && o !== null ? [o - d] : [];
   }
 }
 
