@@ -182,7 +182,10 @@ async function main(argv: readonly string[]): Promise<number> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       log(`${signal}: stopping every process the bench started`);
-      void registry.stopAll().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+      void registry.stopAll().finally(() => {
+        rmSync(tmp, { recursive: true, force: true });
+        process.exit(signal === 'SIGINT' ? 130 : 143);
+      });
     });
   }
   try {
