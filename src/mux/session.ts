@@ -40,6 +40,8 @@ export class Session implements StreamOwner {
   lastReceiveAt: number;
   /** Smoothed round-trip time from PING/PONG, in ms. */
   rtt = 0;
+  /** Smallest round trip seen on this link, in ms (0 until the first PONG). */
+  minRtt = 0;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -148,10 +150,13 @@ export class Session implements StreamOwner {
     return this.clock.now();
   }
 
+  /**
+   * The round trip window growth is judged on: the smallest PING round trip
+   * seen. The smoothed one grows with the queue a bulk stream builds, which
+   * would feed the growth that built it. Until the first PONG: 1 ms.
+   */
   rttMs(): number {
-    // Until the first PONG, assume 1 ms; a floor keeps loopback timing noise from
-    // reading as "window too small" forever.
-    return this.rtt > 1 ? this.rtt : 1;
+    return this.minRtt > 0 ? this.minRtt : 1;
   }
 
   writeData(streamId: number, flags: number, payload: Buffer): void {
@@ -339,6 +344,7 @@ export class Session implements StreamOwner {
   /** Records a measured round trip (from the heartbeat's pings). */
   recordRtt(sample: number): void {
     this.rtt = this.rtt === 0 ? sample : this.rtt * 0.875 + sample * 0.125;
+    if (sample > 0 && (this.minRtt === 0 || sample < this.minRtt)) this.minRtt = sample;
   }
 
   // ---- sending ---------------------------------------------------------
