@@ -15,6 +15,8 @@ export const ErrorCodes = Object.freeze({
   HEARTBEAT_TIMEOUT: 'TCPIPE_ERR_HEARTBEAT_TIMEOUT',
   LINK_CLOSED: 'TCPIPE_ERR_LINK_CLOSED',
   LISTEN: 'TCPIPE_ERR_LISTEN',
+  RESUME_EXPIRED: 'TCPIPE_ERR_RESUME_EXPIRED',
+  RESUME_FAILED: 'TCPIPE_ERR_RESUME_FAILED',
 } as const);
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -16,7 +16,8 @@ import { describeProxy } from './link/proxy.js';
 import { clientProxy, clientTarget, routeTable, securityFrom } from './config/resolve.js';
 import type { LinkHandlers, LinkPeer, LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
-import type { Session, SessionEnd } from './mux/session.js';
+import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
+import { ErrorCodes } from './errors.js';
 import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
 import type {
@@ -136,7 +137,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   }
 
   get linkUp(): boolean {
-    return this.session !== null && !this.session.isEnded;
+    return this.session !== null && !this.session.isEnded && this.session.linkState !== 'held';
   }
 
   get openStreams(): number {
@@ -256,6 +257,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       pingDivisor: l.pingDivisor,
       handshakeTimeoutMs: l.handshakeTimeoutMs,
       keepAliveMs: Math.max(1000, Math.floor((l.heartbeatSeconds * 1000) / 2)),
+      resumeGraceMs: Math.round((this.options.resumeSeconds ?? 0) * 1000),
     };
   }
 
@@ -278,11 +280,35 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         this.pastBytesIn += session.bytesIn;
         this.pastBytesOut += session.bytesOut;
         const streams = this.pipes.size;
-        this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
+        const code = end.error?.code;
+        if (code === ErrorCodes.RESUME_EXPIRED || code === ErrorCodes.RESUME_FAILED) {
+          const event = code === ErrorCodes.RESUME_EXPIRED ? 'resume_expired' : 'resume_failed';
+          this.logger.warn(event, `${end.reason}; closing ${streams} held connections`, { peer: peer.address, reason: end.reason, streams });
+        } else {
+          this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
+            peer: peer.address,
+            reason: end.reason,
+          });
+        }
+        this.emit('link-down', { peer: peer.address, reason: end.reason });
+      },
+      onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => {
+        const streams = session.heldStreams;
+        const graceS = (this.options.resumeSeconds ?? 0).toString();
+        this.logger.warn('link_held', `link lost with ${peer.address}: ${end.reason}; holding ${streams} connections for up to ${graceS}s to resume`, {
           peer: peer.address,
           reason: end.reason,
+          streams,
         });
-        this.emit('link-down', { peer: peer.address, reason: end.reason });
+        this.emit('link-held', { peer: peer.address, reason: end.reason, streams });
+      },
+      onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => {
+        this.logger.info('link_resumed', `link resumed with ${peer.address}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
+          peer: peer.address,
+          streams: info.streams,
+          replayed_bytes: info.replayedBytes,
+        });
+        this.emit('link-resumed', { peer: peer.address, streams: info.streams, replayedBytes: info.replayedBytes });
       },
     };
   }
@@ -291,7 +317,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   status(): TcpipeStatus {
     const session = this.session;
     const now = this.clock.now();
-    const current = session !== null && !session.isEnded ? session : null;
+    const current = session !== null && !session.isEnded && session.linkState !== 'held' ? session : null;
     return {
       role: this.role,
       link:

@@ -23,6 +23,12 @@ export interface CommonOptions {
   /** Link declared dead after this many seconds without an answer. */
   readonly heartbeatSeconds?: number;
   /**
+   * Stream resumption: when the link drops, hold the user connections this
+   * many seconds for the next link instead of closing them (0 or absent: off,
+   * the seed's behaviour). Used only when both sides give it.
+   */
+  readonly resumeSeconds?: number;
+  /**
    * The shared secret (see `tcpipe keygen`), or several: the first dials, all
    * are accepted. With a secret the link is TLS 1.3 with the secret as PSK.
    */
@@ -124,6 +130,10 @@ export interface TcpipeStatus {
 export interface TcpipeEvents {
   'link-up': [{ peer: string }];
   'link-down': [{ peer: string; reason: string }];
+  /** Resumption: the link was lost and `streams` connections are held for the next one. */
+  'link-held': [{ peer: string; reason: string; streams: number }];
+  /** Resumption: the held connections flow again on a new link. */
+  'link-resumed': [{ peer: string; streams: number; replayedBytes: number }];
   'stream-open': [StreamInfo];
   'stream-close': [StreamCloseInfo];
   refused: [RefusedInfo];

@@ -24,6 +24,8 @@ export interface RunCommand {
   readonly routes: readonly RouteSpec[];
   readonly onePerPort: boolean;
   readonly heartbeatSeconds: number | undefined;
+  /** --resume: seconds to hold user connections when the link drops (0: off). */
+  readonly resumeSeconds: number | undefined;
   readonly verbosity: 'quiet' | 'normal' | 'verbose';
   readonly logFormat: LogFormat;
   readonly secretFile: string | undefined;
@@ -63,6 +65,7 @@ const OPTIONS = {
   target: { type: 'string', short: 't', multiple: true },
   'one-per-port': { type: 'boolean' },
   heartbeat: { type: 'string' },
+  resume: { type: 'string' },
   verbose: { type: 'boolean', short: 'v' },
   quiet: { type: 'boolean', short: 'q' },
   'log-format': { type: 'string' },
@@ -189,6 +192,14 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     }
   }
 
+  let resumeSeconds: number | undefined;
+  if (values.resume !== undefined) {
+    resumeSeconds = Number(values.resume);
+    if (!/^\d+(\.\d+)?$/.test(values.resume) || !(resumeSeconds <= 86400)) {
+      throw new UsageError(`--resume must be a number of seconds from 0 (off) to 86400, not '${values.resume}'`);
+    }
+  }
+
   const format = values['log-format'] ?? 'text';
   if (format !== 'text' && format !== 'json') throw new UsageError(`--log-format must be text or json, not '${format}'`);
 
@@ -253,6 +264,7 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     routes,
     onePerPort: values['one-per-port'] === true,
     heartbeatSeconds,
+    resumeSeconds,
     verbosity,
     logFormat: format,
     secretFile: values['secret-file'],

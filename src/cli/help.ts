@@ -91,6 +91,10 @@ Options:
                                exact behaviour). Default: any number at once.
       --heartbeat=<seconds>    Declare the link dead after this long without an
                                answer to a ping (default ${DEFAULTS.heartbeatSeconds}).
+      --resume=<seconds>       When the link drops, hold the user connections this
+                               long and resume them, with no byte lost, on the
+                               next link (both sides must give it). Default 0:
+                               off, every connection closes with the link.
   -v, --verbose                Also log each stream opened and closed.
   -q, --quiet                  Log only warnings and errors.
       --log-format=text|json   Log lines as text (default) or one JSON object each.

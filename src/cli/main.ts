@@ -160,6 +160,7 @@ async function run(command: RunCommand): Promise<number> {
     routes: command.routes,
     onePerPort: command.onePerPort,
     ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),
+    ...(command.resumeSeconds !== undefined ? { resumeSeconds: command.resumeSeconds } : {}),
     logger,
   };
   if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0) {

@@ -28,6 +28,7 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = Object.freeze({
   target: 'list',
   'one-per-port': 'boolean',
   heartbeat: 'string',
+  resume: 'string',
   verbose: 'boolean',
   quiet: 'boolean',
   'log-format': 'string',

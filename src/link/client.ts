@@ -10,7 +10,10 @@ import type { Logger } from '../log/logger.js';
 import { GoAwayCode } from '../protocol/constants.js';
 import { backoffDelay } from './backoff.js';
 import { readHello, sendHello } from './handshake.js';
-import { closeTransport, helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { createKeyShare, deriveIdentity, linkExporter, type ResumeIdentity } from './resume-auth.js';
+import { requestResume } from './resume.js';
+import type { SessionEnd } from '../mux/session.js';
 import { dialTcp, formatAddress, remoteAddress, tuneSocket } from './transport.js';
 import { secureClient, type LinkSecurity } from './security.js';
 import type { Duplex } from 'node:stream';
@@ -45,6 +48,8 @@ export interface OnceResult {
 
 export class LinkClient {
   private session: Session | null = null;
+  /** The last session, kept across links while it is held for resumption. */
+  private linked: LinkedSession | null = null;
 
   constructor(
     private readonly options: LinkClientOptions,
@@ -99,8 +104,28 @@ export class LinkClient {
       }
       link = await secureClient(stream, this.options.security, host);
       link.on('error', () => undefined);
-      sendHello(link, helloFor('client', settings, this.options.software));
+      const held = this.heldSession();
+      const share = settings.resumeGraceMs > 0 ? createKeyShare() : null;
+      const resumeHello = share !== null ? { share, sessionId: held?.identity?.id ?? null } : null;
+      sendHello(link, helloFor('client', settings, this.options.software, resumeHello));
       const result = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      const peer = { address, hello: result.peer };
+      let identity: ResumeIdentity | null = null;
+      let resumed = false;
+      if (share !== null && resumeNegotiated(settings, result.peer)) {
+        const binding = { clientShare: share.publicKey, serverShare: result.peer.keyShare ?? Buffer.alloc(0), exporter: linkExporter(link) };
+        const answer = await requestResume(link, result.decoder, held?.identity ?? null, binding, settings.handshakeTimeoutMs, this.clock);
+        if (answer.kind === 'resumed') resumed = true;
+        else {
+          held?.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, `cannot resume: ${answer.reason}`), `cannot resume: ${answer.reason}`);
+          identity = deriveIdentity(share, binding.serverShare, binding);
+        }
+      } else {
+        held?.session.abandon(
+          new TcpipeError(ErrorCodes.RESUME_FAILED, 'cannot resume: the partner does not resume sessions'),
+          'cannot resume: the partner does not resume sessions',
+        );
+      }
       timer.cancel();
       if (signal.aborted) {
         socket.destroy();
@@ -108,19 +133,17 @@ export class LinkClient {
       }
       const upAt = this.clock.now();
       const reason = await new Promise<string>((resolve) => {
-        this.session = runSession(
-          link,
-          result.decoder,
-          { address, hello: result.peer },
-          settings,
-          this.handlers,
-          this.clock,
-          this.logger,
-          (end) => {
-            closeTransport(end, link, socket);
-            resolve(end.reason);
-          },
-        );
+        const onLinkGone = (end: SessionEnd): void => {
+          closeTransport(end, link, socket);
+          resolve(end.reason);
+        };
+        if (resumed && held !== null) {
+          this.linked = held;
+          held.resume(link, result.decoder, peer, onLinkGone);
+        } else {
+          this.linked = new LinkedSession(link, result.decoder, peer, settings, this.handlers, this.clock, this.logger, onLinkGone, identity);
+        }
+        this.session = this.linked.session;
       });
       return { upAt, reason };
     } catch (err) {
@@ -139,6 +162,13 @@ export class LinkClient {
     }
   }
 
+  /** The session this client holds for resumption, if any (its link is down, it is not over). */
+  private heldSession(): LinkedSession | null {
+    const linked = this.linked;
+    if (linked === null || linked.session.isEnded || linked.session.linkState !== 'held') return null;
+    return linked;
+  }
+
   /** Keeps a link up until `signal` aborts. */
   async connectLoop(signal: AbortSignal): Promise<void> {
     const { backoffMinMs, backoffMaxMs, backoffResetAfterMs } = this.options;
@@ -146,6 +176,7 @@ export class LinkClient {
     while (!signal.aborted) {
       const result = await this.connectOnce(signal);
       if (signal.aborted) break;
+      if (this.heldSession() !== null) attempt = 0; // a held session wants its link back soon
       if (result.upAt !== null && this.clock.now() - result.upAt >= backoffResetAfterMs) attempt = 0;
       const delay = backoffDelay(attempt++, backoffMinMs, backoffMaxMs);
       const level = result.upAt === null ? 'warn' : 'info';
@@ -154,6 +185,8 @@ export class LinkClient {
       });
       await sleep(delay, signal, this.clock);
     }
+    // Stopped while a session was held: it ends here, with its streams.
+    this.heldSession()?.session.goAway(GoAwayCode.SHUTDOWN, 'client shutting down');
   }
 }
 

@@ -8,6 +8,7 @@ import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.
 import { FrameType, GoAwayCode, PREFACE } from '../protocol/constants.js';
 import { FrameDecoder, parseCodeAndReason, parseHello } from '../protocol/decode.js';
 import { decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../protocol/hello.js';
+import type { Frame } from '../protocol/frame.js';
 import { encodeGoAway } from '../protocol/encode.js';
 
 export interface HandshakeResult {
@@ -36,11 +37,23 @@ export function sendRefusal(link: Duplex, code: number, reason: string): void {
  * Reads until the partner's HELLO. Rejects on timeout, on a GOAWAY (with its
  * reason), on malformed bytes or when the link closes. Leaves the link paused.
  */
-export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: number, clock: Clock): Promise<HandshakeResult> {
+export async function readHello(link: Duplex, maxDataPayload: number, timeoutMs: number, clock: Clock): Promise<HandshakeResult> {
   const decoder = new FrameDecoder({ maxDataPayload });
-  return new Promise<HandshakeResult>((resolve, reject) => {
+  const frame = await readFrame(link, decoder, timeoutMs, clock);
+  if (frame.type !== FrameType.HELLO) {
+    throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `first frame must be HELLO, got type ${frame.type}`);
+  }
+  return { peer: decodeHelloInfo(parseHello(frame.payload)), decoder };
+}
+
+/**
+ * The next whole frame of a handshake (the decoder may already hold it). A
+ * GOAWAY rejects with the partner's reason. Leaves the link paused.
+ */
+export function readFrame(link: Duplex, decoder: FrameDecoder, timeoutMs: number, clock: Clock): Promise<Frame> {
+  return new Promise<Frame>((resolve, reject) => {
     let done = false;
-    const finish = (err: Error | null, result?: HandshakeResult): void => {
+    const finish = (err: Error | null, frame?: Frame): void => {
       if (done) return;
       done = true;
       timer.cancel();
@@ -50,36 +63,41 @@ export function readHello(link: Duplex, maxDataPayload: number, timeoutMs: numbe
       link.off('end', onEnd);
       link.off('close', onEnd);
       if (err !== null) reject(err);
-      else if (result !== undefined) resolve(result);
+      else if (frame !== undefined) resolve(frame);
     };
     const timer = clock.setTimer(timeoutMs, () =>
       finish(new TcpipeError(ErrorCodes.HANDSHAKE_TIMEOUT, `handshake not finished within ${timeoutMs / 1000}s`)),
     );
-    const onData = (chunk: Buffer): void => {
-      decoder.push(chunk);
+    const check = (): void => {
       try {
         const frame = decoder.next();
         if (frame === null) return;
-        if (frame.type === FrameType.HELLO) {
-          finish(null, { peer: decodeHelloInfo(parseHello(frame.payload)), decoder });
-        } else if (frame.type === FrameType.GOAWAY) {
+        if (frame.type === FrameType.GOAWAY) {
           const { code, reason } = parseCodeAndReason(frame.payload);
           const errCode =
             code === GoAwayCode.PARTNER_BUSY
               ? ErrorCodes.PARTNER_BUSY
-              : code === GoAwayCode.AUTH_REQUIRED
+              : code === GoAwayCode.AUTH_REQUIRED || code === GoAwayCode.RESUME_REFUSED
                 ? ErrorCodes.AUTH
                 : ErrorCodes.HANDSHAKE;
           finish(new TcpipeError(errCode, `refused by the partner: ${reason}`));
+        } else if (frame.type === FrameType.DATA) {
+          finish(new ProtocolError(GoAwayCode.PROTOCOL_ERROR, 'DATA during the handshake'));
         } else {
-          finish(new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `first frame must be HELLO, got type ${frame.type}`));
+          finish(null, frame);
         }
       } catch (err) {
         finish(err instanceof Error ? err : new Error(String(err)));
       }
     };
+    const onData = (chunk: Buffer): void => {
+      decoder.push(chunk);
+      check();
+    };
     const onError = (err: Error): void => finish(new TcpipeError(ErrorCodes.HANDSHAKE, `link error during handshake: ${errorMessage(err)}`));
     const onEnd = (): void => finish(new TcpipeError(ErrorCodes.HANDSHAKE, 'link closed during handshake'));
+    check();
+    if (done) return;
     link.on('data', onData);
     link.on('error', onError);
     link.on('end', onEnd);

@@ -9,9 +9,10 @@ import type { Logger } from '../log/logger.js';
 import { GoAwayCode } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
 import type { HelloInfo } from '../protocol/hello.js';
-import { Session, type MuxSettings, type SessionEnd } from '../mux/session.js';
+import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../mux/session.js';
 import type { Stream } from '../mux/stream.js';
 import { Heartbeat } from './heartbeat.js';
+import type { KeyShare, ResumeIdentity } from './resume-auth.js';
 
 export interface LinkSettings {
   readonly mux: MuxSettings;
@@ -20,14 +21,22 @@ export interface LinkSettings {
   readonly pingDivisor: number;
   readonly handshakeTimeoutMs: number;
   readonly keepAliveMs: number;
+  /** --resume in ms (0: off); resumption needs both sides. */
+  readonly resumeGraceMs: number;
 }
 
 /** What the endpoints give the link: where streams go, and who hears of sessions. */
 export interface LinkHandlers {
   onStreamRequest(stream: Stream): void;
   onStreamFinished(stream: Stream): void;
+  /** A link is up: a new session, or a held one on its new link. */
   onSessionUp(session: Session, peer: LinkPeer): void;
+  /** The session ended (its streams are reset). */
   onSessionDown(session: Session, end: SessionEnd, peer: LinkPeer): void;
+  /** The link was lost and the resumable session holds its streams. */
+  onSessionHeld(session: Session, end: SessionEnd, peer: LinkPeer): void;
+  /** A held session's streams flow again on a new link. */
+  onSessionResumed(session: Session, peer: LinkPeer, info: ResumeInfo): void;
 }
 
 export interface LinkPeer {
@@ -52,7 +61,12 @@ export function closeTransport(end: SessionEnd, link: Duplex, socket: Duplex): v
   link.once('close', () => socket.destroy());
 }
 
-export function helloFor(role: HelloInfo['role'], settings: LinkSettings, software: string): HelloInfo {
+export function helloFor(
+  role: HelloInfo['role'],
+  settings: LinkSettings,
+  software: string,
+  resume: { readonly share: KeyShare; readonly sessionId: Buffer | null } | null = null,
+): HelloInfo {
   return {
     role,
     initialWindow: settings.mux.initialWindow,
@@ -60,59 +74,116 @@ export function helloFor(role: HelloInfo['role'], settings: LinkSettings, softwa
     maxStreams: settings.mux.maxStreams,
     heartbeatMs: settings.heartbeatMs,
     software,
+    resumeGraceMs: resume !== null ? settings.resumeGraceMs : 0,
+    keyShare: resume?.share.publicKey ?? null,
+    sessionId: resume?.sessionId ?? null,
   };
 }
 
-export function runSession(
-  link: Duplex,
-  decoder: FrameDecoder,
-  peer: LinkPeer,
-  settings: LinkSettings,
-  handlers: LinkHandlers,
-  clock: Clock,
-  logger: Logger,
-  onEnd: (end: SessionEnd) => void,
-): Session {
-  let heartbeat: Heartbeat | null = null;
-  const session: Session = new Session(
-    link,
-    decoder,
-    settings.mux,
-    {
-      initialWindow: peer.hello.initialWindow,
-      maxFramePayload: Math.min(peer.hello.maxFramePayload, settings.maxFramePayload),
-      maxStreams: peer.hello.maxStreams,
-    },
-    {
-      onStreamRequest: (stream) => handlers.onStreamRequest(stream),
-      onStreamFinished: (stream) => handlers.onStreamFinished(stream),
-      onEnd: (end) => {
-        heartbeat?.stop();
-        handlers.onSessionDown(session, end, peer);
-        onEnd(end);
+/** Both HELLOs announced resumption. */
+export function resumeNegotiated(settings: LinkSettings, peer: HelloInfo): boolean {
+  return settings.resumeGraceMs > 0 && (peer.resumeGraceMs ?? 0) > 0 && peer.keyShare !== null && peer.keyShare !== undefined;
+}
+
+function peerSettings(settings: LinkSettings, hello: HelloInfo): PeerSettings {
+  return {
+    initialWindow: hello.initialWindow,
+    maxFramePayload: Math.min(hello.maxFramePayload, settings.maxFramePayload),
+    maxStreams: hello.maxStreams,
+  };
+}
+
+/**
+ * A session and the links it runs on, one at a time: one link for the seed's
+ * sessions, several for a resumable one (a held session resumes on the next).
+ * Each link gets its own heartbeat; `onLinkGone` closes that link's transport.
+ */
+export class LinkedSession {
+  readonly session: Session;
+  private peer: LinkPeer;
+  private heartbeat: Heartbeat | null = null;
+
+  constructor(
+    link: Duplex,
+    decoder: FrameDecoder,
+    peer: LinkPeer,
+    private readonly settings: LinkSettings,
+    private readonly handlers: LinkHandlers,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    onLinkGone: (end: SessionEnd) => void,
+    /** Resumable sessions: what both ends derived on the first link (null: not resumable). */
+    readonly identity: ResumeIdentity | null,
+  ) {
+    this.peer = peer;
+    const mux: MuxSettings = { ...settings.mux, resumeGraceMs: identity !== null ? settings.resumeGraceMs : 0 };
+    this.session = new Session(
+      link,
+      decoder,
+      mux,
+      peerSettings(settings, peer.hello),
+      {
+        onStreamRequest: (stream) => handlers.onStreamRequest(stream),
+        onStreamFinished: (stream) => handlers.onStreamFinished(stream),
+        onEnd: (end) => {
+          this.stopHeartbeat();
+          handlers.onSessionDown(this.session, end, this.peer);
+        },
+        onHeld: (end) => {
+          this.stopHeartbeat();
+          handlers.onSessionHeld(this.session, end, this.peer);
+        },
+        onResumed: (info) => handlers.onSessionResumed(this.session, this.peer, info),
       },
-    },
-    clock,
-  );
-  // The shorter of the two heartbeats rules, so both sides agree on when the link is dead.
-  const timeoutMs = peer.hello.heartbeatMs > 0 ? Math.min(settings.heartbeatMs, peer.hello.heartbeatMs) : settings.heartbeatMs;
-  heartbeat = new Heartbeat(session, clock, {
-    timeoutMs,
-    intervalMs: Math.max(50, Math.floor(timeoutMs / settings.pingDivisor)),
-    onDead: (silentMs) => {
-      logger.debug('heartbeat_timeout', `no answer from ${peer.address} for ${(silentMs / 1000).toFixed(1)}s`);
-      session.fail(
-        new ProtocolError(
-          GoAwayCode.HEARTBEAT_TIMEOUT,
-          `heartbeat timeout: no answer from the partner for ${(silentMs / 1000).toFixed(1)}s`,
-          ErrorCodes.HEARTBEAT_TIMEOUT,
-        ),
-      );
-      link.destroy();
-    },
-  });
-  handlers.onSessionUp(session, peer);
-  session.start();
-  if (!session.isEnded) heartbeat.start();
-  return session;
+      clock,
+    );
+    this.session.setLinkGone(onLinkGone);
+    handlers.onSessionUp(this.session, peer);
+    this.session.start();
+    this.startHeartbeat(link);
+  }
+
+  get address(): string {
+    return this.peer.address;
+  }
+
+  /** Carries the held session over to a new link (its resumption handshake succeeded). */
+  resume(link: Duplex, decoder: FrameDecoder, peer: LinkPeer, onLinkGone: (end: SessionEnd) => void): void {
+    this.peer = peer;
+    this.session.setLinkGone(onLinkGone);
+    this.handlers.onSessionUp(this.session, peer);
+    this.session.resumeOn(link, decoder, peerSettings(this.settings, peer.hello));
+    this.startHeartbeat(link);
+  }
+
+  private startHeartbeat(link: Duplex): void {
+    const session = this.session;
+    if (session.isEnded || session.linkState === 'held') return;
+    const { settings } = this;
+    const peer = this.peer;
+    // The shorter of the two heartbeats rules, so both sides agree on when the link is dead.
+    const timeoutMs = peer.hello.heartbeatMs > 0 ? Math.min(settings.heartbeatMs, peer.hello.heartbeatMs) : settings.heartbeatMs;
+    const heartbeat = new Heartbeat(session, this.clock, {
+      timeoutMs,
+      intervalMs: Math.max(50, Math.floor(timeoutMs / settings.pingDivisor)),
+      onDead: (silentMs) => {
+        this.logger.debug('heartbeat_timeout', `no answer from ${peer.address} for ${(silentMs / 1000).toFixed(1)}s`);
+        session.linkFailed(
+          new ProtocolError(
+            GoAwayCode.HEARTBEAT_TIMEOUT,
+            `heartbeat timeout: no answer from the partner for ${(silentMs / 1000).toFixed(1)}s`,
+            ErrorCodes.HEARTBEAT_TIMEOUT,
+          ),
+        );
+        link.destroy();
+      },
+    });
+    this.heartbeat = heartbeat;
+    heartbeat.start();
+  }
+
+  private stopHeartbeat(): void {
+    this.heartbeat?.stop();
+    this.heartbeat = null;
+  }
 }

@@ -28,7 +28,10 @@ function refuse(link: Duplex, err: ProtocolError): ProtocolError {
 /** 'G' of an HTTP GET: a WebSocket upgrade (or some other HTTP request). */
 const HTTP_GET_BYTE = 0x47;
 import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
-import { closeTransport, helloFor, runSession, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
+import { createKeyShare, deriveIdentity, linkExporter, type ResumeIdentity } from './resume-auth.js';
+import { readResumeRequest, requestProves, sendFresh, sendResumed, type ResumeRequest } from './resume.js';
+import type { SessionEnd } from '../mux/session.js';
 import { remoteAddress, tuneSocket } from './transport.js';
 
 export interface LinkServerOptions {
@@ -46,7 +49,8 @@ export interface LinkServerOptions {
 
 export class LinkServer {
   private readonly server: net.Server;
-  private current: { session: Session; address: string; socket: net.Socket } | null = null;
+  /** The partner's session: live, or held (its link lost) while it may resume. */
+  private current: { linked: LinkedSession; address: string; socket: net.Socket } | null = null;
   private admission: Promise<void> = Promise.resolve();
   private pendingHandshakes = 0;
   private readonly sockets = new Set<net.Socket>();
@@ -85,7 +89,7 @@ export class LinkServer {
   }
 
   get session(): Session | null {
-    return this.current?.session ?? null;
+    return this.current?.linked.session ?? null;
   }
 
   /** Stops listening and closes the link with a goodbye. */
@@ -93,7 +97,7 @@ export class LinkServer {
     this.stopped = true;
     this.server.close();
     const linkSocket = this.current?.socket;
-    this.current?.session.goAway(GoAwayCode.SHUTDOWN, reason);
+    this.current?.linked.session.goAway(GoAwayCode.SHUTDOWN, reason);
     // Links still in their handshake have no session to say goodbye to.
     for (const socket of this.sockets) if (socket !== linkSocket) socket.destroy();
   }
@@ -214,42 +218,89 @@ export class LinkServer {
       socket.destroy();
       return;
     }
-    const current = this.current;
-    if (current !== null && !current.session.isEnded) {
-      const rtt = await current.session.ping(this.options.partnerCheckTimeoutMs);
-      if (rtt !== null && !current.session.isEnded) {
+    const { settings } = this.options;
+    const hello = result.peer;
+    const share = settings.resumeGraceMs > 0 && resumeNegotiated(settings, hello) ? createKeyShare() : null;
+    const current = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
+    // A client naming the current session is checked by its proof below, not by pinging the old link.
+    const claimsCurrent = share !== null && hello.sessionId != null && current?.linked.identity?.id.equals(hello.sessionId) === true;
+    if (current !== null && current.linked.session.linkState !== 'held' && !claimsCurrent) {
+      const rtt = await current.linked.session.ping(this.options.partnerCheckTimeoutMs);
+      if (rtt !== null && !current.linked.session.isEnded) {
         const reason = `this server already has a live partner (${current.address})`;
         this.logger.warn('partner_refused', `refused partner ${address}: already paired with ${current.address}, which answered in ${rtt.toFixed(1)} ms`);
         sendRefusal(link, GoAwayCode.PARTNER_BUSY, reason);
         this.clock.setTimer(1000, () => socket.destroy());
         return;
       }
-      if (!current.session.isEnded) {
+      if (!current.linked.session.isEnded && share === null) {
         this.logger.warn(
           'partner_replaced',
           `partner ${current.address} did not answer within ${this.options.partnerCheckTimeoutMs / 1000}s: replacing it with ${address}`,
         );
-        current.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
+        current.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
       }
     }
     if (socket.destroyed || this.stopped) {
       socket.destroy();
       return;
     }
-    sendHello(link, helloFor('server', this.options.settings, this.options.software));
-    const session = runSession(
-      link,
-      result.decoder,
-      { address, hello: result.peer },
-      this.options.settings,
-      this.handlers,
-      this.clock,
-      this.logger,
-      (end) => {
-        if (this.current !== null && this.current.socket === socket) this.current = null;
-        closeTransport(end, link, socket);
-      },
-    );
-    if (!session.isEnded) this.current = { session, address, socket };
+    sendHello(link, helloFor('server', settings, this.options.software, share !== null ? { share, sessionId: null } : null));
+    const peer = { address, hello };
+    const onLinkGone = (end: SessionEnd): void => {
+      if (this.current !== null && this.current.socket === socket && this.current.linked.session.isEnded) this.current = null;
+      closeTransport(end, link, socket);
+    };
+    let identity: ResumeIdentity | null = null;
+    if (share !== null) {
+      const binding = { clientShare: hello.keyShare ?? Buffer.alloc(0), serverShare: share.publicKey, exporter: linkExporter(link) };
+      let request: ResumeRequest;
+      try {
+        request = await readResumeRequest(link, result.decoder, settings.handshakeTimeoutMs, this.clock);
+      } catch (err) {
+        this.logger.warn('link_refused', `refused link from ${address}: ${errorMessage(err)}`, { peer: address });
+        if (err instanceof ProtocolError) sendRefusal(link, err.goAwayCode, err.message);
+        this.clock.setTimer(1000, () => socket.destroy());
+        return;
+      }
+      const live = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
+      const liveIdentity = live?.linked.identity ?? null;
+      if (request.kind === 'resume' && live !== null && liveIdentity !== null && request.id.equals(liveIdentity.id)) {
+        if (!requestProves(request, liveIdentity, binding)) {
+          const delay = this.penalty.recordFailure(socket.remoteAddress ?? '?');
+          this.logger.warn('resume_refused', `refused resume from ${address}: proof does not match${delay > 0 ? `; its next links are refused for ${delay / 1000}s` : ''}`, {
+            peer: address,
+          });
+          sendRefusal(link, GoAwayCode.RESUME_REFUSED, 'resume refused: proof does not match');
+          this.clock.setTimer(1000, () => socket.destroy());
+          return;
+        }
+        sendResumed(link, liveIdentity, binding);
+        const session = live.linked.session;
+        // The partner gave up on the old link; it may not know yet here.
+        if (session.linkState !== 'held') session.linkFailed(new TcpipeError(ErrorCodes.LINK_CLOSED, 'the partner resumed on a new link'));
+        if (session.isEnded) {
+          socket.destroy();
+          return;
+        }
+        this.current = { linked: live.linked, address, socket };
+        live.linked.resume(link, result.decoder, peer, onLinkGone);
+        return;
+      }
+      sendFresh(link, request.kind === 'resume' ? 'the partner has no state for this session (it restarted, or its grace ran out)' : 'new session');
+      if (live !== null) {
+        const reason = request.kind === 'new' ? 'the partner started a new session' : 'the partner asked to resume another session';
+        live.linked.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, `cannot resume: ${reason}`), `cannot resume: ${reason}`);
+      }
+      identity = deriveIdentity(share, binding.clientShare, binding);
+    } else if (this.current !== null && !this.current.linked.session.isEnded) {
+      // A held session and a partner that does not resume: the held streams cannot go on.
+      this.current.linked.session.abandon(
+        new TcpipeError(ErrorCodes.RESUME_FAILED, 'cannot resume: the new partner does not resume sessions'),
+        'cannot resume: the new partner does not resume sessions',
+      );
+    }
+    const linked = new LinkedSession(link, result.decoder, peer, settings, this.handlers, this.clock, this.logger, onLinkGone, identity);
+    if (!linked.session.isEnded) this.current = { linked, address, socket };
   }
 }

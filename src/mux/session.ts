@@ -4,9 +4,9 @@
  * the link only as a Duplex of bytes, whatever transport and security carry it.
  */
 import type { Duplex } from 'node:stream';
-import type { Clock } from '../clock.js';
+import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
-import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
+import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, ResetCode, ResumeKind } from '../protocol/constants.js';
 import {
   encodeAccept,
   encodeDataHeader,
@@ -14,17 +14,29 @@ import {
   encodeOpen,
   encodePing,
   encodeReset,
+  encodeResume,
+  encodeResumedWindow,
   encodeWindow,
+  u32,
 } from '../protocol/encode.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
+import { parseCodeAndReason, parseOpenPort, parseResumedReceived, parseWindow, type FrameDecoder } from '../protocol/decode.js';
 import type { Frame } from '../protocol/frame.js';
 import { Fifo } from './fifo.js';
 import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
 import { Stream, type StreamOwner } from './stream.js';
-import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionHooks } from './types.js';
+import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
 
-export type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
+export type { MuxSettings, PeerSettings, ResumeInfo, SessionEnd, SessionHooks } from './types.js';
+
+/** How a session relates to its link: live, held (link lost, resumable) or resuming (new link, stream lists crossing). */
+export type LinkState = 'live' | 'held' | 'resuming';
+
+/** What became of a stream that finished, kept on resumable sessions to answer the partner after an outage. */
+type Tombstone = { readonly code: number; readonly reason: string } | 'closed';
+
+/** Finished streams remembered per session (their RESET or FIN-ack may have been lost with a link). */
+const MAX_TOMBSTONES = 4096;
 
 /** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
 const IDLE_WINDOW_MS = 1000;
@@ -57,22 +69,36 @@ export class Session implements StreamOwner {
   private readonly openRate: TokenBucket;
   private ended = false;
   private readonly pings: PingTracker;
+  private link: Duplex | null;
+  private decoder: FrameDecoder;
+  private peer: PeerSettings;
+  /** Both sides announced resumption: a lost link holds the streams instead of ending the session. */
+  readonly resumable: boolean;
+  linkState: LinkState = 'live';
+  private graceTimer: Timer | null = null;
+  private readonly tombstones = new Map<number, Tombstone>();
+  /** Called once per link when that link is gone (held or ended): closes its transport. */
+  private linkGone: ((end: SessionEnd) => void) | null = null;
 
   private readonly onLinkData = (chunk: Buffer): void => this.receive(chunk);
   private readonly onLinkDrain = (): void => this.flushQueue();
-  private readonly onLinkEnd = (): void => this.terminate(null, 'link closed by the partner', true);
+  private readonly onLinkEnd = (): void => this.linkLost(null, 'link closed by the partner');
   private readonly onLinkError = (err: Error): void =>
-    this.terminate(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`, true);
-  private readonly onLinkClose = (): void => this.terminate(null, 'link closed', true);
+    this.linkLost(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`);
+  private readonly onLinkClose = (): void => this.linkLost(null, 'link closed');
 
   constructor(
-    private readonly link: Duplex,
-    private readonly decoder: FrameDecoder,
+    link: Duplex,
+    decoder: FrameDecoder,
     private readonly settings: MuxSettings,
-    private readonly peer: PeerSettings,
+    peer: PeerSettings,
     private readonly hooks: SessionHooks,
     private readonly clock: Clock,
   ) {
+    this.link = link;
+    this.decoder = decoder;
+    this.peer = peer;
+    this.resumable = (settings.resumeGraceMs ?? 0) > 0;
     this.maxSendFrame = peer.maxFramePayload;
     this.lastReceiveAt = clock.now();
     this.openRate = new TokenBucket(settings.maxOpenRate, this.lastReceiveAt);
@@ -81,13 +107,53 @@ export class Session implements StreamOwner {
 
   /** Starts reading the link; frames the decoder already holds are handled first. */
   start(): void {
-    this.link.on('data', this.onLinkData);
-    this.link.on('drain', this.onLinkDrain);
-    this.link.on('end', this.onLinkEnd);
-    this.link.on('error', this.onLinkError);
-    this.link.on('close', this.onLinkClose);
+    const link = this.link;
+    if (link === null) return;
+    link.on('data', this.onLinkData);
+    link.on('drain', this.onLinkDrain);
+    link.on('end', this.onLinkEnd);
+    link.on('error', this.onLinkError);
+    link.on('close', this.onLinkClose);
     this.drainDecoder();
-    if (!this.ended) this.link.resume();
+    if (!this.ended && this.link === link) link.resume();
+  }
+
+  /** Who closes the current link's transport once the session lets go of it (held or ended). */
+  setLinkGone(callback: (end: SessionEnd) => void): void {
+    this.linkGone = callback;
+  }
+
+  /**
+   * A new link for a held session (the resumption handshake has proved it):
+   * each side lists its streams (a WINDOW with RESUMED per stream, then RESUME
+   * DONE); data flows again once the partner's list is in (finishResumption).
+   */
+  resumeOn(link: Duplex, decoder: FrameDecoder, peer: PeerSettings): void {
+    if (this.ended || this.linkState !== 'held') throw new Error('resumeOn: the session is not held');
+    this.graceTimer?.cancel();
+    this.graceTimer = null;
+    this.link = link;
+    this.decoder = decoder;
+    this.peer = peer;
+    this.linkState = 'resuming';
+    this.lastReceiveAt = this.clock.now();
+    link.cork();
+    for (const stream of this.streams.values()) {
+      const entry = stream.resumeEntry();
+      link.write(encodeResumedWindow(stream.id, entry.flags, entry.consumed, entry.window, entry.received));
+    }
+    link.write(encodeResume(ResumeKind.DONE, u32(this.lastPeerStreamId)));
+    link.uncork();
+    this.start();
+  }
+
+  /** The held session cannot be resumed (the partner has no state, or another partner came): it ends. */
+  abandon(error: TcpipeError, reason: string): void {
+    this.terminate(error, reason, false);
+  }
+
+  get heldStreams(): number {
+    return this.streams.size;
   }
 
   get isEnded(): boolean {
@@ -108,13 +174,14 @@ export class Session implements StreamOwner {
     if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
     const stream = new Stream(this.nextStreamId++, true, port, this, this.windowsForNewStream());
     this.streams.set(stream.key, stream);
-    this.writeFrame(encodeOpen(stream.id, 0, port));
+    // While the link is down or resuming, the OPEN waits: finishResumption sends it in id order.
+    if (this.linkState === 'live') this.writeFrame(encodeOpen(stream.id, 0, port));
     return stream;
   }
 
   /** Sends a PING; resolves with the round-trip time, or null after `timeoutMs` or when the session ends. */
   ping(timeoutMs: number): Promise<number | null> {
-    if (this.ended) return Promise.resolve(null);
+    if (this.ended || this.link === null) return Promise.resolve(null);
     return this.pings.ping(timeoutMs);
   }
 
@@ -130,18 +197,32 @@ export class Session implements StreamOwner {
 
   private sayGoodbye(code: number, reason: string, error: TcpipeError | null): void {
     if (this.ended) return;
-    this.writeFrame(encodeGoAway(code, reason));
-    this.link.end();
-    // The partner may never read it: close for good after a second.
-    const timer = this.clock.setTimer(1000, () => this.link.destroy());
-    this.link.once('close', () => timer.cancel());
+    const link = this.link;
+    if (link !== null) {
+      this.writeFrame(encodeGoAway(code, reason));
+      link.end();
+      // The partner may never read it: close for good after a second.
+      const timer = this.clock.setTimer(1000, () => link.destroy());
+      link.once('close', () => timer.cancel());
+    }
     this.terminate(error, reason, false);
   }
 
   /** Closes the link at once, without a goodbye. */
   destroy(reason: string): void {
+    const link = this.link;
     this.terminate(null, reason, false);
-    this.link.destroy();
+    link?.destroy();
+  }
+
+  /**
+   * The link is dead (the heartbeat heard nothing): a resumable session holds
+   * its streams for the next link; any other ends with a GOAWAY.
+   */
+  linkFailed(error: TcpipeError): void {
+    if (this.ended) return;
+    if (this.resumable && this.link !== null) this.hold(error, error.message);
+    else this.fail(error);
   }
 
   // ---- StreamOwner -----------------------------------------------------
@@ -159,9 +240,14 @@ export class Session implements StreamOwner {
     return this.minRtt > 0 ? this.minRtt : 1;
   }
 
+  /** Streams send DATA and FIN only on a live link; held data waits in the streams. */
+  get linkLive(): boolean {
+    return this.linkState === 'live' && !this.ended;
+  }
+
   writeData(streamId: number, flags: number, payload: Buffer): void {
-    if (this.ended) return;
     const link = this.link;
+    if (this.ended || link === null || this.linkState !== 'live') return;
     link.cork();
     link.write(encodeDataHeader(streamId, flags, payload.length));
     if (payload.length > 0) link.write(payload);
@@ -184,6 +270,10 @@ export class Session implements StreamOwner {
 
   scheduleSend(stream: Stream): void {
     if (this.ended) return;
+    if (this.linkState !== 'live') {
+      this.enqueue(stream);
+      return;
+    }
     if (!this.congested && this.sendQueue.length === 0) {
       if (stream.flush(Infinity)) this.enqueue(stream);
       return;
@@ -211,13 +301,14 @@ export class Session implements StreamOwner {
     this.buffered -= bytes;
     if (this.readPaused && this.buffered <= this.settings.receiveBudget / 2) {
       this.readPaused = false;
-      if (!this.ended) this.link.resume();
+      if (!this.ended) this.link?.resume();
     }
   }
 
   streamFinished(stream: Stream): void {
     if (this.streams.get(stream.key) !== stream) return;
     this.streams.delete(stream.key);
+    if (this.resumable) this.remember(stream);
     if (!stream.isEntry) this.peerOpenStreams--;
     this.grownWindows -= stream.grownBy;
     this.hooks.onStreamFinished?.(stream);
@@ -252,15 +343,28 @@ export class Session implements StreamOwner {
         stream.handleData(frame.payload, (frame.flags & Flag.FIN) !== 0);
         if (this.buffered > this.settings.receiveBudget && !this.readPaused) {
           this.readPaused = true;
-          this.link.pause();
+          this.link?.pause();
         }
         return;
       }
       case FrameType.WINDOW: {
+        if ((frame.flags & Flag.RESUMED) !== 0) {
+          this.handleResumedEntry(frame);
+          return;
+        }
         const stream = this.streamFor(frame);
         if (stream === null) return;
         const update = parseWindow(frame.payload);
         stream.handleWindow(update.consumed, update.window);
+        if ((frame.flags & Flag.FIN_RECEIVED) !== 0) stream.handleFinAcked();
+        return;
+      }
+      case FrameType.RESUME: {
+        const { payload } = frame;
+        if (payload[0] !== ResumeKind.DONE || payload.length !== 5 || this.linkState !== 'resuming') {
+          throw protocolError(`unexpected RESUME (kind ${payload[0] ?? '?'}) on a ${this.linkState} link`);
+        }
+        this.finishResumption(payload.readUInt32BE(1));
         return;
       }
       case FrameType.OPEN:
@@ -286,8 +390,9 @@ export class Session implements StreamOwner {
         const { code, reason } = parseCodeAndReason(frame.payload);
         const errorCode = GOAWAY_ERRORS[code];
         const error = errorCode === undefined ? null : new TcpipeError(errorCode, `partner said goodbye: ${reason}`);
+        const link = this.link;
         this.terminate(error, `partner said goodbye: ${reason}`, true);
-        this.link.destroy();
+        link?.destroy();
         return;
       }
       case FrameType.HELLO:
@@ -358,7 +463,7 @@ export class Session implements StreamOwner {
   }
 
   private writeFrame(frame: Buffer): void {
-    if (this.ended) return;
+    if (this.ended || this.link === null) return;
     this.link.write(frame);
   }
 
@@ -369,9 +474,9 @@ export class Session implements StreamOwner {
   }
 
   private flushQueue(): void {
-    this.congested = false;
-    if (this.ended) return;
     const link = this.link;
+    if (this.ended || link === null || this.linkState !== 'live') return;
+    this.congested = false;
     link.cork();
     let stream: Stream | undefined;
     while (!this.congested && (stream = this.sendQueue.shift()) !== undefined) {
@@ -382,22 +487,141 @@ export class Session implements StreamOwner {
     link.uncork();
   }
 
+  /** The link went away: a resumable session holds, any other ends. */
+  private linkLost(error: TcpipeError | null, reason: string): void {
+    if (this.ended) return;
+    if (this.resumable && this.link !== null) this.hold(error, reason);
+    else this.terminate(error, reason, true);
+  }
+
+  /**
+   * Lets go of a lost link and keeps every stream: their sockets stay open,
+   * their reads pause as their sends find no link, and the grace timer bounds
+   * the wait for the next link.
+   */
+  private hold(error: TcpipeError | null, reason: string): void {
+    const end: SessionEnd = { error, reason, byPeer: true };
+    this.detachLink(end);
+    this.linkState = 'held';
+    this.congested = true;
+    this.readPaused = false;
+    this.pings.clear();
+    for (const stream of this.streams.values()) stream.listedByPeer = false;
+    const graceMs = this.settings.resumeGraceMs ?? 0;
+    this.graceTimer = this.clock.setTimer(graceMs, () =>
+      this.terminate(
+        new TcpipeError(ErrorCodes.RESUME_EXPIRED, `resume grace of ${graceMs / 1000}s ran out`),
+        `resume grace of ${graceMs / 1000}s ran out`,
+        false,
+      ),
+    );
+    this.hooks.onHeld?.(end);
+  }
+
+  private detachLink(end: SessionEnd): void {
+    const link = this.link;
+    if (link === null) return;
+    this.link = null;
+    link.off('data', this.onLinkData);
+    link.off('drain', this.onLinkDrain);
+    link.off('end', this.onLinkEnd);
+    link.off('close', this.onLinkClose);
+    // Keep an error listener: a late socket error must not crash the process.
+    link.off('error', this.onLinkError);
+    link.on('error', ignore);
+    const gone = this.linkGone;
+    this.linkGone = null;
+    gone?.(end);
+  }
+
   private terminate(error: TcpipeError | null, reason: string, byPeer: boolean): void {
     if (this.ended) return;
     this.ended = true;
-    this.link.off('data', this.onLinkData);
-    this.link.off('drain', this.onLinkDrain);
-    this.link.off('end', this.onLinkEnd);
-    this.link.off('close', this.onLinkClose);
-    // Keep an error listener: a late socket error must not crash the process.
-    this.link.off('error', this.onLinkError);
-    this.link.on('error', ignore);
+    this.graceTimer?.cancel();
+    this.graceTimer = null;
+    const gone = this.linkGone;
+    this.linkGone = null;
+    const link = this.link;
+    if (link !== null) {
+      link.off('data', this.onLinkData);
+      link.off('drain', this.onLinkDrain);
+      link.off('end', this.onLinkEnd);
+      link.off('close', this.onLinkClose);
+      // Keep an error listener: a late socket error must not crash the process.
+      link.off('error', this.onLinkError);
+      link.on('error', ignore);
+    }
     this.sendQueue.clear();
     this.pings.clear();
     const streams = [...this.streams.values()];
-    for (const stream of streams) stream.abort(ResetCode.SHUTDOWN, `link lost: ${reason}`);
+    const held = this.linkState !== 'live';
+    for (const stream of streams) stream.abort(ResetCode.SHUTDOWN, held ? reason : `link lost: ${reason}`);
     this.streams.clear();
-    this.hooks.onEnd({ error, reason, byPeer });
+    const end: SessionEnd = { error, reason, byPeer };
+    gone?.(end);
+    this.hooks.onEnd(end);
+  }
+
+  // ---- resumption ------------------------------------------------------
+
+  private remember(stream: Stream): void {
+    if (this.tombstones.size >= MAX_TOMBSTONES) {
+      const oldest = this.tombstones.keys().next();
+      if (oldest.done !== true) this.tombstones.delete(oldest.value);
+    }
+    this.tombstones.set(stream.key, stream.state === 'reset' ? { code: stream.resetCode, reason: stream.closeReason } : 'closed');
+  }
+
+  /** One entry of the partner's stream list on a resumed link. */
+  private handleResumedEntry(frame: Frame): void {
+    if (this.linkState !== 'resuming') throw protocolError('a resumed stream entry outside a resumption');
+    const ours = (frame.flags & Flag.LOCAL) !== 0;
+    const id = frame.streamId;
+    const key = id * 2 + (ours ? 0 : 1);
+    const update = parseWindow(frame.payload);
+    const received = parseResumedReceived(frame.payload);
+    const stream = this.streams.get(key);
+    if (stream !== undefined) {
+      stream.listedByPeer = true;
+      stream.resumeFrom(received, update.consumed, update.window, frame.flags);
+      return;
+    }
+    if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
+      // Opened by the partner while the link was down: its OPEN comes after the lists.
+      if (!ours) return;
+      throw protocolError(`resumed entry for unknown stream ${id}`);
+    }
+    // Finished here: say how, since what said so may have been lost with the old link.
+    const replyFlags = ours ? 0 : Flag.LOCAL;
+    const tomb = this.tombstones.get(key);
+    if (tomb === 'closed') this.writeFrame(encodeWindow(id, replyFlags | Flag.FIN_RECEIVED, 0, 0));
+    else this.writeFrame(encodeReset(id, replyFlags, tomb?.code ?? ResetCode.INTERNAL, tomb?.reason ?? 'the stream ended while the link was down'));
+  }
+
+  /** The partner's list is complete: reopen what it never saw, then let data flow. */
+  private finishResumption(peerLastOpened: number): void {
+    this.linkState = 'live';
+    this.congested = false;
+    let resumed = 0;
+    let replayed = 0;
+    const link = this.link;
+    link?.cork();
+    for (const stream of [...this.streams.values()]) {
+      if (stream.listedByPeer) {
+        stream.listedByPeer = false;
+        resumed++;
+      } else if (stream.isEntry && stream.id > peerLastOpened) {
+        // Opened during the outage, or its OPEN was lost with the old link: open it now, from byte 0.
+        this.writeFrame(encodeOpen(stream.id, 0, stream.port));
+        stream.resumeFrom(0, 0, 0, 0);
+        resumed++;
+      }
+      // Otherwise the partner no longer holds it: its answer to our entry (RESET or FIN-ack) settles it.
+    }
+    for (const stream of [...this.streams.values()]) replayed += stream.afterResume();
+    link?.uncork();
+    this.flushQueue();
+    this.hooks.onResumed?.({ streams: resumed, replayedBytes: replayed });
   }
 }
 

@@ -34,6 +34,10 @@ export interface StreamSink {
 export interface StreamOwner {
   readonly maxSendFrame: number;
   readonly congested: boolean;
+  /** Resumable session: keep sent bytes until the partner acknowledges them. */
+  readonly resumable: boolean;
+  /** DATA and FIN go out only on a live link (not while it is held or resuming). */
+  readonly linkLive: boolean;
   now(): number;
   rttMs(): number;
   writeData(streamId: number, flags: number, payload: Buffer): void;
@@ -73,6 +77,20 @@ export class Stream {
   private pendingBytes = 0;
   private finRequested = false;
   private writableWanted = false;
+  /**
+   * Resumable sessions keep what was sent until the partner acknowledges it
+   * (WINDOW's consumed, or a resumed link's received count): `unacked` holds
+   * the bytes from `replayStart` to `sentBytes`, as the same Buffers that were
+   * written (no copy). The partner's window bounds it.
+   */
+  private readonly unacked: Buffer[] = [];
+  private replayStart = 0;
+  /** The partner confirmed our FIN (WINDOW with FIN_RECEIVED): nothing of this direction is left to replay. */
+  private finAcked = false;
+  /** A resumed link lost our FIN: send it again after the replayed bytes. */
+  private finResend = false;
+  /** Set while a resumed link's lists cross: the partner listed this stream. */
+  listedByPeer = false;
 
   // Receive side.
   receivedBytes = 0;
@@ -190,15 +208,111 @@ export class Stream {
         throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `FIN on stream ${this.id} before ACCEPT`);
       }
       this.transition('recv-fin');
+      // Resumable: confirm the FIN, so the partner can forget the stream (a lost FIN would be resent).
+      if (this.owner.resumable) {
+        this.owner.writeWindow(this.id, this.sendFlags | Flag.FIN_RECEIVED, this.consumedBytes, this.advertisedLimit - this.consumedBytes);
+      }
       this.sink?.onEnd();
-      if (isFinished(this.state)) this.owner.streamFinished(this);
+      if (this.canForget()) this.owner.streamFinished(this);
     }
+  }
+
+  /** The partner received our FIN (and so every byte before it). */
+  handleFinAcked(): void {
+    if (this.finAcked || this.state === StreamState.RESET) return;
+    if (this.state !== StreamState.LOCAL_CLOSED && this.state !== StreamState.CLOSED) {
+      throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: FIN acknowledged before it was sent`);
+    }
+    this.finAcked = true;
+    this.trimReplay(this.sentBytes);
+    if (this.state === StreamState.CLOSED) this.owner.streamFinished(this);
+  }
+
+  /** This side's entry in a resumed link's stream list. */
+  resumeEntry(): { flags: number; consumed: number; window: number; received: number } {
+    const finReceived = this.state === StreamState.REMOTE_CLOSED || this.state === StreamState.CLOSED;
+    let flags = this.sendFlags;
+    if (finReceived) flags |= Flag.FIN_RECEIVED;
+    if (!this.isEntry && this.state !== StreamState.OPENING) flags |= Flag.ACCEPTED;
+    return { flags, consumed: this.consumedBytes, window: this.advertisedLimit - this.consumedBytes, received: this.receivedBytes };
+  }
+
+  /**
+   * The partner's entry on a resumed link: it holds `received` bytes of this
+   * direction, so what follows them is sent again (and the FIN, if it lacks
+   * it); its window and ACCEPT are taken as if they had just arrived.
+   */
+  resumeFrom(received: number, consumed: number, window: number, flags: number): void {
+    if (received < this.replayStart || received > this.sentBytes || consumed > received) {
+      throw new ProtocolError(
+        GoAwayCode.PROTOCOL_ERROR,
+        `stream ${this.id}: resumed at byte ${received}, outside the ${this.replayStart}..${this.sentBytes} this side can replay`,
+      );
+    }
+    this.trimReplay(received);
+    if (this.unacked.length > 0) {
+      // Unsent again: the oldest bytes go first, before what the socket gave since.
+      this.pending.unshift(...this.unacked);
+      this.pendingBytes += this.sentBytes - received;
+      this.unacked.length = 0;
+    }
+    this.sentBytes = received;
+    if (consumed + window > this.sendLimit) this.sendLimit = consumed + window;
+    const sentFin = this.state === StreamState.LOCAL_CLOSED || this.state === StreamState.CLOSED;
+    if ((flags & Flag.FIN_RECEIVED) !== 0) {
+      if (!sentFin || this.pendingBytes !== 0) {
+        throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: resumed with a FIN this side did not send`);
+      }
+      this.finAcked = true;
+    } else if (sentFin && !this.finAcked) {
+      this.finResend = true;
+    }
+    if ((flags & Flag.ACCEPTED) !== 0 && this.isEntry && this.state === StreamState.OPENING) {
+      this.transition('accept');
+      this.sink?.onAccept();
+    }
+  }
+
+  /** The link is live again after a resumption: send what waits. Returns the bytes queued again. */
+  afterResume(): number {
+    if (this.state === StreamState.RESET) return 0;
+    if (this.state === StreamState.CLOSED && this.finAcked && this.pendingBytes === 0) {
+      this.owner.streamFinished(this);
+      return 0;
+    }
+    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+    else this.sendFinIfReady();
+    return this.pendingBytes;
+  }
+
+  /** Drops replay bytes below `upTo` (the partner has them). */
+  private trimReplay(upTo: number): void {
+    let drop = upTo - this.replayStart;
+    if (drop <= 0) return;
+    this.replayStart = upTo;
+    const unacked = this.unacked;
+    while (drop > 0 && unacked.length > 0) {
+      const head = unacked[0] as Buffer;
+      if (head.length <= drop) {
+        unacked.shift();
+        drop -= head.length;
+      } else {
+        unacked[0] = head.subarray(drop);
+        drop = 0;
+      }
+    }
+  }
+
+  /** A closed stream is forgotten once nothing of it may need sending again. */
+  private canForget(): boolean {
+    return isFinished(this.state) && (this.state === StreamState.RESET || !this.owner.resumable || this.finAcked);
   }
 
   handleWindow(consumed: number, window: number): void {
     if (consumed > this.sentBytes) {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `WINDOW on stream ${this.id} acknowledges bytes never sent`);
     }
+    if (consumed > this.replayStart && this.owner.resumable) this.trimReplay(consumed);
     const limit = consumed + window;
     if (limit <= this.sendLimit) return;
     this.sendLimit = limit;
@@ -240,6 +354,7 @@ export class Stream {
       this.pendingBytes -= n;
       this.sentBytes += n;
       sent += n;
+      if (this.owner.resumable) this.unacked.push(piece);
       this.owner.writeData(this.id, this.sendFlags, piece);
       if (this.owner.congested) break;
     }
@@ -265,12 +380,18 @@ export class Stream {
   }
 
   private sendFinIfReady(): void {
-    if (!this.finRequested || this.pendingBytes > 0) return;
+    if (this.pendingBytes > 0 || !this.owner.linkLive) return;
+    if (this.finResend) {
+      this.finResend = false;
+      this.owner.writeData(this.id, this.sendFlags | Flag.FIN, EMPTY);
+      return;
+    }
+    if (!this.finRequested) return;
     if (this.state !== StreamState.OPEN && this.state !== StreamState.REMOTE_CLOSED) return;
     this.finRequested = false;
     this.transition('send-fin');
     this.owner.writeData(this.id, this.sendFlags | Flag.FIN, EMPTY);
-    if (isFinished(this.state)) this.owner.streamFinished(this);
+    if (this.canForget()) this.owner.streamFinished(this);
   }
 
   private sendWindowUpdate(): void {
@@ -293,6 +414,7 @@ export class Stream {
     this.closeReason = reason;
     this.pending.length = 0;
     this.pendingBytes = 0;
+    this.unacked.length = 0;
     // Bytes delivered to the sink but never consumed are dropped with it.
     const unconsumed = this.receivedBytes - this.consumedBytes;
     if (unconsumed > 0) this.owner.releaseBuffered(unconsumed);

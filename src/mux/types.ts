@@ -15,6 +15,8 @@ export interface MuxSettings {
   readonly linkWriteBound: number;
   /** New streams per second the partner may open, with a burst of as many. */
   readonly maxOpenRate: number;
+  /** Resumable session (both sides announced it): how long streams are held after the link drops (ms). */
+  readonly resumeGraceMs?: number;
 }
 
 /** What the partner announced in its HELLO. */
@@ -36,6 +38,17 @@ export interface SessionHooks {
   onStreamRequest(stream: Stream): void;
   onStreamFinished?(stream: Stream): void;
   onEnd(end: SessionEnd): void;
+  /** Resumable sessions: the link was lost and the streams are held for the next one. */
+  onHeld?(end: SessionEnd): void;
+  /** Resumable sessions: both stream lists crossed on a new link and data flows again. */
+  onResumed?(info: ResumeInfo): void;
+}
+
+export interface ResumeInfo {
+  /** Streams carried over to the new link. */
+  readonly streams: number;
+  /** Bytes sent again because the partner had not received them. */
+  readonly replayedBytes: number;
 }
 
 /** The error a GOAWAY code from the partner becomes on this side. */

@@ -29,15 +29,23 @@ export const FrameType = Object.freeze({
   PING: 0x07,
   /** "GOAWAY: the sender closes the link; code u8 and a UTF-8 reason." */
   GOAWAY: 0x08,
+  /** "RESUME: the resumption handshake and the end of a resumed link's stream list; kind u8 first." */
+  RESUME: 0x09,
 } as const);
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
-export const MAX_FRAME_TYPE = 0x08;
+export const MAX_FRAME_TYPE = 0x09;
 
 export const Flag = Object.freeze({
   /** "FIN (0x01, DATA only): the sender will send no more data on this stream." */
   FIN: 0x01,
   /** "ACK (0x01, PING only): this PING answers one received." */
   ACK: 0x01,
+  /** "FIN (0x01, WINDOW): the sender of the WINDOW has received the stream's FIN (resumable links only)." */
+  FIN_RECEIVED: 0x01,
+  /** "RESUMED (0x02, WINDOW): one entry of a resumed link's stream list; the payload adds received u64." */
+  RESUMED: 0x02,
+  /** "ACCEPTED (0x04, WINDOW with RESUMED, from the exit side): the stream's target was reached." */
+  ACCEPTED: 0x04,
   /**
    * "LOCAL (0x80), the seed's Local indicator: set when the receiver of the frame is the entry side
    * of the stream, i.e. the frame concerns the receiver's connection *from* a user application.
@@ -52,10 +60,11 @@ export const ALLOWED_FLAGS: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.OPEN]: 0,
   [FrameType.ACCEPT]: Flag.LOCAL,
   [FrameType.DATA]: Flag.FIN | Flag.LOCAL,
-  [FrameType.WINDOW]: Flag.LOCAL,
+  [FrameType.WINDOW]: Flag.LOCAL | Flag.FIN_RECEIVED | Flag.RESUMED | Flag.ACCEPTED,
   [FrameType.RESET]: Flag.LOCAL,
   [FrameType.PING]: Flag.ACK,
   [FrameType.GOAWAY]: 0,
+  [FrameType.RESUME]: 0,
 });
 
 /** "Control frames (all but DATA) carry at most 1,024 payload bytes." */
@@ -78,6 +87,8 @@ export const GoAwayCode = Object.freeze({
   INTERNAL_ERROR: 6,
   UNSUPPORTED_VERSION: 7,
   AUTH_REQUIRED: 8,
+  /** "A resume request that does not prove the session, or a resumption that cannot go on." */
+  RESUME_REFUSED: 9,
 } as const);
 
 /** RESET codes ("RESET codes" table). */
@@ -112,4 +123,27 @@ export const HelloKey = Object.freeze({
   HEARTBEAT_MS: 5,
   /** "software utf8: free text naming the implementation, for logs." */
   SOFTWARE: 6,
+  /** "resume u32: the sender holds streams this long (ms) when the link drops; absent or 0: no resumption." */
+  RESUME_GRACE_MS: 7,
+  /** "key-share (32 bytes): the sender's fresh X25519 public key for this link (with resume)." */
+  KEY_SHARE: 8,
+  /** "session (16 bytes, client only): the session the client holds and asks to resume." */
+  SESSION_ID: 9,
 } as const);
+
+/** RESUME frame kinds (first payload byte; "RESUME" in docs/PROTOCOL.md). */
+export const ResumeKind = Object.freeze({
+  /** "client: no session to resume, start a new one." */
+  NEW: 1,
+  /** "client: resume session (16 bytes) with proof (32 bytes)." */
+  RESUME: 2,
+  /** "server: resumed; its proof (32 bytes) follows." */
+  RESUMED: 3,
+  /** "server: cannot resume; a new session starts; reason UTF-8 follows." */
+  FRESH: 4,
+  /** "either side, on a resumed link: my stream list is complete; last stream id I saw opened by you, u32." */
+  DONE: 5,
+} as const);
+
+/** "A resumed link's stream entries: WINDOW with RESUMED carries 20 bytes." */
+export const RESUMED_WINDOW_LENGTH = 20;

@@ -22,6 +22,7 @@ import {
   PREFACE,
   PREFACE_LENGTH,
   PROTOCOL_VERSION,
+  RESUMED_WINDOW_LENGTH,
   type FrameTypeValue,
 } from './constants.js';
 import type { CodeAndReason, Frame, HelloParams, WindowUpdate } from './frame.js';
@@ -38,13 +39,15 @@ const FIXED_LENGTH: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.OPEN]: 2,
   [FrameType.ACCEPT]: 0,
   [FrameType.DATA]: -1,
-  [FrameType.WINDOW]: 12,
+  [FrameType.WINDOW]: -1,
   [FrameType.RESET]: -1,
   [FrameType.PING]: 8,
   [FrameType.GOAWAY]: -1,
+  [FrameType.RESUME]: -1,
 });
 
-const CONNECTION_FRAMES = (1 << FrameType.HELLO) | (1 << FrameType.PING) | (1 << FrameType.GOAWAY);
+const CONNECTION_FRAMES =
+  (1 << FrameType.HELLO) | (1 << FrameType.PING) | (1 << FrameType.GOAWAY) | (1 << FrameType.RESUME);
 
 export interface DecoderOptions {
   /** Largest DATA payload accepted; larger is a protocol error. */
@@ -166,6 +169,11 @@ export class FrameDecoder {
     }
     const fixed = FIXED_LENGTH[type] ?? -1;
     if (fixed >= 0 && length !== fixed) throw protocolError(`frame type ${type} must carry ${fixed} bytes, not ${length}`);
+    if (type === FrameType.WINDOW) {
+      const expected = (flags & Flag.RESUMED) !== 0 ? RESUMED_WINDOW_LENGTH : 12;
+      if (length !== expected) throw protocolError(`WINDOW must carry ${expected} bytes, not ${length}`);
+    }
+    if (type === FrameType.RESUME && length < 1) throw protocolError('RESUME without a kind');
     if ((type === FrameType.RESET || type === FrameType.GOAWAY) && (length < 1 || length > 1 + MAX_REASON_BYTES)) {
       throw protocolError(`frame type ${type}: bad length ${length}`);
     }
@@ -237,9 +245,18 @@ export function parseOpenPort(payload: Buffer): number {
 }
 
 export function parseWindow(payload: Buffer): WindowUpdate {
-  const hi = payload.readUInt32BE(0);
-  if (hi >= 0x20_0000) throw protocolError('WINDOW consumed counter beyond 2^53');
-  return { consumed: hi * 0x1_0000_0000 + payload.readUInt32BE(4), window: payload.readUInt32BE(8) };
+  return { consumed: readU64(payload, 0, 'consumed'), window: payload.readUInt32BE(8) };
+}
+
+/** The `received` counter of a RESUMED WINDOW (after consumed and window). */
+export function parseResumedReceived(payload: Buffer): number {
+  return readU64(payload, 12, 'received');
+}
+
+function readU64(payload: Buffer, at: number, name: string): number {
+  const hi = payload.readUInt32BE(at);
+  if (hi >= 0x20_0000) throw protocolError(`WINDOW ${name} counter beyond 2^53`);
+  return hi * 0x1_0000_0000 + payload.readUInt32BE(at + 4);
 }
 
 export function parseCodeAndReason(payload: Buffer): CodeAndReason {

@@ -9,6 +9,7 @@ import {
   FrameType,
   HEADER_LENGTH,
   MAX_REASON_BYTES,
+  RESUMED_WINDOW_LENGTH,
   type FrameTypeValue,
 } from './constants.js';
 
@@ -45,6 +46,30 @@ export function encodeWindow(streamId: number, flags: number, consumed: number, 
   buf.writeUInt32BE(window, HEADER_LENGTH + 8);
   return buf;
 }
+
+/** A resumed link's stream entry: WINDOW with RESUMED, plus the bytes received so far. */
+export function encodeResumedWindow(streamId: number, flags: number, consumed: number, window: number, received: number): Buffer {
+  const buf = header(FrameType.WINDOW, flags | Flag.RESUMED, streamId, RESUMED_WINDOW_LENGTH, RESUMED_WINDOW_LENGTH);
+  writeU64(buf, HEADER_LENGTH, consumed);
+  buf.writeUInt32BE(window, HEADER_LENGTH + 8);
+  writeU64(buf, HEADER_LENGTH + 12, received);
+  return buf;
+}
+
+/** RESUME: a kind byte, then the kind's fields (see ResumeKind). */
+export function encodeResume(kind: number, body: Buffer = EMPTY): Buffer {
+  const buf = header(FrameType.RESUME, 0, 0, 1 + body.length, 1 + body.length);
+  buf[HEADER_LENGTH] = kind;
+  body.copy(buf, HEADER_LENGTH + 1);
+  return buf;
+}
+
+function writeU64(buf: Buffer, at: number, value: number): void {
+  buf.writeUInt32BE(Math.floor(value / 0x1_0000_0000), at);
+  buf.writeUInt32BE(value >>> 0, at + 4);
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** Truncates a reason to MAX_REASON_BYTES without splitting a UTF-8 sequence. */
 export function reasonBytes(reason: string): Buffer {

@@ -14,7 +14,16 @@ export interface HelloInfo {
   readonly maxStreams: number;
   readonly heartbeatMs: number;
   readonly software: string;
+  /** How long the sender holds streams when the link drops (ms); 0: it does not resume. */
+  readonly resumeGraceMs?: number;
+  /** The sender's X25519 public key for this link (32 bytes), when it resumes. */
+  readonly keyShare?: Buffer | null;
+  /** Client only: the session it holds and asks to resume (16 bytes). */
+  readonly sessionId?: Buffer | null;
 }
+
+export const KEY_SHARE_LENGTH = 32;
+export const SESSION_ID_LENGTH = 16;
 
 /** "A receiver rejects an initial-window below 1,024 or a max-frame outside 1,024..1 MiB." */
 export const MIN_WINDOW = 1024;
@@ -29,6 +38,12 @@ export function encodeHelloInfo(info: HelloInfo): Buffer {
     [HelloKey.HEARTBEAT_MS, u32(info.heartbeatMs)],
     [HelloKey.SOFTWARE, Buffer.from(info.software.slice(0, 64), 'utf8')],
   ]);
+  const grace = info.resumeGraceMs ?? 0;
+  if (grace > 0 && info.keyShare) {
+    params.set(HelloKey.RESUME_GRACE_MS, u32(grace));
+    params.set(HelloKey.KEY_SHARE, info.keyShare);
+    if (info.sessionId) params.set(HelloKey.SESSION_ID, info.sessionId);
+  }
   return encodeHello(params);
 }
 
@@ -46,5 +61,21 @@ export function decodeHelloInfo(params: HelloParams): HelloInfo {
   if (maxStreams < 1) fail('max streams must be at least 1');
   const heartbeatMs = helloU32(params, HelloKey.HEARTBEAT_MS, 0);
   const software = (params.get(HelloKey.SOFTWARE)?.toString('utf8') ?? '').replace(/[^\x20-\x7e]/g, '?');
-  return { role: role === 0 ? 'client' : 'server', initialWindow, maxFramePayload, maxStreams, heartbeatMs, software };
+  let resumeGraceMs = helloU32(params, HelloKey.RESUME_GRACE_MS, 0);
+  const keyShare = params.get(HelloKey.KEY_SHARE) ?? null;
+  const sessionId = params.get(HelloKey.SESSION_ID) ?? null;
+  if (resumeGraceMs > 0 && keyShare?.length !== KEY_SHARE_LENGTH) fail('resume without a 32-byte key share');
+  if (sessionId !== null && sessionId.length !== SESSION_ID_LENGTH) fail('session id must be 16 bytes');
+  if (keyShare === null) resumeGraceMs = 0;
+  return {
+    role: role === 0 ? 'client' : 'server',
+    initialWindow,
+    maxFramePayload,
+    maxStreams,
+    heartbeatMs,
+    software,
+    resumeGraceMs,
+    keyShare: resumeGraceMs > 0 ? Buffer.from(keyShare ?? []) : null,
+    sessionId: resumeGraceMs > 0 && sessionId !== null ? Buffer.from(sessionId) : null,
+  };
 }
