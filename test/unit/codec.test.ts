@@ -22,9 +22,12 @@ import {
   HelloKey,
   MAX_CONTROL_PAYLOAD,
   MAX_DATA_PAYLOAD_LIMIT,
+  MAX_FRAME_TYPE,
   MAX_REASON_BYTES,
   PREFACE,
+  RESUMED_WINDOW_LENGTH,
   ResetCode,
+  ResumeKind,
 } from '../../src/protocol/constants.js';
 import {
   encodeAccept,
@@ -34,6 +37,8 @@ import {
   encodeOpen,
   encodePing,
   encodeReset,
+  encodeResume,
+  encodeResumedWindow,
   encodeWindow,
   reasonBytes,
   u32,
@@ -46,6 +51,7 @@ import {
   parseCodeAndReason,
   parseHello,
   parseOpenPort,
+  parseResumedReceived,
   parseWindow,
   type DecoderOptions,
 } from '../../src/protocol/decode.js';
@@ -255,8 +261,8 @@ function nextOf(bytes: Buffer, options: DecoderOptions = NO_PREFACE): Frame | nu
   return decoder.next();
 }
 
-/** HELLO, PING and GOAWAY concern the link (stream id 0); the other types a stream. */
-const CONNECTION_TYPES: ReadonlySet<number> = new Set<number>([FrameType.HELLO, FrameType.PING, FrameType.GOAWAY]);
+/** HELLO, PING, GOAWAY and RESUME concern the link (stream id 0); the other types a stream. */
+const CONNECTION_TYPES: ReadonlySet<number> = new Set<number>([FrameType.HELLO, FrameType.PING, FrameType.GOAWAY, FrameType.RESUME]);
 /** A stream id that is valid for the type. */
 function goodStream(type: number): number {
   return CONNECTION_TYPES.has(type) ? 0 : 1;
@@ -272,6 +278,9 @@ type Spec =
   | { kind: 'accept'; streamId: number }
   | { kind: 'data'; streamId: number; flags: number; payload: Buffer }
   | { kind: 'window'; streamId: number; flags: number; consumed: number; window: number }
+  /** A resumed link's stream entry: WINDOW with RESUMED (added by the encoder), 20 bytes. */
+  | { kind: 'resumed-window'; streamId: number; flags: number; consumed: number; window: number; received: number }
+  | { kind: 'resume'; resumeKind: number; body: Buffer }
   | { kind: 'reset'; streamId: number; flags: number; code: number; reason: string }
   | { kind: 'ping'; ack: boolean; opaque: Buffer }
   | { kind: 'goaway'; code: number; reason: string };
@@ -322,6 +331,15 @@ function modelFrame(spec: Spec): Frame {
         streamId: spec.streamId,
         payload: Buffer.concat([be64(spec.consumed), be32(spec.window)]),
       };
+    case 'resumed-window':
+      return {
+        type: FrameType.WINDOW,
+        flags: spec.flags | Flag.RESUMED,
+        streamId: spec.streamId,
+        payload: Buffer.concat([be64(spec.consumed), be32(spec.window), be64(spec.received)]),
+      };
+    case 'resume':
+      return { type: FrameType.RESUME, flags: 0, streamId: 0, payload: Buffer.concat([Buffer.from([spec.resumeKind]), spec.body]) };
     case 'reset':
       return {
         type: FrameType.RESET,
@@ -358,6 +376,10 @@ function encodeSpec(spec: Spec): Buffer {
       return Buffer.concat([encodeDataHeader(spec.streamId, spec.flags, spec.payload.length), spec.payload]);
     case 'window':
       return encodeWindow(spec.streamId, spec.flags, spec.consumed, spec.window);
+    case 'resumed-window':
+      return encodeResumedWindow(spec.streamId, spec.flags, spec.consumed, spec.window, spec.received);
+    case 'resume':
+      return encodeResume(spec.resumeKind, spec.body);
     case 'reset':
       return encodeReset(spec.streamId, spec.flags, spec.code, spec.reason);
     case 'ping':
@@ -384,6 +406,15 @@ function checkSemantics(spec: Spec, frame: Frame): void {
       return;
     case 'window':
       assert.deepEqual(parseWindow(frame.payload), { consumed: spec.consumed, window: spec.window });
+      return;
+    case 'resumed-window':
+      assert.equal(frame.payload.length, RESUMED_WINDOW_LENGTH);
+      assert.deepEqual(parseWindow(frame.payload), { consumed: spec.consumed, window: spec.window });
+      assert.equal(parseResumedReceived(frame.payload), spec.received);
+      return;
+    case 'resume':
+      assert.equal(frame.payload[0], spec.resumeKind);
+      assert.equal(hex(frame.payload.subarray(1)), hex(spec.body));
       return;
     case 'reset':
     case 'goaway':
@@ -508,6 +539,37 @@ const VECTORS: readonly Vector[] = [
     spec: { kind: 'window', streamId: 0xffffffff, flags: 0, consumed: Number.MAX_SAFE_INTEGER, window: 0xffffffff },
   },
   {
+    name: 'WINDOW FIN_RECEIVED|LOCAL stream 2 consumed 5 window 1024',
+    encoded: encodeWindow(2, Flag.FIN_RECEIVED | Flag.LOCAL, 5, 1024),
+    hex: '05 81 00000002 0000000c 00000000 00000005 00000400',
+    spec: { kind: 'window', streamId: 2, flags: 0x81, consumed: 5, window: 1024 },
+  },
+  {
+    name: 'WINDOW RESUMED|LOCAL stream 3 consumed 1000 window 65536 received 1500',
+    encoded: encodeResumedWindow(3, Flag.LOCAL, 1000, 65536, 1500),
+    hex: '05 82 00000003 00000014 00000000 000003e8 00010000 00000000 000005dc',
+    spec: { kind: 'resumed-window', streamId: 3, flags: 0x80, consumed: 1000, window: 65536, received: 1500 },
+  },
+  {
+    name: 'WINDOW RESUMED|ACCEPTED|FIN_RECEIVED|LOCAL, consumed 2^32, received 0x1_2345_6789',
+    encoded: encodeResumedWindow(7, Flag.LOCAL | Flag.ACCEPTED | Flag.FIN_RECEIVED, 2 ** 32, 0, 4886718345),
+    hex: '05 87 00000007 00000014 00000001 00000000 00000000 00000001 23456789',
+    spec: { kind: 'resumed-window', streamId: 7, flags: 0x85, consumed: 2 ** 32, window: 0, received: 4886718345 },
+  },
+  {
+    name: 'WINDOW RESUMED, every counter at its largest, stream 2^32-1',
+    encoded: encodeResumedWindow(0xffffffff, 0, Number.MAX_SAFE_INTEGER, 0xffffffff, Number.MAX_SAFE_INTEGER),
+    hex: '05 02 ffffffff 00000014 001fffff ffffffff ffffffff 001fffff ffffffff',
+    spec: {
+      kind: 'resumed-window',
+      streamId: 0xffffffff,
+      flags: 0,
+      consumed: Number.MAX_SAFE_INTEGER,
+      window: 0xffffffff,
+      received: Number.MAX_SAFE_INTEGER,
+    },
+  },
+  {
     name: 'RESET LOCAL stream 4 TARGET_REFUSED "refused"',
     encoded: encodeReset(4, Flag.LOCAL, ResetCode.TARGET_REFUSED, 'refused'),
     hex: '06 80 00000004 00000008 01 72656675736564',
@@ -549,6 +611,48 @@ const VECTORS: readonly Vector[] = [
     hex: '08 00 00000000 00000008 01 6ec3a920e282ac',
     spec: { kind: 'goaway', code: 1, reason: 'né €' },
   },
+  {
+    name: 'RESUME NEW',
+    encoded: encodeResume(ResumeKind.NEW),
+    hex: '09 00 00000000 00000001 01',
+    spec: { kind: 'resume', resumeKind: 1, body: Buffer.alloc(0) },
+  },
+  {
+    name: 'RESUME RESUME session 00..0f proof 20..3f',
+    encoded: encodeResume(
+      ResumeKind.RESUME,
+      Buffer.concat([
+        h('000102030405060708090a0b0c0d0e0f'),
+        h('202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f'),
+      ]),
+    ),
+    hex:
+      '09 00 00000000 00000031 02 000102030405060708090a0b0c0d0e0f' +
+      ' 202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f',
+    spec: {
+      kind: 'resume',
+      resumeKind: 2,
+      body: h('000102030405060708090a0b0c0d0e0f 202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f'),
+    },
+  },
+  {
+    name: 'RESUME RESUMED proof a0..bf',
+    encoded: encodeResume(ResumeKind.RESUMED, h('a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf')),
+    hex: '09 00 00000000 00000021 03 a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf',
+    spec: { kind: 'resume', resumeKind: 3, body: h('a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf') },
+  },
+  {
+    name: 'RESUME FRESH "no such session"',
+    encoded: encodeResume(ResumeKind.FRESH, Buffer.from('no such session')),
+    hex: '09 00 00000000 00000010 04 6e6f20737563682073657373696f6e',
+    spec: { kind: 'resume', resumeKind: 4, body: Buffer.from('no such session') },
+  },
+  {
+    name: 'RESUME DONE, last stream 42',
+    encoded: encodeResume(ResumeKind.DONE, u32(42)),
+    hex: '09 00 00000000 00000005 05 0000002a',
+    spec: { kind: 'resume', resumeKind: 5, body: h('0000002a') },
+  },
 ];
 
 describe('known byte vectors', () => {
@@ -557,13 +661,40 @@ describe('known byte vectors', () => {
   });
 
   test('the allowed flags per type are the protocol table', () => {
-    // HELLO -, OPEN -, ACCEPT LOCAL, DATA FIN|LOCAL, WINDOW LOCAL, RESET LOCAL, PING ACK, GOAWAY -.
-    assert.deepEqual({ ...ALLOWED_FLAGS }, { 1: 0, 2: 0, 3: 0x80, 4: 0x81, 5: 0x80, 6: 0x80, 7: 0x01, 8: 0 });
+    // HELLO -, OPEN -, ACCEPT LOCAL, DATA FIN|LOCAL, WINDOW FIN_RECEIVED|RESUMED|ACCEPTED|LOCAL,
+    // RESET LOCAL, PING ACK, GOAWAY -, RESUME -.
+    assert.deepEqual({ ...ALLOWED_FLAGS }, { 1: 0, 2: 0, 3: 0x80, 4: 0x81, 5: 0x87, 6: 0x80, 7: 0x01, 8: 0, 9: 0 });
+  });
+
+  test('the resumption constants are the protocol table', () => {
+    assert.equal(FrameType.RESUME, 0x09);
+    assert.equal(MAX_FRAME_TYPE, 0x09);
+    assert.deepEqual([Flag.FIN_RECEIVED, Flag.RESUMED, Flag.ACCEPTED], [0x01, 0x02, 0x04]);
+    assert.deepEqual({ ...ResumeKind }, { NEW: 1, RESUME: 2, RESUMED: 3, FRESH: 4, DONE: 5 });
+    assert.equal(GoAwayCode.RESUME_REFUSED, 9);
+    assert.deepEqual([HelloKey.RESUME_GRACE_MS, HelloKey.KEY_SHARE, HelloKey.SESSION_ID], [7, 8, 9]);
+    assert.equal(RESUMED_WINDOW_LENGTH, 20);
   });
 
   test('every frame type is covered', () => {
     const types = new Set(VECTORS.map((v) => modelFrame(v.spec).type));
-    assert.deepEqual([...types].sort(), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual([...types].sort(), [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+
+  test('encodeResumedWindow sets RESUMED whether or not the caller passed it', () => {
+    for (const flags of [0, Flag.RESUMED, Flag.LOCAL, Flag.LOCAL | Flag.RESUMED | Flag.ACCEPTED]) {
+      const frame = encodeResumedWindow(1, flags, 1, 2, 3);
+      assert.equal(frame[1], flags | Flag.RESUMED);
+      assert.equal(frame.readUInt32BE(6), RESUMED_WINDOW_LENGTH);
+      assert.equal(frame.length, HEADER_LENGTH + RESUMED_WINDOW_LENGTH);
+    }
+  });
+
+  test('encodeResume copies its body (a later change to the body does not show)', () => {
+    const body = Buffer.from('abc');
+    const frame = encodeResume(ResumeKind.FRESH, body);
+    body.fill(0);
+    assert.equal(hex(frame), hex(h('09 00 00000000 00000004 04 616263')));
   });
 
   for (const vector of VECTORS) {
@@ -791,11 +922,13 @@ describe('input split at every offset', () => {
 // ---------------------------------------------------------------------------
 
 const streamIdArb = fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 0xffffffff }));
-/** Any flags value the protocol allows on the type. */
-const flagsArb = (type: number): fc.Arbitrary<number> => {
-  const allowed = ALLOWED_FLAGS[type] ?? 0;
+/** Any flags value the protocol allows on the type (less the bits in `without`). */
+const flagsArb = (type: number, without = 0): fc.Arbitrary<number> => {
+  const allowed = (ALLOWED_FLAGS[type] ?? 0) & ~without;
   return fc.constantFrom(...Array.from({ length: 256 }, (_, f) => f).filter((f) => (f & ~allowed) === 0));
 };
+/** WINDOW counters: small ones and any safe integer. */
+const counterArb = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.maxSafeNat());
 const bufferArb = (minLength: number, maxLength: number): fc.Arbitrary<Buffer> =>
   fc.uint8Array({ minLength, maxLength }).map((a) => Buffer.from(a));
 /** Reasons for RESET / GOAWAY (C1 controls are covered by their own test). */
@@ -828,11 +961,32 @@ const specArb: fc.Arbitrary<Spec> = fc.oneof(
   fc
     .record({
       streamId: streamIdArb,
-      flags: flagsArb(FrameType.WINDOW),
-      consumed: fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.maxSafeNat()),
+      // A plain WINDOW never has RESUMED (that is the 20-byte entry below).
+      flags: flagsArb(FrameType.WINDOW, Flag.RESUMED),
+      consumed: counterArb,
       window: fc.integer({ min: 0, max: 0xffffffff }),
     })
     .map((r): Spec => ({ kind: 'window', ...r })),
+  fc
+    .record({
+      streamId: streamIdArb,
+      flags: flagsArb(FrameType.WINDOW),
+      consumed: counterArb,
+      window: fc.integer({ min: 0, max: 0xffffffff }),
+      received: counterArb,
+    })
+    .map((r): Spec => ({ kind: 'resumed-window', ...r })),
+  fc
+    .oneof(
+      fc.constant<readonly [number, Buffer]>([ResumeKind.NEW, Buffer.alloc(0)]),
+      bufferArb(48, 48).map((body): readonly [number, Buffer] => [ResumeKind.RESUME, body]),
+      bufferArb(32, 32).map((body): readonly [number, Buffer] => [ResumeKind.RESUMED, body]),
+      bufferArb(0, 60).map((body): readonly [number, Buffer] => [ResumeKind.FRESH, body]),
+      bufferArb(4, 4).map((body): readonly [number, Buffer] => [ResumeKind.DONE, body]),
+      // The codec does not judge kinds or their lengths (the handshake and the session do).
+      fc.tuple(fc.integer({ min: 0, max: 255 }), bufferArb(0, 1023)),
+    )
+    .map(([resumeKind, body]): Spec => ({ kind: 'resume', resumeKind, body })),
   fc
     .record({ streamId: streamIdArb, flags: flagsArb(FrameType.RESET), code: fc.integer({ min: 0, max: 255 }), reason: reasonArb })
     .map((r): Spec => ({ kind: 'reset', ...r })),
@@ -923,11 +1077,11 @@ describe('property-based round trips', () => {
 // 4. Random byte soup
 // ---------------------------------------------------------------------------
 
-const FIXED: Readonly<Record<number, number>> = { 2: 2, 3: 0, 5: 12, 7: 8 };
+const FIXED: Readonly<Record<number, number>> = { 2: 2, 3: 0, 7: 8 };
 
 /** What any frame handed out by the decoder must satisfy, whatever the input. */
 function assertFrameValid(frame: Frame, maxDataPayload: number): void {
-  assert.ok(frame.type >= 1 && frame.type <= 8, `type ${frame.type}`);
+  assert.ok(frame.type >= 1 && frame.type <= 9, `type ${frame.type}`);
   assert.equal(frame.flags & ~(ALLOWED_FLAGS[frame.type] ?? 0), 0, `flags ${frame.flags} on type ${frame.type}`);
   const connection = CONNECTION_TYPES.has(frame.type);
   assert.ok(Number.isInteger(frame.streamId) && frame.streamId >= 0 && frame.streamId <= 0xffffffff);
@@ -941,6 +1095,8 @@ function assertFrameValid(frame: Frame, maxDataPayload: number): void {
   assert.ok(length <= MAX_CONTROL_PAYLOAD);
   const fixed = FIXED[frame.type];
   if (fixed !== undefined) assert.equal(length, fixed);
+  if (frame.type === FrameType.WINDOW) assert.equal(length, (frame.flags & Flag.RESUMED) !== 0 ? 20 : 12);
+  if (frame.type === FrameType.RESUME) assert.ok(length >= 1, 'RESUME without a kind');
   if (frame.type === FrameType.RESET || frame.type === FrameType.GOAWAY) {
     assert.ok(length >= 1 && length <= 1 + MAX_REASON_BYTES);
   }
@@ -962,8 +1118,11 @@ const mutatedArb = fc
 const headerSoupArb = fc
   .array(
     fc.record({
-      type: fc.oneof({ arbitrary: fc.integer({ min: 1, max: 8 }), weight: 6 }, fc.integer({ min: 0, max: 255 })),
-      flags: fc.oneof({ arbitrary: fc.constantFrom(0, 0x01, 0x80, 0x81), weight: 6 }, fc.integer({ min: 0, max: 255 })),
+      type: fc.oneof({ arbitrary: fc.integer({ min: 1, max: 9 }), weight: 6 }, fc.integer({ min: 0, max: 255 })),
+      flags: fc.oneof(
+        { arbitrary: fc.constantFrom(0, 0x01, 0x02, 0x04, 0x80, 0x81, 0x82, 0x87), weight: 6 },
+        fc.integer({ min: 0, max: 255 }),
+      ),
       stream: fc.oneof(
         { arbitrary: fc.constant(-1), weight: 6 }, // -1: a stream id that suits the type
         fc.constantFrom(0, 1, 0xffffffff),
@@ -973,7 +1132,7 @@ const headerSoupArb = fc
         fc.integer({ min: 0, max: 20 }),
         fc.integer({ min: 0, max: 0xffffffff }),
       ),
-      tail: fc.oneof(bufferArb(0, 20), bufferArb(8, 8), bufferArb(12, 12), bufferArb(2, 2)),
+      tail: fc.oneof(bufferArb(0, 20), bufferArb(8, 8), bufferArb(12, 12), bufferArb(20, 20), bufferArb(2, 2), bufferArb(1, 49)),
     }),
     { maxLength: 8 },
   )
@@ -1087,9 +1246,14 @@ const GOOD_PAYLOAD: Readonly<Record<number, Buffer>> = {
   [FrameType.RESET]: h('00'),
   [FrameType.PING]: Buffer.alloc(8),
   [FrameType.GOAWAY]: h('00'),
+  [FrameType.RESUME]: h('01'),
 };
-const TYPES = [1, 2, 3, 4, 5, 6, 7, 8] as const;
-const goodPayload = (type: number): Buffer => GOOD_PAYLOAD[type] ?? assert.fail(`no payload for ${type}`);
+const TYPES = [1, 2, 3, 4, 5, 6, 7, 8, 9] as const;
+/** A WINDOW with RESUMED carries 20 bytes, any other 12. */
+const goodPayload = (type: number, flags = 0): Buffer =>
+  type === FrameType.WINDOW && (flags & Flag.RESUMED) !== 0
+    ? Buffer.alloc(RESUMED_WINDOW_LENGTH)
+    : GOOD_PAYLOAD[type] ?? assert.fail(`no payload for ${type}`);
 
 describe('validation: preface', () => {
   test('a wrong preface with 8 bytes or more', () => {
@@ -1162,8 +1326,8 @@ describe('validation: preface', () => {
 });
 
 describe('validation: frame header', () => {
-  test('unknown types 0, 9, 255', () => {
-    for (const type of [0, 9, 255]) {
+  test('unknown types 0, 10, 255', () => {
+    for (const type of [0, 10, 255]) {
       assertProtocolError(() => nextOf(rawFrame(type, 0, 0, Buffer.alloc(0))), {
         message: new RegExp(`unknown frame type 0x${type.toString(16)}\\b`),
       });
@@ -1175,7 +1339,7 @@ describe('validation: frame header', () => {
     let accepted = 0;
     for (const type of TYPES) {
       for (let flags = 0; flags < 256; flags++) {
-        const bytes = rawFrame(type, flags, goodStream(type), goodPayload(type));
+        const bytes = rawFrame(type, flags, goodStream(type), goodPayload(type, flags));
         if ((flags & ~(ALLOWED_FLAGS[type] ?? 0)) === 0) {
           accepted++;
           const frame = nextOf(bytes);
@@ -1188,7 +1352,7 @@ describe('validation: frame header', () => {
         }
       }
     }
-    assert.equal(accepted, 15); // with the table pinned above: 1 + 1 + 2 + 4 + 2 + 2 + 2 + 1
+    assert.equal(accepted, 30); // with the table pinned above: 1 + 1 + 2 + 4 + 16 + 2 + 2 + 1 + 1
   });
 
   test('stream id 0 on OPEN, ACCEPT, DATA, WINDOW, RESET', () => {
@@ -1199,8 +1363,8 @@ describe('validation: frame header', () => {
     }
   });
 
-  test('a non-zero stream id on HELLO, PING, GOAWAY', () => {
-    for (const type of [FrameType.HELLO, FrameType.PING, FrameType.GOAWAY]) {
+  test('a non-zero stream id on HELLO, PING, GOAWAY, RESUME', () => {
+    for (const type of [FrameType.HELLO, FrameType.PING, FrameType.GOAWAY, FrameType.RESUME]) {
       for (const stream of [1, 0x80000000, 0xffffffff]) {
         assertProtocolError(() => nextOf(rawFrame(type, 0, stream, goodPayload(type))), {
           message: new RegExp(`frame type ${type} must have stream id 0`),
@@ -1277,7 +1441,6 @@ describe('validation: frame header', () => {
     const cases: ReadonlyArray<readonly [number, number, readonly number[]]> = [
       [FrameType.OPEN, 2, [0, 1, 3, 1024]],
       [FrameType.ACCEPT, 0, [1, 2, 1024]],
-      [FrameType.WINDOW, 12, [0, 8, 11, 13]],
       [FrameType.PING, 8, [0, 7, 9]],
     ];
     for (const [type, fixed, lengths] of cases) {
@@ -1286,6 +1449,43 @@ describe('validation: frame header', () => {
           message: new RegExp(`frame type ${type} must carry ${fixed} bytes, not ${length}`),
         });
       }
+    }
+  });
+
+  test('WINDOW carries 12 bytes, or exactly 20 with RESUMED (checked from the header alone)', () => {
+    for (const flags of [0, Flag.LOCAL, Flag.FIN_RECEIVED, Flag.ACCEPTED, Flag.LOCAL | Flag.FIN_RECEIVED | Flag.ACCEPTED]) {
+      for (const length of [0, 8, 11, 13, 19, 20, 21]) {
+        assertProtocolError(() => nextOf(rawFrame(FrameType.WINDOW, flags, 1, Buffer.alloc(0), length)), {
+          message: new RegExp(`WINDOW must carry 12 bytes, not ${length}$`),
+        });
+      }
+      assert.equal(nextOf(rawFrame(FrameType.WINDOW, flags, 1, Buffer.alloc(12)))?.payload.length, 12);
+      const resumed = flags | Flag.RESUMED;
+      for (const length of [0, 8, 12, 13, 19, 21, 1024]) {
+        assertProtocolError(() => nextOf(rawFrame(FrameType.WINDOW, resumed, 1, Buffer.alloc(0), length)), {
+          message: new RegExp(`WINDOW must carry 20 bytes, not ${length}$`),
+        });
+      }
+      assert.equal(nextOf(rawFrame(FrameType.WINDOW, resumed, 1, Buffer.alloc(20)))?.payload.length, 20);
+    }
+    // An oversize WINDOW is still a control frame above the limit first.
+    assertProtocolError(() => nextOf(rawFrame(FrameType.WINDOW, Flag.RESUMED, 1, Buffer.alloc(0), 1025)), {
+      message: /control frame of 1025 bytes exceeds the limit of 1024/,
+      goAwayCode: GoAwayCode.LIMIT_EXCEEDED,
+      code: ErrorCodes.FRAME_TOO_LARGE,
+    });
+  });
+
+  test('RESUME needs a kind byte: 1..1024 payload bytes, whatever the kind', () => {
+    assertProtocolError(() => nextOf(rawFrame(FrameType.RESUME, 0, 0, Buffer.alloc(0))), { message: /RESUME without a kind/ });
+    for (const length of [1, 5, 33, 49, MAX_CONTROL_PAYLOAD]) {
+      const frame = nextOf(rawFrame(FrameType.RESUME, 0, 0, Buffer.alloc(length, 0x05)));
+      assert.ok(frame !== null);
+      assert.equal(frame.type, FrameType.RESUME);
+      assert.equal(frame.payload.length, length);
+    }
+    for (const kind of [0, 6, 255]) {
+      assert.equal(nextOf(rawFrame(FrameType.RESUME, 0, 0, Buffer.from([kind])))?.payload[0], kind);
     }
   });
 
@@ -1303,9 +1503,9 @@ describe('validation: frame header', () => {
 
   test('an error leaves the decoder failing the same way (nothing half-consumed)', () => {
     const decoder = new FrameDecoder(NO_PREFACE);
-    decoder.push(rawFrame(9, 0, 0, Buffer.alloc(0)));
-    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0x9/ });
-    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0x9/ });
+    decoder.push(rawFrame(10, 0, 0, Buffer.alloc(0)));
+    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xa\b/ });
+    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xa\b/ });
     assert.equal(decoder.bufferedBytes, HEADER_LENGTH);
   });
 
@@ -1385,6 +1585,46 @@ describe('validation: payload parsers', () => {
         assert.ok(frame !== null);
         assert.deepEqual(parseWindow(frame.payload), { consumed, window });
       }),
+      { numRuns: RUNS },
+    );
+  });
+
+  test('parseResumedReceived: the u64 after consumed and window, up to 2^53-1, beyond is an error', () => {
+    const entry = (received: string): Buffer => h(`00000000 00000001 00000002 ${received}`);
+    assert.equal(parseResumedReceived(entry('00000000 00000000')), 0);
+    assert.equal(parseResumedReceived(entry('00000000 ffffffff')), 0xffffffff);
+    assert.equal(parseResumedReceived(entry('00000001 00000001')), 2 ** 32 + 1);
+    assert.equal(parseResumedReceived(entry('001fffff ffffffff')), Number.MAX_SAFE_INTEGER);
+    assert.deepEqual(parseWindow(entry('001fffff ffffffff')), { consumed: 1, window: 2 });
+    for (const hi of ['00200000', '00200001', '80000000', 'ffffffff']) {
+      assertProtocolError(() => parseResumedReceived(entry(`${hi} 00000000`)), {
+        message: /WINDOW received counter beyond 2\^53/,
+      });
+    }
+    // consumed is checked by parseWindow, on a 20-byte entry too.
+    assertProtocolError(() => parseWindow(h('00200000 00000000 00000000 00000000 00000000')), {
+      message: /WINDOW consumed counter beyond 2\^53/,
+    });
+  });
+
+  test('parseResumedReceived and parseWindow invert encodeResumedWindow for every safe value', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 0xffffffff }),
+        flagsArb(FrameType.WINDOW),
+        fc.maxSafeNat(),
+        fc.integer({ min: 0, max: 0xffffffff }),
+        fc.maxSafeNat(),
+        (streamId, flags, consumed, window, received) => {
+          const frame = nextOf(encodeResumedWindow(streamId, flags, consumed, window, received));
+          assert.ok(frame !== null);
+          assert.equal(frame.type, FrameType.WINDOW);
+          assert.equal(frame.flags, flags | Flag.RESUMED);
+          assert.equal(frame.streamId, streamId);
+          assert.deepEqual(parseWindow(frame.payload), { consumed, window });
+          assert.equal(parseResumedReceived(frame.payload), received);
+        },
+      ),
       { numRuns: RUNS },
     );
   });

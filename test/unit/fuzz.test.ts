@@ -29,8 +29,15 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { startClient } from '../../src/index.js';
 import { ProtocolError } from '../../src/errors.js';
-import { Flag, FrameType, PREFACE } from '../../src/protocol/constants.js';
-import { FrameDecoder, parseCodeAndReason, parseHello, parseOpenPort, parseWindow } from '../../src/protocol/decode.js';
+import { Flag, FrameType, PREFACE, ResumeKind } from '../../src/protocol/constants.js';
+import {
+  FrameDecoder,
+  parseCodeAndReason,
+  parseHello,
+  parseOpenPort,
+  parseResumedReceived,
+  parseWindow,
+} from '../../src/protocol/decode.js';
 import {
   encodeAccept,
   encodeDataHeader,
@@ -38,6 +45,8 @@ import {
   encodeOpen,
   encodePing,
   encodeReset,
+  encodeResume,
+  encodeResumedWindow,
   encodeWindow,
 } from '../../src/protocol/encode.js';
 import { decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../../src/protocol/hello.js';
@@ -148,14 +157,19 @@ const HELLO: HelloInfo = {
 function validStream(rng: Rng, frames: number): { bytes: Buffer; expected: Frame[] } {
   const parts: Buffer[] = [PREFACE];
   const expected: Frame[] = [];
-  const hello = encodeHelloInfo({ ...HELLO, role: rng.chance(0.5) ? 'client' : 'server' });
+  const role = rng.chance(0.5) ? 'client' : 'server';
+  // Half the streams announce resumption: grace, key share, and (client) a session to resume.
+  const resume: Partial<HelloInfo> = rng.chance(0.5)
+    ? { resumeGraceMs: 1 + rng.int(600_000), keyShare: rng.bytes(32), sessionId: role === 'client' && rng.chance(0.5) ? rng.bytes(16) : null }
+    : {};
+  const hello = encodeHelloInfo({ ...HELLO, role, ...resume });
   parts.push(hello);
   expected.push({ type: FrameType.HELLO, flags: 0, streamId: 0, payload: hello.subarray(10) });
   for (let i = 0; i < frames; i++) {
     const id = 1 + rng.int(1000);
     const local = rng.chance(0.5) ? Flag.LOCAL : 0;
     let frame: Buffer;
-    switch (rng.int(7)) {
+    switch (rng.int(9)) {
       case 0:
         frame = encodeOpen(id, 0, 1 + rng.int(65535));
         break;
@@ -168,7 +182,23 @@ function validStream(rng: Rng, frames: number): { bytes: Buffer; expected: Frame
         break;
       }
       case 3:
-        frame = encodeWindow(id, local, rng.int(1 << 30) * 1024, rng.int(1 << 24));
+        frame = encodeWindow(id, local | (rng.chance(0.2) ? Flag.FIN_RECEIVED : 0), rng.int(1 << 30) * 1024, rng.int(1 << 24));
+        break;
+      case 7: {
+        // A resumed link's stream entry (20 bytes).
+        const flags = local | (rng.chance(0.3) ? Flag.FIN_RECEIVED : 0) | (rng.chance(0.5) ? Flag.ACCEPTED : 0);
+        const consumed = rng.int(1 << 30) * 1024;
+        frame = encodeResumedWindow(id, flags, consumed, rng.int(1 << 24), consumed + rng.int(1 << 24));
+        break;
+      }
+      case 8:
+        frame = rng.pick([
+          () => encodeResume(ResumeKind.NEW),
+          () => encodeResume(ResumeKind.RESUME, rng.bytes(48)),
+          () => encodeResume(ResumeKind.RESUMED, rng.bytes(32)),
+          () => encodeResume(ResumeKind.FRESH, Buffer.from('fresh '.repeat(rng.int(30)))),
+          () => encodeResume(ResumeKind.DONE, rng.bytes(4)),
+        ])();
         break;
       case 4:
         frame = encodeReset(id, local, rng.int(7), 'fuzz reset '.repeat(rng.int(30)));
@@ -289,6 +319,7 @@ function decodeAll(chunks: readonly Buffer[], maxDataPayload = 64 * 1024): Decod
             break;
           case FrameType.WINDOW:
             parseWindow(frame.payload);
+            if ((frame.flags & Flag.RESUMED) !== 0) parseResumedReceived(frame.payload);
             break;
           case FrameType.RESET:
           case FrameType.GOAWAY:
