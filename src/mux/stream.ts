@@ -242,13 +242,14 @@ export class Stream {
    * direction, so what follows them is sent again (and the FIN, if it lacks
    * it); its window and ACCEPT are taken as if they had just arrived.
    */
-  resumeFrom(received: number, consumed: number, window: number, flags: number): void {
+  resumeFrom(received: number, consumed: number, window: number, flags: number): number {
     if (received < this.replayStart || received > this.sentBytes || consumed > received) {
       throw new ProtocolError(
         GoAwayCode.PROTOCOL_ERROR,
         `stream ${this.id}: resumed at byte ${received}, outside the ${this.replayStart}..${this.sentBytes} this side can replay`,
       );
     }
+    const again = this.sentBytes - received;
     this.trimReplay(received);
     if (this.unacked.length > 0) {
       // Unsent again: the oldest bytes go first, before what the socket gave since.
@@ -271,18 +272,18 @@ export class Stream {
       this.transition('accept');
       this.sink?.onAccept();
     }
+    return again;
   }
 
-  /** The link is live again after a resumption: send what waits. Returns the bytes queued again. */
-  afterResume(): number {
-    if (this.state === StreamState.RESET) return 0;
+  /** The link is live again after a resumption: send what waits. */
+  afterResume(): void {
+    if (this.state === StreamState.RESET) return;
     if (this.state === StreamState.CLOSED && this.finAcked && this.pendingBytes === 0) {
       this.owner.streamFinished(this);
-      return 0;
+      return;
     }
     if (this.pendingBytes > 0) this.owner.scheduleSend(this);
     else this.sendFinIfReady();
-    return this.pendingBytes;
   }
 
   /** Drops replay bytes below `upTo` (the partner has them). */

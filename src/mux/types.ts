@@ -59,4 +59,5 @@ export const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze(
   [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
   [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
   [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
+  [GoAwayCode.RESUME_REFUSED]: ErrorCodes.AUTH,
 });
