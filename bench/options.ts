@@ -53,9 +53,10 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
                        every path, else bench/results/streams.svg).
   --no-docs            Leave docs/ alone even after a full run.
   --no-install         Do not apt-get install socat or OpenSSH when missing.
-  --profile DIR        Instead: run the tcpipe plaintext bulk 1-stream workload
-                       under node --cpu-prof and summarise both profiles
-                       (with --paths tcpipe-secret: the encrypted one).
+  --profile DIR        Instead: run a tcpipe path's bulk 1-stream workload under
+                       node --cpu-prof and summarise both profiles: the first
+                       tcpipe path --paths names (default: plain tcpipe; e.g.
+                       --paths tcpipe-ws for the WebSocket link).
   -h, --help           This text.`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
