@@ -109,12 +109,13 @@ export interface Ratio {
 }
 
 /** The other ways to carry tcpipe's link: compared with the plain link, not with the peers. */
-const TRANSPORT_PATHS: readonly PathId[] = ['tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-squid'];
+const TRANSPORT_PATHS: readonly PathId[] = ['tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'];
 
 /** Each transport and the link it is compared with: the same security over plain TCP. */
 export const TRANSPORT_BASELINES: readonly { readonly subject: PathId; readonly peer: PathId }[] = [
   { subject: 'tcpipe-ws', peer: 'tcpipe' },
   { subject: 'tcpipe-ws-secret', peer: 'tcpipe-secret' },
+  { subject: 'tcpipe-ws-c2s', peer: 'tcpipe' },
   { subject: 'tcpipe-squid', peer: 'tcpipe' },
 ];
 
@@ -244,8 +245,12 @@ export function targetChecks(medians: Medians, o: BenchOptions): TargetCheck[] {
   atMost('plaintext CPU per GiB vs Node relay (1 stream)', v('tcpipe', 'cpu_s_per_gib'), v('node-relay', 'cpu_s_per_gib'), 's', 2);
   atMost('plaintext CPU per GiB vs Node relay (8 streams)', v('tcpipe', 'cpu_s_per_gib_8'), v('node-relay', 'cpu_s_per_gib_8'), 's', 2);
   // The WebSocket transport must not cost the link more than a fifth of its throughput.
-  for (const [streams, key] of [[1, 'bulk1_gbps'], [8, 'bulk8_gbps']] as const) {
-    ratio(`WebSocket link bulk, ${streams} stream${streams === 1 ? '' : 's'} ÷ plain link${measured('tcpipe-ws', 'tcpipe', key)}`, 'tcpipe-ws', 'tcpipe', key, 0.8);
+  // Both ways: server → client (the paths' usual direction) and client → server, whose
+  // messages the client must mask.
+  for (const [id, way] of [['tcpipe-ws', 'server → client'], ['tcpipe-ws-c2s', 'client → server, masked']] as const) {
+    for (const [streams, key] of [[1, 'bulk1_gbps'], [8, 'bulk8_gbps']] as const) {
+      ratio(`WebSocket link (${way}) bulk, ${streams} stream${streams === 1 ? '' : 's'} ÷ plain link${measured(id, 'tcpipe', key)}`, id, 'tcpipe', key, 0.8);
+    }
   }
   return checks;
 }

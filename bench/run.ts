@@ -115,7 +115,7 @@ async function benchmark(
   foreignCpu: number[],
 ): Promise<Samples> {
   const samples: Samples = {};
-  const groups: Group[][] = o.restartPerGroup ? [['perf'], ['memory'], ['slow']] : [['perf', 'memory', 'slow']];
+  const groups: Group[][] = o.restartPerGroup ? o.groups.map((g) => [g]) : [[...o.groups]];
   for (let rep = 0; rep < o.reps; rep++) {
     for (const list of groups) {
       // Interleaved: each repetition starts the paths in a rotated order.

@@ -15,6 +15,7 @@ const COLORS: Readonly<Record<PathId, string>> = {
   'tcpipe-secret': '#9467bd',
   'tcpipe-ws': '#e377c2',
   'tcpipe-ws-secret': '#8c564b',
+  'tcpipe-ws-c2s': '#bcbd22',
   'tcpipe-squid': '#17becf',
 };
 
