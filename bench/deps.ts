@@ -1,14 +1,17 @@
 /**
- * The peers the bench compares tcpipe with: socat and OpenSSH. Missing ones
+ * The peers the bench compares tcpipe with: socat and OpenSSH, and squid for
+ * the tcpipe-squid path (an HTTP CONNECT proxy in the link). Missing ones
  * are installed with apt-get when the bench may (root, not --smoke, not
  * --no-install); otherwise their paths are skipped and the report says why.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { squidBinary } from './squid.js';
 import { sshdBinary } from './sshd.js';
 
 export interface Peers {
   socat: string | null;
   ssh: string | null;
+  squid: string | null;
   /** Why a peer is not available, for the report. */
   missing: Record<string, string>;
 }
@@ -27,11 +30,18 @@ function sshPresent(): boolean {
   return has('ssh') && has('ssh-keygen') && spawnSync('test', ['-x', sshdBinary()]).status === 0;
 }
 
-export function ensurePeers(allowInstall: boolean, log: (line: string) => void): Peers {
+function squidPresent(): boolean {
+  return spawnSync('test', ['-x', squidBinary()]).status === 0;
+}
+
+/** `wanted`: the peers' packages are installed only for the paths that run. */
+export function ensurePeers(allowInstall: boolean, log: (line: string) => void, wanted: { socat: boolean; ssh: boolean; squid: boolean }): Peers {
   const isRoot = process.getuid?.() === 0;
   const packages: string[] = [];
-  if (!has('socat')) packages.push('socat');
-  if (!sshPresent()) packages.push('openssh-client', 'openssh-server');
+  if (wanted.socat && !has('socat')) packages.push('socat');
+  if (wanted.ssh && !sshPresent()) packages.push('openssh-client', 'openssh-server');
+  // --no-install-recommends: squid alone, without its optional helpers.
+  if (wanted.squid && !squidPresent()) packages.push('squid');
   if (packages.length > 0 && allowInstall && isRoot) {
     log(`installing ${packages.join(' ')} with apt-get`);
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -51,5 +61,8 @@ export function ensurePeers(allowInstall: boolean, log: (line: string) => void):
     missing['ssh'] = 'the private sshd needs root';
     ssh = null;
   }
-  return { socat, ssh, missing };
+  const squidVersion = squidPresent() ? version(squidBinary(), ['-v']).replace(/^Squid Cache: Version /, 'squid ') : null;
+  const squid = squidVersion === null ? null : squidVersion === '' ? 'squid' : squidVersion;
+  if (squid === null) missing['squid'] = allowInstall ? 'squid is not installed and could not be installed' : 'squid is not installed';
+  return { socat, ssh, squid, missing };
 }

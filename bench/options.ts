@@ -1,6 +1,9 @@
 /** The bench's command line and the sizes of each workload in full and smoke runs. */
 import { parseArgs } from 'node:util';
 import { PATH_IDS, type PathId } from './paths.js';
+import type { Group } from './workloads.js';
+
+const GROUPS: readonly Group[] = ['perf', 'memory', 'slow'];
 
 const MiB = 1024 * 1024;
 
@@ -28,6 +31,8 @@ export interface BenchOptions {
   readonly settleMs: number;
   /** Start every path afresh for each group of workloads (memory figures untouched by earlier ones). */
   readonly restartPerGroup: boolean;
+  /** The groups of workloads to run (all by default; see workloads.ts). */
+  readonly groups: readonly Group[];
   readonly out: string;
   readonly svg: string;
   /** Update docs/BENCHMARKS.md and docs/bench-streams.svg (full runs of every path only). */
@@ -44,6 +49,9 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
   --reps N             Repetitions, interleaved across paths (default 3).
   --size MiB           Bytes of each bulk transfer, 1 and 8 streams (default 1024).
   --paths LIST         Comma-separated subset of: ${PATH_IDS.join(',')}.
+  --only LIST          Groups of workloads to run, any of perf,memory,slow
+                       (default all; perf: RTT, bulk, connections, fairness,
+                       scaling). docs/ is left alone unless all ran.
   --slow-mib N         Bytes the user offers to the 1 MB/s reader (default 128;
                        1024 is the issue's full size).
   --slow-seconds S     How long the slow reader is watched (default 3).
@@ -53,9 +61,10 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
                        every path, else bench/results/streams.svg).
   --no-docs            Leave docs/ alone even after a full run.
   --no-install         Do not apt-get install socat or OpenSSH when missing.
-  --profile DIR        Instead: run the tcpipe plaintext bulk 1-stream workload
-                       under node --cpu-prof and summarise both profiles
-                       (with --paths tcpipe-secret: the encrypted one).
+  --profile DIR        Instead: run a tcpipe path's bulk 1-stream workload under
+                       node --cpu-prof and summarise both profiles: the first
+                       tcpipe path --paths names (default: plain tcpipe; e.g.
+                       --paths tcpipe-ws for the WebSocket link).
   -h, --help           This text.`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
@@ -67,6 +76,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       reps: { type: 'string' },
       size: { type: 'string' },
       paths: { type: 'string' },
+      only: { type: 'string' },
       'slow-mib': { type: 'string' },
       'slow-seconds': { type: 'string' },
       out: { type: 'string' },
@@ -90,8 +100,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   for (const p of paths) {
     if (!(PATH_IDS as readonly string[]).includes(p)) throw new Error(`--paths: unknown path '${p}' (known: ${PATH_IDS.join(', ')})`);
   }
+  const only = values.only === undefined ? [...GROUPS] : values.only.split(',').map((g) => g.trim());
+  for (const g of only) {
+    if (!(GROUPS as readonly string[]).includes(g)) throw new Error(`--only: unknown group '${g}' (known: ${GROUPS.join(', ')})`);
+  }
+  const groups = GROUPS.filter((g) => only.includes(g));
   const bulkBytes = Math.round(number(values.size, '--size', smoke ? 8 : 1024) * MiB);
-  const allPaths = paths.length === PATH_IDS.length;
+  const allPaths = paths.length === PATH_IDS.length && groups.length === GROUPS.length;
   const full = !smoke;
   return {
     mode: smoke ? 'smoke' : 'full',
@@ -113,6 +128,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     slowRate: 1_000_000,
     settleMs: smoke ? 100 : 1000,
     restartPerGroup: full,
+    groups,
     out: values.out ?? (smoke ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
     svg: values.svg ?? (full && allPaths ? 'docs/bench-streams.svg' : 'bench/results/streams.svg'),
     docs: full && allPaths && values['no-docs'] !== true,

@@ -17,6 +17,7 @@ import {
   resultsTable,
   targetChecks,
   targetsTable,
+  transportRatioTable,
   type Medians,
   type Samples,
 } from './report.js';
@@ -31,6 +32,8 @@ export interface Machine {
   readonly tcpipe: string;
   readonly socat: string | null;
   readonly ssh: string | null;
+  /** squid's version, for the tcpipe-squid path (absent in runs before it existed). */
+  readonly squid?: string | null;
   /** The hard limit of open files the relays got (no CAP_SYS_RESOURCE means no raising it). */
   readonly openFilesLimit: string;
   readonly loadAverageAtStart: readonly number[];
@@ -79,7 +82,7 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
   const m = record.machine;
   const markdown = [
     `- Run of ${record.startedAt} (${o.mode}, ${o.reps} repetition${o.reps === 1 ? '' : 's'}, medians; ${Math.round(record.seconds)} s).`,
-    `- Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
+    `- Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; ${m.squid ?? 'no squid'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
     `- Sizes: bulk ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB per run (1 and 8 streams), ${(o.scaleBytes / 1048576).toLocaleString('en-US')} MiB at 64+ streams; RTT ${o.rttMs} ms; connections ${o.connMs} ms × ${o.connWorkers} workers; fairness ${o.fairMs} ms; slow reader ${(o.slowBytes / 1048576).toLocaleString('en-US')} MiB offered at 1 MB/s for ${o.slowMs / 1000} s; ${(o.idleCounts[o.idleCounts.length - 1] ?? 0).toLocaleString('en-US')} idle streams in the first repetition only.`,
     ...record.paths.filter((p) => p.skipped !== null).map((p) => `- Skipped ${p.label}: ${p.skipped ?? ''}.`),
     ...record.paths.flatMap((p) => p.errors.map((e) => `- Error on ${p.label}: ${e}`)),
@@ -88,6 +91,7 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
     resultsTable(defs, medians, ran),
     '',
     ratioTables(defs, ratioList, ran),
+    transportRatioTable(defs, ratioList),
     'The issue\'s targets:',
     '',
     targetsTable(checks),

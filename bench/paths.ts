@@ -8,6 +8,11 @@
  *   node-relay     user ─▶ node 127.0.0.2:P ─▶ node 127.0.0.1:M ─▶ 127.0.0.3:P
  *   tcpipe         user ─▶ tcpipe -s M -p 127.0.0.2:P ═ link ═ tcpipe -c :M -t 127.0.0.3 ─▶ 127.0.0.3:P
  *   tcpipe-secret  the same with --secret-file (TLS 1.3 keyed by the secret)
+ *   tcpipe-ws      tcpipe, the client dialing -c ws://127.0.0.1:M/tcpipe (WebSocket transport)
+ *   tcpipe-ws-secret  the same with --secret-file (TLS 1.3 inside the WebSocket)
+ *   tcpipe-ws-c2s  tcpipe ws with the roles swapped: the client holds the entry port, the server
+ *                  dials the target, so bulk data goes client → server, in masked messages
+ *   tcpipe-squid   tcpipe, the client dialing through a private squid: --proxy=http://127.0.0.1:Q (HTTP CONNECT)
  *
  * tcpipe's exit side dials the same port number as the entry port, so the
  * entry listens on 127.0.0.2 and the target on 127.0.0.3; every path uses the
@@ -17,9 +22,10 @@ import net from 'node:net';
 import { join } from 'node:path';
 import type { Endpoint } from './messages.js';
 import { waitForLog, type Child, type ProcessRegistry } from './procs.js';
+import { squidArgs, squidBinary, type SquidSetup } from './squid.js';
 import { ensurePrivsepDir, sshClientArgs, sshdBinary, type SshSetup } from './sshd.js';
 
-export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret'] as const;
+export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'] as const;
 export type PathId = (typeof PATH_IDS)[number];
 
 export const PATH_LABELS: Readonly<Record<PathId, string>> = Object.freeze({
@@ -29,7 +35,19 @@ export const PATH_LABELS: Readonly<Record<PathId, string>> = Object.freeze({
   'node-relay': 'Node relay ×2',
   tcpipe: 'tcpipe',
   'tcpipe-secret': 'tcpipe+secret',
+  'tcpipe-ws': 'tcpipe ws',
+  'tcpipe-ws-secret': 'tcpipe ws+secret',
+  'tcpipe-ws-c2s': 'tcpipe ws c→s',
+  'tcpipe-squid': 'tcpipe via squid',
 });
+
+/** The tcpipe paths: what the ratios and the profiler are about. */
+export const TCPIPE_PATHS = ['tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'] as const satisfies readonly PathId[];
+export type TcpipePathId = (typeof TCPIPE_PATHS)[number];
+
+export function isTcpipePath(id: PathId): id is TcpipePathId {
+  return (TCPIPE_PATHS as readonly PathId[]).includes(id);
+}
 
 export const ENTRY_HOST = '127.0.0.2';
 export const TARGET_HOST = '127.0.0.3';
@@ -40,6 +58,8 @@ export interface PathPorts {
   readonly port: number;
   /** Between the two relay processes (socat, Node relay, tcpipe link, sshd). */
   readonly inner: number;
+  /** squid's port, on 127.0.0.1 (the tcpipe-squid path only). */
+  readonly proxy?: number;
 }
 
 export interface PathEnv {
@@ -47,6 +67,8 @@ export interface PathEnv {
   readonly distRoot: string;
   readonly ssh: SshSetup | null;
   readonly secretFile: string;
+  /** The private squid's configuration, when the tcpipe-squid path runs. */
+  readonly squid: SquidSetup | null;
   /** Extra node flags for the two tcpipe processes (the profiler). */
   readonly tcpipeNodeFlags: readonly string[];
 }
@@ -99,16 +121,41 @@ export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Pro
       return running({ host: ENTRY_HOST, port });
     }
     case 'tcpipe':
-    case 'tcpipe-secret': {
+    case 'tcpipe-secret':
+    case 'tcpipe-ws':
+    case 'tcpipe-ws-secret':
+    case 'tcpipe-ws-c2s':
+    case 'tcpipe-squid': {
       const cli = join(env.distRoot, 'src', 'cli', 'main.js');
-      const secret = id === 'tcpipe-secret' ? [`--secret-file=${env.secretFile}`] : [];
+      const secret = id === 'tcpipe-secret' || id === 'tcpipe-ws-secret' ? [`--secret-file=${env.secretFile}`] : [];
       const node = (args: readonly string[]): string[] => [...env.tcpipeNodeFlags, cli, ...args];
-      // The server holds the entry ports (as in the seed's example), the client the target.
-      const server = registry.spawn(`${id}-entry`, process.execPath, node(['-s', String(inner), '-p', `${ENTRY_HOST}:${port}`, ...secret]));
-      relays.push(server);
+      // The server holds the entry ports (as in the seed's example), the client the target;
+      // tcpipe-ws-c2s swaps them. The server takes WebSocket upgrades (path /tcpipe) and plain
+      // links on the same port.
+      const entry = ['-p', `${ENTRY_HOST}:${port}`];
+      const exit = ['-t', TARGET_HOST];
+      const swapped = id === 'tcpipe-ws-c2s';
+      const server = registry.spawn(`${id}-${swapped ? 'exit' : 'entry'}`, process.execPath, node(['-s', String(inner), ...(swapped ? exit : entry), ...secret]));
       // Dialing before the server listens costs the client a backoff delay: wait for its start-up line.
       await waitForLog(server, /server: link port/, 5000);
-      relays.push(registry.spawn(`${id}-exit`, process.execPath, node(['-c', `${INNER_HOST}:${inner}`, '-t', TARGET_HOST, ...secret])));
+      let dial = [`${INNER_HOST}:${inner}`];
+      let squid: Child | null = null;
+      if (id === 'tcpipe-ws' || id === 'tcpipe-ws-secret' || id === 'tcpipe-ws-c2s') {
+        // --proxy=none: an http_proxy in the bench's environment must not change the path.
+        dial = [`ws://${INNER_HOST}:${inner}/tcpipe`, '--proxy=none'];
+      } else if (id === 'tcpipe-squid') {
+        if (env.squid === null || ports.proxy === undefined) throw new Error('squid is not available');
+        const proc = registry.spawn('squid', squidBinary(), squidArgs(env.squid));
+        squid = proc;
+        relays.push(server);
+        await waitListening(INNER_HOST, ports.proxy, 15_000, () => proc.proc.exitCode === null);
+        dial = [`${INNER_HOST}:${inner}`, `--proxy=http://${INNER_HOST}:${ports.proxy}`];
+      }
+      const client = registry.spawn(`${id}-${swapped ? 'entry' : 'exit'}`, process.execPath, node(['-c', ...dial, ...(swapped ? entry : exit), ...secret]));
+      // Stopped in this order: the entry side first (then squid, between the two).
+      if (swapped) relays.push(client, server);
+      else if (squid !== null) relays.push(squid, client);
+      else relays.push(server, client);
       return running({ host: ENTRY_HOST, port });
     }
   }

@@ -108,6 +108,26 @@ export interface Ratio {
   readonly ratio: number | null;
 }
 
+/** The other ways to carry tcpipe's link: compared with the plain link, not with the peers. */
+const TRANSPORT_PATHS: readonly PathId[] = ['tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'];
+
+/** Each transport and the link it is compared with: the same security over plain TCP. */
+export const TRANSPORT_BASELINES: readonly { readonly subject: PathId; readonly peer: PathId }[] = [
+  { subject: 'tcpipe-ws', peer: 'tcpipe' },
+  { subject: 'tcpipe-ws-secret', peer: 'tcpipe-secret' },
+  { subject: 'tcpipe-ws-c2s', peer: 'tcpipe' },
+  { subject: 'tcpipe-squid', peer: 'tcpipe' },
+];
+
+const TRANSPORT_RATIO_KEYS = ['bulk1_gbps', 'bulk8_gbps', 'rtt_p50_us', 'rtt_p99_us', 'rtt_added_p50_us', 'conn_per_s', 'cpu_s_per_gib', 'cpu_s_per_gib_8', 'cpu_us_per_conn', 'fair_p99_us'];
+
+function ratioOf(medians: Medians, subject: PathId, peer: PathId, key: string): Ratio {
+  const a = medians[subject]?.[key];
+  const b = medians[peer]?.[key];
+  const ratio = a !== null && a !== undefined && b !== null && b !== undefined && b !== 0 ? a / b : null;
+  return { subject, peer, key, ratio };
+}
+
 export function ratios(defs: readonly MetricDef[], medians: Medians, paths: readonly PathId[]): Ratio[] {
   const out: Ratio[] = [];
   const most = defs.find((d) => d.key.startsWith('stream_kib_'))?.key;
@@ -115,24 +135,46 @@ export function ratios(defs: readonly MetricDef[], medians: Medians, paths: read
   for (const subject of ['tcpipe', 'tcpipe-secret'] as const) {
     if (!paths.includes(subject)) continue;
     for (const peer of paths) {
-      if (peer === subject) continue;
-      for (const key of keys) {
-        const a = medians[subject]?.[key];
-        const b = medians[peer]?.[key];
-        const ratio = a !== null && a !== undefined && b !== null && b !== undefined && b !== 0 ? a / b : null;
-        out.push({ subject, peer, key, ratio });
-      }
+      if (peer === subject || TRANSPORT_PATHS.includes(peer)) continue;
+      for (const key of keys) out.push(ratioOf(medians, subject, peer, key));
     }
   }
+  for (const { subject, peer } of TRANSPORT_BASELINES) {
+    if (!paths.includes(subject) || !paths.includes(peer)) continue;
+    for (const key of TRANSPORT_RATIO_KEYS) out.push(ratioOf(medians, subject, peer, key));
+  }
   return out;
+}
+
+/** The WebSocket and squid paths ÷ the plain link with the same security, one column each. */
+export function transportRatioTable(defs: readonly MetricDef[], list: readonly Ratio[]): string {
+  const pairs = TRANSPORT_BASELINES.filter((b) => list.some((r) => r.subject === b.subject && r.peer === b.peer && r.ratio !== null));
+  if (pairs.length === 0) return '';
+  const lines = [
+    'tcpipe\'s other transports ÷ the plain TCP link with the same security (medians; for "higher" metrics above 1 is better, for "lower" below 1 is better):',
+    '',
+    `| metric | better | ${pairs.map((b) => `${PATH_LABELS[b.subject]} ÷ ${PATH_LABELS[b.peer]}`).join(' | ')} |`,
+    `|---|---|${pairs.map(() => '---:').join('|')}|`,
+  ];
+  for (const key of TRANSPORT_RATIO_KEYS) {
+    const def = defs.find((d) => d.key === key);
+    if (def === undefined) continue;
+    const cells = pairs.map((b) => {
+      const r = list.find((x) => x.subject === b.subject && x.peer === b.peer && x.key === key)?.ratio;
+      return r === null || r === undefined ? '–' : `${r.toFixed(2)}×`;
+    });
+    lines.push(`| ${def.label} | ${def.better} | ${cells.join(' | ')} |`);
+  }
+  lines.push('');
+  return lines.join('\n');
 }
 
 export function ratioTables(defs: readonly MetricDef[], list: readonly Ratio[], paths: readonly PathId[]): string {
   const parts: string[] = [];
   for (const subject of ['tcpipe', 'tcpipe-secret'] as const) {
-    const mine = list.filter((r) => r.subject === subject);
+    const mine = list.filter((r) => r.subject === subject && !TRANSPORT_PATHS.includes(r.peer));
     if (mine.length === 0) continue;
-    const peers = paths.filter((p) => p !== subject && mine.some((r) => r.peer === p && r.ratio !== null));
+    const peers = paths.filter((p) => p !== subject && !TRANSPORT_PATHS.includes(p) && mine.some((r) => r.peer === p && r.ratio !== null));
     const keys = [...new Set(mine.map((r) => r.key))];
     parts.push(`${PATH_LABELS[subject]} ÷ peer (medians; for "higher" metrics above 1 is better, for "lower" below 1 is better):`, '');
     parts.push(`| metric | better | ${peers.map((p) => PATH_LABELS[p]).join(' | ')} |`, `|---|---|${peers.map(() => '---:').join('|')}|`);
@@ -178,6 +220,11 @@ export function targetChecks(medians: Medians, o: BenchOptions): TargetCheck[] {
       pass: x === null || limit === null ? null : x <= limit,
     });
   };
+  const measured = (a: PathId, b: PathId, key: string): string => {
+    const x = v(a, key);
+    const y = v(b, key);
+    return x === null || y === null ? '' : ` (${format(x, 2)} ÷ ${format(y, 2)} Gbit/s)`;
+  };
   ratio('plaintext bulk, 1 stream ÷ Node relay', 'tcpipe', 'node-relay', 'bulk1_gbps', 1.0);
   ratio('plaintext bulk, 8 streams ÷ Node relay', 'tcpipe', 'node-relay', 'bulk8_gbps', 1.0);
   ratio('encrypted bulk, 1 stream ÷ ssh -L', 'tcpipe-secret', 'ssh', 'bulk1_gbps', 1.2);
@@ -197,6 +244,14 @@ export function targetChecks(medians: Medians, o: BenchOptions): TargetCheck[] {
   atMost(`encrypted slow reader: RSS growth after the first second (${count(o.slowBytes / 1048576)} MiB offered)`, v('tcpipe-secret', 'slow_late_growth_mib'), 2, 'MiB', 1);
   atMost('plaintext CPU per GiB vs Node relay (1 stream)', v('tcpipe', 'cpu_s_per_gib'), v('node-relay', 'cpu_s_per_gib'), 's', 2);
   atMost('plaintext CPU per GiB vs Node relay (8 streams)', v('tcpipe', 'cpu_s_per_gib_8'), v('node-relay', 'cpu_s_per_gib_8'), 's', 2);
+  // The WebSocket transport must not cost the link more than a fifth of its throughput.
+  // Both ways: server → client (the paths' usual direction) and client → server, whose
+  // messages the client must mask.
+  for (const [id, way] of [['tcpipe-ws', 'server → client'], ['tcpipe-ws-c2s', 'client → server, masked']] as const) {
+    for (const [streams, key] of [[1, 'bulk1_gbps'], [8, 'bulk8_gbps']] as const) {
+      ratio(`WebSocket link (${way}) bulk, ${streams} stream${streams === 1 ? '' : 's'} ÷ plain link${measured(id, 'tcpipe', key)}`, id, 'tcpipe', key, 0.8);
+    }
+  }
   return checks;
 }
 

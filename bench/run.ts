@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * The side-by-side benchmark (npm run bench): direct, socat ×2, ssh -L, a bare
- * Node relay ×2, tcpipe and tcpipe with a secret, every relay as two separate
- * processes, the load generator and the sinks in processes of their own.
+ * Node relay ×2, tcpipe and tcpipe with a secret, tcpipe over a WebSocket
+ * (with and without a secret) and through squid, every relay as two separate
+ * processes (three through squid), the load generator and the sinks in processes of their own.
  * Repetitions are interleaved (each starts the paths in a rotated order) and
  * reported as medians. See docs/BENCHMARKS.md.
  */
@@ -16,9 +17,22 @@ import { IpcClient } from './ipc.js';
 import type { TargetApi, UserApi } from './messages.js';
 import { USAGE, parseOptions, type BenchOptions } from './options.js';
 import { pathStatus, writeOutputs, type Machine, type PathStatus } from './output.js';
-import { ENTRY_HOST, PATH_LABELS, TARGET_HOST, freePort, startPath, type PathEnv, type PathId, type PathPorts, type RunningPath } from './paths.js';
+import {
+  ENTRY_HOST,
+  PATH_LABELS,
+  TARGET_HOST,
+  freePort,
+  isTcpipePath,
+  startPath,
+  type PathEnv,
+  type PathId,
+  type PathPorts,
+  type RunningPath,
+  type TcpipePathId,
+} from './paths.js';
 import { ProcessRegistry, cpuSeconds, hostBusySeconds, isRunning, logTail, setClockTicks } from './procs.js';
 import type { Samples } from './report.js';
+import { prepareSquid } from './squid.js';
 import { prepareSsh } from './sshd.js';
 import { summariseFile } from './profile-summary.js';
 import { bulkOnce, runGroup, type Group, type Sample, type WorkloadContext } from './workloads.js';
@@ -53,7 +67,7 @@ async function waitReady(user: IpcClient<UserApi>, run: RunningPath, timeoutMs =
   }
 }
 
-function machine(socat: string | null, ssh: string | null): Machine {
+function machine(socat: string | null, ssh: string | null, squid: string | null): Machine {
   const pkg = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version?: string };
   let limit = '?';
   try {
@@ -77,6 +91,7 @@ function machine(socat: string | null, ssh: string | null): Machine {
     tcpipe: pkg.version ?? '?',
     socat,
     ssh,
+    squid,
     openFilesLimit: limit,
     loadAverageAtStart: os.loadavg(),
   };
@@ -100,7 +115,7 @@ async function benchmark(
   foreignCpu: number[],
 ): Promise<Samples> {
   const samples: Samples = {};
-  const groups: Group[][] = o.restartPerGroup ? [['perf'], ['memory'], ['slow']] : [['perf', 'memory', 'slow']];
+  const groups: Group[][] = o.restartPerGroup ? o.groups.map((g) => [g]) : [[...o.groups]];
   for (let rep = 0; rep < o.reps; rep++) {
     for (const list of groups) {
       // Interleaved: each repetition starts the paths in a rotated order.
@@ -138,7 +153,7 @@ async function benchmark(
   return samples;
 }
 
-async function profile(id: 'tcpipe' | 'tcpipe-secret', dir: string, o: BenchOptions, env: PathEnv, ports: PathPorts, ctx: WorkloadContext): Promise<void> {
+async function profile(id: TcpipePathId, dir: string, o: BenchOptions, env: PathEnv, ports: PathPorts, ctx: WorkloadContext): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const before = new Set(readdirSync(dir));
   const run = await startPath(id, ports, { ...env, tcpipeNodeFlags: ['--cpu-prof', `--cpu-prof-dir=${dir}`] });
@@ -148,7 +163,7 @@ async function profile(id: 'tcpipe' | 'tcpipe-secret', dir: string, o: BenchOpti
     await bulkOnce(ctx, run, 1, Math.min(o.bulkBytes, 64 * 1024 * 1024));
     const r = await bulkOnce(ctx, run, 1, o.bulkBytes);
     if (r.failure !== null) throw new Error(r.failure);
-    log(`profiled bulk, 1 stream, ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB: ${r.gbps.toFixed(2)} Gbit/s, relay CPU ${(r.cpuPerGiB ?? 0).toFixed(2)} s/GiB`);
+    log(`profiled ${PATH_LABELS[id]} bulk, 1 stream, ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB: ${r.gbps.toFixed(2)} Gbit/s, relay CPU ${(r.cpuPerGiB ?? 0).toFixed(2)} s/GiB`);
   } finally {
     await run.stop();
   }
@@ -194,10 +209,12 @@ async function main(argv: readonly string[]): Promise<number> {
     } catch {
       // 100, the Linux default
     }
-    const peers = ensurePeers(options.install, log);
+    const wants = (id: PathId): boolean => options.paths.includes(id);
+    const peers = ensurePeers(options.install, log, { socat: wants('socat'), ssh: wants('ssh'), squid: wants('tcpipe-squid') });
     const statuses = new Map<PathId, PathStatus>();
     for (const id of options.paths) {
-      const missing = id === 'socat' ? peers.missing['socat'] : id === 'ssh' ? peers.missing['ssh'] : undefined;
+      const peer = id === 'socat' ? 'socat' : id === 'ssh' ? 'ssh' : id === 'tcpipe-squid' ? 'squid' : null;
+      const missing = peer === null ? undefined : peers.missing[peer];
       statuses.set(id, pathStatus(id, missing ?? null));
       if (missing !== undefined) log(`skipping ${PATH_LABELS[id]}: ${missing}`);
     }
@@ -205,14 +222,18 @@ async function main(argv: readonly string[]): Promise<number> {
     const taken = new Set<number>();
     const ports = new Map<PathId, PathPorts>();
     for (const id of active) {
-      ports.set(id, { port: await freePort([ENTRY_HOST, TARGET_HOST], taken), inner: await freePort([undefined], taken) });
+      const port = await freePort([ENTRY_HOST, TARGET_HOST], taken);
+      const inner = await freePort([undefined], taken);
+      ports.set(id, id === 'tcpipe-squid' ? { port, inner, proxy: await freePort(['127.0.0.1'], taken) } : { port, inner });
     }
     const cli = join(distRoot, 'src', 'cli', 'main.js');
     const secretFile = join(tmp, 'tcpipe.key');
     writeFileSync(secretFile, execFileSync(process.execPath, [cli, 'keygen'], { encoding: 'utf8' }), { mode: 0o600 });
     const sshPorts = ports.get('ssh');
     const ssh = sshPorts === undefined ? null : prepareSsh(tmp, sshPorts.inner);
-    const env: PathEnv = { registry, distRoot, ssh, secretFile, tcpipeNodeFlags: [] };
+    const squidPort = ports.get('tcpipe-squid')?.proxy;
+    const squid = squidPort === undefined ? null : prepareSquid(tmp, squidPort);
+    const env: PathEnv = { registry, distRoot, ssh, squid, secretFile, tcpipeNodeFlags: [] };
 
     const app = join(distRoot, 'bench', 'app.js');
     const target = new IpcClient<TargetApi>(registry.spawn('app-target', process.execPath, [app, 'target'], { ipc: true }).proc, 'target app');
@@ -225,14 +246,14 @@ async function main(argv: readonly string[]): Promise<number> {
     const ctx: WorkloadContext = { user, user2, target, options, rep: 0, log };
 
     if (options.profileDir !== null) {
-      // The plaintext path, unless --paths names only the one with a secret.
-      const id = active.includes('tcpipe') ? 'tcpipe' : 'tcpipe-secret';
-      const p = ports.get(id);
-      if (p === undefined) throw new Error('--profile needs the tcpipe or tcpipe-secret path');
+      // The first tcpipe path that --paths names (the plaintext one by default).
+      const id = active.find(isTcpipePath);
+      const p = id === undefined ? undefined : ports.get(id);
+      if (id === undefined || p === undefined) throw new Error('--profile needs one of the tcpipe paths');
       await profile(id, options.profileDir, options, env, p, ctx);
       return 0;
     }
-    const m = machine(peers.socat, peers.ssh);
+    const m = machine(peers.socat, peers.ssh, peers.squid);
     log(`${options.mode} run: ${active.map((id) => PATH_LABELS[id]).join(', ')}; ${options.reps} repetition(s); logs in ${tmp}`);
     const foreignCpu: number[] = [];
     const samples = await benchmark(options, active, statuses, env, ports, ctx, foreignCpu);

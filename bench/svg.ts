@@ -13,6 +13,10 @@ const COLORS: Readonly<Record<PathId, string>> = {
   'node-relay': '#2ca02c',
   tcpipe: '#d62728',
   'tcpipe-secret': '#9467bd',
+  'tcpipe-ws': '#e377c2',
+  'tcpipe-ws-secret': '#8c564b',
+  'tcpipe-ws-c2s': '#bcbd22',
+  'tcpipe-squid': '#17becf',
 };
 
 const W = 1000;
@@ -111,11 +115,14 @@ export function streamsChart(medians: Medians, paths: readonly PathId[], levels:
     const text = direct.points.map((p) => `${p.y.toFixed(1)}`).join(', ');
     body.push(`<text x="${LEFTS[0] + PANEL_W / 2}" y="${TOP + PANEL_H + 52}" text-anchor="middle" fill="#555">direct (no relay, not drawn): ${esc(text)} Gbit/s</text>`);
   }
-  const legendY = H - 22;
-  const step = W / (paths.length + 1);
+  // One row of up to five paths, two rows beyond.
+  const perRow = paths.length > 6 ? 5 : Math.max(1, paths.length);
+  const rows = Math.ceil(paths.length / perRow);
+  const step = W / (perRow + 1);
   paths.forEach((id, i) => {
-    const x = step * (i + 0.5) + 20;
-    const dash = id === 'tcpipe-secret' ? ' stroke-dasharray="6 3"' : '';
+    const x = step * ((i % perRow) + 0.5) + 20;
+    const legendY = H - 22 - (rows - 1 - Math.floor(i / perRow)) * 18;
+    const dash = id === 'tcpipe-secret' || id === 'tcpipe-ws-secret' ? ' stroke-dasharray="6 3"' : '';
     body.push(`<line x1="${x}" y1="${legendY}" x2="${x + 24}" y2="${legendY}" stroke="${COLORS[id]}" stroke-width="3"${dash}/>`);
     body.push(`<text x="${x + 30}" y="${legendY}" dominant-baseline="middle">${esc(PATH_LABELS[id])}</text>`);
   });

@@ -19,7 +19,7 @@ const repoRoot = join(distRoot, '..');
 /** Metrics that only a relay has: the direct path has no relay process to measure. */
 const RELAY_ONLY = /^(cpu_|mem_|stream_kib_|idle_held_|slow_)/;
 /** Paths that need nothing but Node and tcpipe itself: they must always run. */
-const ALWAYS = ['direct', 'node-relay', 'tcpipe', 'tcpipe-secret'];
+const ALWAYS = ['direct', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret'];
 
 interface SmokeJson {
   paths: { id: string; skipped: string | null; errors: string[] }[];
