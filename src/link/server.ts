@@ -29,10 +29,24 @@ function refuse(link: Duplex, err: ProtocolError): ProtocolError {
 const HTTP_GET_BYTE = 0x47;
 import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
 import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
-import { createKeyShare, deriveIdentity, linkExporter, type ResumeIdentity } from './resume-auth.js';
+import { createKeyShare, deriveIdentity, linkExporter, type KeyShare, type LinkBinding, type ResumeIdentity } from './resume-auth.js';
+import { encodeGoAway } from '../protocol/encode.js';
 import { readResumeRequest, requestProves, sendFresh, sendResumed, type ResumeRequest } from './resume.js';
 import type { SessionEnd } from '../mux/session.js';
 import { remoteAddress, tuneSocket } from './transport.js';
+
+/** Resumption's part of a server handshake: our key share, the link binding and the client's request. */
+interface ResumeOffer {
+  readonly share: KeyShare;
+  readonly binding: LinkBinding;
+  readonly request: ResumeRequest;
+}
+
+interface Established {
+  readonly link: Duplex;
+  readonly hello: HandshakeResult;
+  readonly resume: ResumeOffer | null;
+}
 
 export interface LinkServerOptions {
   readonly host?: string;
@@ -139,11 +153,11 @@ export class LinkServer {
     });
     const cancelTimer = (): void => (timer as Timer | null)?.cancel();
     Promise.race([this.establish(socket), deadline]).then(
-      ({ link, hello }) => {
+      ({ link, hello, resume }) => {
         cancelTimer();
         this.pendingHandshakes--;
         this.penalty.recordSuccess(source);
-        this.admission = this.admission.then(() => this.admit(socket, link, address, hello));
+        this.admission = this.admission.then(() => this.admit(socket, link, address, hello, resume));
       },
       (err: unknown) => {
         cancelTimer();
@@ -167,7 +181,7 @@ export class LinkServer {
    * Tells the link's kind by its first byte (TLS handshake or tcpipe preface),
    * enforces that it matches this server's security, and reads the HELLO.
    */
-  private async establish(socket: net.Socket): Promise<{ link: Duplex; hello: HandshakeResult }> {
+  private async establish(socket: net.Socket): Promise<Established> {
     const { transports } = this.options;
     let stream: Duplex = socket;
     let first = await readFirstByte(socket);
@@ -180,7 +194,25 @@ export class LinkServer {
     } else if (!transports.has('tcp')) {
       throw new TcpipeError(ErrorCodes.HANDSHAKE, 'a plain TCP link, and this server takes only WebSocket links (--transport=ws)');
     }
-    return this.negotiate(stream, first);
+    const { link, hello } = await this.negotiate(stream, first);
+    const { settings } = this.options;
+    if (!resumeNegotiated(settings, hello.peer)) return { link, hello, resume: null };
+    // Resumption: HELLO and the client's RESUME cross before admission, under the handshake
+    // deadline, so a client that stalls here never holds up the admission of others.
+    const share = createKeyShare();
+    sendHello(link, helloFor('server', settings, this.options.software, { share, sessionId: null }));
+    const binding = { clientShare: hello.peer.keyShare ?? Buffer.alloc(0), serverShare: share.publicKey, exporter: linkExporter(link) };
+    try {
+      const request = await readResumeRequest(link, hello.decoder, settings.handshakeTimeoutMs, this.clock);
+      return { link, hello, resume: { share, binding, request } };
+    } catch (err) {
+      // Our HELLO is out: a refusal is a bare GOAWAY now.
+      if (err instanceof ProtocolError && !link.destroyed) {
+        link.end(encodeGoAway(err.goAwayCode, err.message));
+        answered.add(err);
+      }
+      throw err;
+    }
   }
 
   /** The security layer by the first byte, then the HELLO. */
@@ -213,27 +245,32 @@ export class LinkServer {
     }
   }
 
-  private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult): Promise<void> {
+  private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult, resume: ResumeOffer | null): Promise<void> {
     if (socket.destroyed || this.stopped) {
       socket.destroy();
       return;
     }
     const { settings } = this.options;
     const hello = result.peer;
-    const share = settings.resumeGraceMs > 0 && resumeNegotiated(settings, hello) ? createKeyShare() : null;
+    // HELLO already sent with resumption (see establish): a refusal is then a bare GOAWAY.
+    const refuseWith = (code: number, reason: string): void => {
+      if (resume === null) sendRefusal(link, code, reason);
+      else if (!link.destroyed) link.end(encodeGoAway(code, reason));
+    };
     const current = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
     // A client naming the current session is checked by its proof below, not by pinging the old link.
-    const claimsCurrent = share !== null && hello.sessionId != null && current?.linked.identity?.id.equals(hello.sessionId) === true;
+    const claimsCurrent =
+      resume !== null && resume.request.kind === 'resume' && current?.linked.identity?.id.equals(resume.request.id) === true;
     if (current !== null && current.linked.session.linkState !== 'held' && !claimsCurrent) {
       const rtt = await current.linked.session.ping(this.options.partnerCheckTimeoutMs);
       if (rtt !== null && !current.linked.session.isEnded) {
         const reason = `this server already has a live partner (${current.address})`;
         this.logger.warn('partner_refused', `refused partner ${address}: already paired with ${current.address}, which answered in ${rtt.toFixed(1)} ms`);
-        sendRefusal(link, GoAwayCode.PARTNER_BUSY, reason);
+        refuseWith(GoAwayCode.PARTNER_BUSY, reason);
         this.clock.setTimer(1000, () => socket.destroy());
         return;
       }
-      if (!current.linked.session.isEnded && share === null) {
+      if (!current.linked.session.isEnded && resume === null) {
         this.logger.warn(
           'partner_replaced',
           `partner ${current.address} did not answer within ${this.options.partnerCheckTimeoutMs / 1000}s: replacing it with ${address}`,
@@ -245,24 +282,15 @@ export class LinkServer {
       socket.destroy();
       return;
     }
-    sendHello(link, helloFor('server', settings, this.options.software, share !== null ? { share, sessionId: null } : null));
+    if (resume === null) sendHello(link, helloFor('server', settings, this.options.software));
     const peer = { address, hello };
     const onLinkGone = (end: SessionEnd): void => {
       if (this.current !== null && this.current.socket === socket && this.current.linked.session.isEnded) this.current = null;
       closeTransport(end, link, socket);
     };
     let identity: ResumeIdentity | null = null;
-    if (share !== null) {
-      const binding = { clientShare: hello.keyShare ?? Buffer.alloc(0), serverShare: share.publicKey, exporter: linkExporter(link) };
-      let request: ResumeRequest;
-      try {
-        request = await readResumeRequest(link, result.decoder, settings.handshakeTimeoutMs, this.clock);
-      } catch (err) {
-        this.logger.warn('link_refused', `refused link from ${address}: ${errorMessage(err)}`, { peer: address });
-        if (err instanceof ProtocolError) sendRefusal(link, err.goAwayCode, err.message);
-        this.clock.setTimer(1000, () => socket.destroy());
-        return;
-      }
+    if (resume !== null) {
+      const { share, binding, request } = resume;
       const live = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
       const liveIdentity = live?.linked.identity ?? null;
       if (request.kind === 'resume' && live !== null && liveIdentity !== null && request.id.equals(liveIdentity.id)) {
@@ -271,7 +299,7 @@ export class LinkServer {
           this.logger.warn('resume_refused', `refused resume from ${address}: proof does not match${delay > 0 ? `; its next links are refused for ${delay / 1000}s` : ''}`, {
             peer: address,
           });
-          sendRefusal(link, GoAwayCode.RESUME_REFUSED, 'resume refused: proof does not match');
+          refuseWith(GoAwayCode.RESUME_REFUSED, 'resume refused: proof does not match');
           this.clock.setTimer(1000, () => socket.destroy());
           return;
         }
@@ -288,7 +316,10 @@ export class LinkServer {
         return;
       }
       sendFresh(link, request.kind === 'resume' ? 'the partner has no state for this session (it restarted, or its grace ran out)' : 'new session');
-      if (live !== null) {
+      if (live !== null && live.linked.identity === null) {
+        this.logger.warn('partner_replaced', `partner ${live.address} did not answer: replacing it with ${address}`);
+        live.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
+      } else if (live !== null) {
         const reason = request.kind === 'new' ? 'the partner started a new session' : 'the partner asked to resume another session';
         live.linked.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, `cannot resume: ${reason}`), `cannot resume: ${reason}`);
       }
