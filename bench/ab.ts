@@ -38,6 +38,8 @@ const { values } = parseArgs({
     reps: { type: 'string', default: '3' },
     size: { type: 'string', default: '512' },
     'conn-ms': { type: 'string', default: '2500' },
+    /** Run the relays under node --cpu-prof, profiles in this directory. */
+    'cpu-prof': { type: 'string' },
   },
   strict: true,
 });
@@ -55,6 +57,8 @@ const workloads = new Set((values.workloads ?? '').split(','));
 const reps = Number(values.reps);
 const bytes = Number(values.size) * MiB;
 const connMs = Number(values['conn-ms']);
+const profileDir = values['cpu-prof'];
+const profileFlags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir)}`];
 
 function ioCounts(roots: readonly number[]): { r: number; w: number } {
   let r = 0;
@@ -116,7 +120,7 @@ async function main(): Promise<void> {
         const key = `${path}/${build}`;
         const p = ports.get(key);
         if (p === undefined) continue;
-        const run: RunningPath = await startPath(path, p, { registry, distRoot: builds.get(build) ?? '', ssh: null, secretFile, tcpipeNodeFlags: [] });
+        const run: RunningPath = await startPath(path, p, { registry, distRoot: builds.get(build) ?? '', ssh: null, secretFile, tcpipeNodeFlags: profileFlags });
         try {
           for (let i = 0; ; i++) {
             try {
