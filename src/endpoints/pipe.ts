@@ -20,6 +20,8 @@ const EMPTY = Buffer.alloc(0);
  * target should not wait for all of them.
  */
 const COALESCE_BYTES = 256 * 1024;
+/** A first piece smaller than this is written at once, uncorked: interactive traffic pays no extra latency. */
+const DIRECT_BYTES = 2048;
 
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
@@ -98,6 +100,12 @@ export class StreamPipe implements StreamSink {
     const socket = this.socket;
     if (socket.destroyed) return;
     if (!this.corked) {
+      // A small first piece (a keystroke, a request, a ping) goes out at once: no wait for the end of the turn.
+      if (chunk.length < DIRECT_BYTES) {
+        if (socket.write(chunk)) this.stream.consume(chunk.length);
+        else this.uncredited += chunk.length;
+        return;
+      }
       // Uncorked after the poll phase: every link read of this turn is in by then.
       this.corked = true;
       socket.cork();
