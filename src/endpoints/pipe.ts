@@ -14,6 +14,14 @@ import { ResetCode } from '../protocol/constants.js';
 import type { Stream, StreamSink } from '../mux/stream.js';
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * Corked bytes written at once, without waiting for the end of the turn: a
+ * busy link can deliver up to 32 reads of 64 KiB in one poll phase, and the
+ * target should not wait for all of them.
+ */
+const COALESCE_BYTES = 256 * 1024;
+/** A first piece smaller than this is written at once, uncorked: interactive traffic pays no extra latency. */
+const DIRECT_BYTES = 2048;
 
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
@@ -42,6 +50,7 @@ export class StreamPipe implements StreamSink {
     // libuv reports a reset that arrives after a partial read as end-of-stream (POLLHUP).
     // An empty write surfaces the pending error first, so a reset is never relayed as a FIN;
     // on success the FIN follows every byte already handed to the stream.
+    this.uncorkNow();
     this.socket.write(EMPTY, this.onEndProbed);
   };
   private readonly onEndProbed = (err?: Error | null): void => {
@@ -58,6 +67,13 @@ export class StreamPipe implements StreamSink {
     this.socketError ??= err;
   };
   private readonly onSocketClose = (): void => this.handleSocketClose();
+  /**
+   * Set while the socket is corked by onData: the pieces of DATA delivered in
+   * one event-loop turn (a 64 KiB frame split over two link reads, TLS's 16 KiB
+   * records) leave in one writev instead of one write each.
+   */
+  private corked = false;
+  private readonly uncorkTurn = (): void => this.uncorkNow();
 
   constructor(
     readonly socket: net.Socket,
@@ -81,12 +97,29 @@ export class StreamPipe implements StreamSink {
   // ---- StreamSink --------------------------------------------------------
 
   onData(chunk: Buffer): void {
-    if (this.socket.destroyed) return;
-    if (this.socket.write(chunk)) this.stream.consume(chunk.length);
+    const socket = this.socket;
+    if (socket.destroyed) return;
+    if (!this.corked) {
+      // A small first piece (a keystroke, a request, a ping) goes out at once: no wait for the end of the turn.
+      if (chunk.length < DIRECT_BYTES) {
+        if (socket.write(chunk)) this.stream.consume(chunk.length);
+        else this.uncredited += chunk.length;
+        return;
+      }
+      // Uncorked after the poll phase: every link read of this turn is in by then.
+      this.corked = true;
+      socket.cork();
+      setImmediate(this.uncorkTurn);
+    }
+    // Corked, write() says false once a turn's bytes pass the high-water mark: those are credited on 'drain'.
+    if (socket.write(chunk)) this.stream.consume(chunk.length);
     else this.uncredited += chunk.length;
+    // Enough is waiting: write it now rather than hold the target back until the turn ends.
+    if (socket.writableLength >= COALESCE_BYTES) this.uncorkNow();
   }
 
   onEnd(): void {
+    this.uncorkNow();
     if (!this.socket.destroyed) this.socket.end();
   }
 
@@ -94,6 +127,7 @@ export class StreamPipe implements StreamSink {
     this.resetByPartner = true;
     this.closeCode = code;
     this.closedReason = reason;
+    this.uncorkNow();
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
   }
 
@@ -113,7 +147,15 @@ export class StreamPipe implements StreamSink {
     this.closedReason = reason;
     this.closeCode = code;
     this.stream.reset(code, reason);
+    this.uncorkNow();
     if (!this.socket.destroyed) this.socket.resetAndDestroy();
+  }
+
+  /** Writes what this turn corked (before end(), the FIN probe, a reset, and at the end of the turn). */
+  private uncorkNow(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
   }
 
   private handleSocketClose(): void {
