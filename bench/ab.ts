@@ -120,7 +120,7 @@ async function main(): Promise<void> {
         const key = `${path}/${build}`;
         const p = ports.get(key);
         if (p === undefined) continue;
-        const run: RunningPath = await startPath(path, p, { registry, distRoot: builds.get(build) ?? '', ssh: null, secretFile, tcpipeNodeFlags: profileFlags });
+        const run: RunningPath = await startPath(path, p, { registry, distRoot: builds.get(build) ?? '', ssh: null, squid: null, secretFile, tcpipeNodeFlags: profileFlags });
         try {
           for (let i = 0; ; i++) {
             try {
