@@ -116,6 +116,8 @@ interface TargetState {
   /** Bytes read, all connections (every mode). */
   recvBytes: number;
   records: TargetRecord[];
+  /** Pattern mode: each open connection by its stream key, with its record. */
+  readonly byKey: Map<number, { socket: net.Socket; record: TargetRecord }>;
 }
 
 const targets = new Map<number, TargetState>();
@@ -181,6 +183,8 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
     }
     record = Object.assign(pending, { key: h.key, replySize: h.replySize, flags: h.flags, resetAt: h.resetAt });
     state.records.push(record);
+    state.byKey.set(h.key, { socket, record });
+    socket.once('close', () => state.byKey.delete(h.key));
     const rest = head.subarray(HEADER_BYTES);
     head = Buffer.alloc(0);
     void sendReply(record);
@@ -214,7 +218,7 @@ function startTarget(args: Args): Promise<Json> {
   const greeting = num(args, 'greeting', 0);
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true });
-  const state: TargetState = { port, mode, server, sockets, paused: bool(args, 'paused'), accepted: 0, ends: 0, recvBytes: 0, records: [] };
+  const state: TargetState = { port, mode, server, sockets, paused: bool(args, 'paused'), accepted: 0, ends: 0, recvBytes: 0, records: [], byKey: new Map() };
   server.on('connection', (socket) => {
     state.accepted++;
     sockets.add(socket);
@@ -938,6 +942,231 @@ function fakeStop(args: Args): Json {
 }
 
 // ---------------------------------------------------------------------------
+// A recording TCP forwarder, and a replayer
+// ---------------------------------------------------------------------------
+
+interface ForwardConn {
+  id: number;
+  /** The upstream connection was made (bytes could flow). */
+  upstreamConnected: boolean;
+  /** Date.now() when the upstream connection was made, or -1. */
+  connectedAt: number;
+  /** The first `recordBytes` bytes the downstream side sent (towards upstream). */
+  recorded: Buffer[];
+  recordedBytes: number;
+  /** All bytes the downstream side sent. */
+  total: number;
+  closed: boolean;
+}
+
+interface Forwarder {
+  readonly server: net.Server;
+  readonly conns: ForwardConn[];
+  readonly sockets: Set<net.Socket>;
+  /** Open connections: [downstream, upstream]. */
+  readonly pairs: Set<[net.Socket, net.Socket]>;
+}
+
+const forwarders = new Map<number, Forwarder>();
+
+/**
+ * Listens on host:port and forwards each connection to toHost:toPort, both
+ * ways, half-closes included; records the first `recordBytes` bytes each
+ * connection sent towards toHost (a man in the middle's capture).
+ */
+function forwardStart(args: Args): Promise<Json> {
+  const port = num(args, 'port');
+  const host = str(args, 'host', '127.0.0.1');
+  const toHost = str(args, 'toHost');
+  const toPort = num(args, 'toPort');
+  const recordBytes = num(args, 'recordBytes', 64 * 1024);
+  const conns: ForwardConn[] = [];
+  const sockets = new Set<net.Socket>();
+  const pairs = new Set<[net.Socket, net.Socket]>();
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (down) => {
+    const conn: ForwardConn = { id: conns.length + 1, upstreamConnected: false, connectedAt: -1, recorded: [], recordedBytes: 0, total: 0, closed: false };
+    conns.push(conn);
+    // Nothing is read before the upstream connection is made (a 'data' listener would start the flow).
+    down.pause();
+    const up = net.connect({ host: toHost, port: toPort, allowHalfOpen: true });
+    for (const s of [down, up]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+    }
+    const pair: [net.Socket, net.Socket] = [down, up];
+    pairs.add(pair);
+    down.on('close', () => {
+      sockets.delete(down);
+      pairs.delete(pair);
+      conn.closed = true;
+      up.destroy();
+    });
+    up.on('close', () => {
+      sockets.delete(up);
+      down.destroy();
+    });
+    down.on('data', (chunk: Buffer) => {
+      conn.total += chunk.length;
+      if (conn.recordedBytes < recordBytes) {
+        const part = Buffer.from(chunk.subarray(0, recordBytes - conn.recordedBytes));
+        conn.recorded.push(part);
+        conn.recordedBytes += part.length;
+      }
+    });
+    up.once('connect', () => {
+      conn.upstreamConnected = true;
+      conn.connectedAt = Date.now();
+      up.setNoDelay(true);
+      down.setNoDelay(true);
+      down.pipe(up);
+      up.pipe(down);
+      down.resume();
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ port, host }, () => {
+      server.off('error', reject);
+      forwarders.set(port, { server, conns, sockets, pairs });
+      resolve({ port });
+    });
+  });
+}
+
+function forwardConns(args: Args): Json {
+  const f = forwarders.get(num(args, 'port'));
+  if (f === undefined) throw new Error(`no forwarder on port ${num(args, 'port')}`);
+  return f.conns.map((c) => ({
+    id: c.id,
+    upstreamConnected: c.upstreamConnected,
+    connectedAt: c.connectedAt,
+    total: c.total,
+    closed: c.closed,
+    recorded: Buffer.concat(c.recorded).toString('base64'),
+  }));
+}
+
+/**
+ * Drops every open forwarded connection as a middlebox would: mode 'rst'
+ * resets both of its sockets, 'fin' stops forwarding and closes both
+ * orderly (a FIN each way, no goodbye from either end).
+ */
+function forwardDrop(args: Args): Json {
+  const f = forwarders.get(num(args, 'port'));
+  if (f === undefined) throw new Error(`no forwarder on port ${num(args, 'port')}`);
+  const mode = str(args, 'mode', 'rst');
+  let dropped = 0;
+  for (const [down, up] of [...f.pairs]) {
+    dropped++;
+    if (mode === 'rst') {
+      down.resetAndDestroy();
+      up.resetAndDestroy();
+    } else {
+      down.unpipe(up);
+      up.unpipe(down);
+      // Read and discard what either end still sends.
+      down.resume();
+      up.resume();
+      down.end();
+      up.end();
+      // Whatever either end still sends is not forwarded; closed for good after a moment.
+      setTimeout(() => {
+        down.destroy();
+        up.destroy();
+      }, 2000).unref();
+    }
+  }
+  return { dropped };
+}
+
+/**
+ * Replays captured client bytes (base64 `data`) to host:port on a new
+ * connection, as a tcpipe client would send them: the preface and the HELLO
+ * first, the rest once the server answered (or at once with split=false).
+ * Reports what the server did: the frame types it sent, its GOAWAY, and
+ * whether it closed the connection within `timeoutMs`.
+ */
+async function replay(args: Args): Promise<Json> {
+  const host = str(args, 'host');
+  const port = num(args, 'port');
+  const data = Buffer.from(str(args, 'data'), 'base64');
+  const timeoutMs = num(args, 'timeoutMs', 5000);
+  const split = bool(args, 'split', true);
+  // The preface (8 bytes), then the HELLO frame: a 10-byte header whose length is at offset 6.
+  let first = data.length;
+  if (split && data.length >= 18) first = Math.min(data.length, 18 + data.readUInt32BE(14));
+  const started = performance.now();
+  const socket = net.connect({ host, port });
+  socket.setNoDelay(true);
+  let err: string | null = null;
+  let closed = false;
+  let recv = 0;
+  const frames: number[] = [];
+  let goaway: { code: number; reason: string } | null = null;
+  let decodeError: string | null = null;
+  let wake: (() => void) | null = null;
+  const poke = (): void => {
+    const w = wake;
+    wake = null;
+    if (w !== null) w();
+  };
+  const decoder = new FrameDecoder({ maxDataPayload: 1024 * 1024 });
+  socket.on('data', (chunk: Buffer) => {
+    recv += chunk.length;
+    if (decodeError === null) {
+      try {
+        decoder.push(chunk);
+        for (let f = decoder.next(); f !== null; f = decoder.next()) {
+          if (frames.length < 64) frames.push(f.type);
+          if (f.type === FrameType.GOAWAY) goaway = parseCodeAndReason(f.payload);
+        }
+      } catch (e) {
+        decodeError = e instanceof Error ? e.message : String(e);
+      }
+    }
+    poke();
+  });
+  socket.on('error', (e) => (err ??= errCode(e)));
+  socket.on('close', () => {
+    closed = true;
+    poke();
+  });
+  const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
+    const deadline = performance.now() + ms;
+    while (!cond()) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+    return true;
+  };
+  const connected = await new Promise<boolean>((resolve) => {
+    socket.once('connect', () => resolve(true));
+    socket.once('close', () => resolve(false));
+  });
+  let sent = 0;
+  if (connected) {
+    socket.write(data.subarray(0, first));
+    sent = first;
+    await until(() => closed || frames.length > 0 || decodeError !== null, Math.min(3000, timeoutMs));
+    if (!closed && first < data.length) {
+      socket.write(data.subarray(first));
+      sent = data.length;
+    }
+    await until(() => closed, timeoutMs);
+  }
+  const closedByServer = closed;
+  socket.destroy();
+  return { connected, sent, recv, frames, goaway, decodeError, err, closedByServer, ms: Math.round(performance.now() - started) };
+}
+
+// ---------------------------------------------------------------------------
 // Dispatch
 // ---------------------------------------------------------------------------
 
@@ -950,6 +1179,28 @@ const ops: Record<string, (args: Args) => Json | Promise<Json>> = {
     state.paused = false;
     for (const s of state.sockets) s.resume();
     return { resumed: state.sockets.size };
+  },
+  /** Pattern targets: the connections of streams `keys` send their FIN now (action 'end') or reset (action 'reset'). */
+  'target-act': (args) => {
+    const state = target(args);
+    const keys = args.keys;
+    if (!Array.isArray(keys)) throw new Error('argument keys must be an array');
+    const action = str(args, 'action');
+    let acted = 0;
+    for (const k of keys) {
+      const c = typeof k === 'number' ? state.byKey.get(k) : undefined;
+      if (c === undefined || c.socket.destroyed) continue;
+      acted++;
+      if (action === 'reset') {
+        c.record.didReset = true;
+        c.socket.resetAndDestroy();
+      } else if (action === 'end') {
+        c.socket.end();
+      } else {
+        throw new Error(`unknown target action ${action}`);
+      }
+    }
+    return { acted };
   },
   'target-close': async (args) => {
     const state = target(args);
@@ -972,6 +1223,10 @@ const ops: Record<string, (args: Args) => Json | Promise<Json>> = {
   'probe-connect': probeConnect,
   'fake-run': fakeRun,
   'fake-stop': fakeStop,
+  'forward-start': forwardStart,
+  'forward-conns': forwardConns,
+  'forward-drop': forwardDrop,
+  replay,
   memory: () => ({ rss: process.memoryUsage().rss }),
   /** GET url: {status, body} (for a tcpipe's --metrics inside this namespace). */
   fetch: (args) =>
