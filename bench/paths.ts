@@ -25,7 +25,7 @@ import { waitForLog, type Child, type ProcessRegistry } from './procs.js';
 import { squidArgs, squidBinary, type SquidSetup } from './squid.js';
 import { ensurePrivsepDir, sshClientArgs, sshdBinary, type SshSetup } from './sshd.js';
 
-export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'] as const;
+export const PATH_IDS = ['direct', 'socat', 'ssh', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid', 'tcpipe-resume'] as const;
 export type PathId = (typeof PATH_IDS)[number];
 
 export const PATH_LABELS: Readonly<Record<PathId, string>> = Object.freeze({
@@ -39,10 +39,11 @@ export const PATH_LABELS: Readonly<Record<PathId, string>> = Object.freeze({
   'tcpipe-ws-secret': 'tcpipe ws+secret',
   'tcpipe-ws-c2s': 'tcpipe ws c→s',
   'tcpipe-squid': 'tcpipe via squid',
+  'tcpipe-resume': 'tcpipe --resume',
 });
 
 /** The tcpipe paths: what the ratios and the profiler are about. */
-export const TCPIPE_PATHS = ['tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid'] as const satisfies readonly PathId[];
+export const TCPIPE_PATHS = ['tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid', 'tcpipe-resume'] as const satisfies readonly PathId[];
 export type TcpipePathId = (typeof TCPIPE_PATHS)[number];
 
 export function isTcpipePath(id: PathId): id is TcpipePathId {
@@ -125,9 +126,12 @@ export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Pro
     case 'tcpipe-ws':
     case 'tcpipe-ws-secret':
     case 'tcpipe-ws-c2s':
-    case 'tcpipe-squid': {
+    case 'tcpipe-squid':
+    case 'tcpipe-resume': {
       const cli = join(env.distRoot, 'src', 'cli', 'main.js');
       const secret = id === 'tcpipe-secret' || id === 'tcpipe-ws-secret' ? [`--secret-file=${env.secretFile}`] : [];
+      // tcpipe-resume: the plain link with stream resumption on both ends (what a healthy link pays for it).
+      if (id === 'tcpipe-resume') secret.push('--resume=30');
       const node = (args: readonly string[]): string[] => [...env.tcpipeNodeFlags, cli, ...args];
       // The server holds the entry ports (as in the seed's example), the client the target;
       // tcpipe-ws-c2s swaps them. The server takes WebSocket upgrades (path /tcpipe) and plain

@@ -17,6 +17,7 @@ const COLORS: Readonly<Record<PathId, string>> = {
   'tcpipe-ws-secret': '#8c564b',
   'tcpipe-ws-c2s': '#bcbd22',
   'tcpipe-squid': '#17becf',
+  'tcpipe-resume': '#aec7e8',
 };
 
 const W = 1000;
