@@ -41,6 +41,9 @@ const MAX_TOMBSTONES = 4096;
 /** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
 const IDLE_WINDOW_MS = 1000;
 
+/** A first frame of a turn smaller than this goes out at once (see corkForTurn). */
+const DIRECT_FRAME_BYTES = 2048;
+
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
 
@@ -78,6 +81,8 @@ export class Session implements StreamOwner {
   private graceTimer: Timer | null = null;
   /** The link corked for this turn of the event loop, if any (see corkForTurn). */
   private corkedLink: Duplex | null = null;
+  /** A turn of the event loop has written to the link (endTurn is scheduled). */
+  private inTurn = false;
   /** Bytes the partner's stream list sends back for replay, during a resumption. */
   private replayed = 0;
   private readonly tombstones = new Map<number, Tombstone>();
@@ -253,7 +258,7 @@ export class Session implements StreamOwner {
   writeData(streamId: number, flags: number, payload: Buffer): void {
     const link = this.link;
     if (this.ended || link === null || this.linkState !== 'live') return;
-    this.corkForTurn(link);
+    this.corkForTurn(link, payload.length);
     link.write(encodeDataHeader(streamId, flags, payload.length));
     if (payload.length > 0) link.write(payload);
     this.bytesOut += payload.length;
@@ -469,7 +474,7 @@ export class Session implements StreamOwner {
   private writeFrame(frame: Buffer): void {
     const link = this.link;
     if (this.ended || link === null) return;
-    this.corkForTurn(link);
+    this.corkForTurn(link, frame.length);
     link.write(frame);
   }
 
@@ -480,14 +485,21 @@ export class Session implements StreamOwner {
    * that a fresh congestion window would spread over several round trips, and
    * bulk DATA goes out in fewer system calls.
    */
-  private corkForTurn(link: Duplex): void {
+  private corkForTurn(link: Duplex, bytes: number): void {
     if (this.corkedLink !== null) return;
+    if (!this.inTurn) {
+      this.inTurn = true;
+      setImmediate(this.endTurn);
+      // The first small frame of a turn on an idle link goes at once: a lone ping or
+      // keystroke pays no wait; what follows it in the same turn is batched.
+      if (bytes < DIRECT_FRAME_BYTES && link.writableLength === 0) return;
+    }
     this.corkedLink = link;
     link.cork();
-    setImmediate(this.uncorkLink);
   }
 
-  private readonly uncorkLink = (): void => {
+  private readonly endTurn = (): void => {
+    this.inTurn = false;
     const link = this.corkedLink;
     this.corkedLink = null;
     if (link !== null && !link.destroyed) link.uncork();
