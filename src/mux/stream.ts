@@ -398,8 +398,8 @@ export class Stream {
   private sendWindowUpdate(): void {
     const now = this.owner.now();
     // Auto-tuning (docs/PROTOCOL.md, "Windows"): half the window was consumed
-    // within one round trip, so the window is what limits this stream: double it.
-    if (this.window < this.maxWindow && now - this.lastUpdateAt < this.owner.rttMs()) {
+    // within two round trips, so the window is what limits this stream: double it.
+    if (this.window < this.maxWindow && now - this.lastUpdateAt < 2 * this.owner.rttMs()) {
       const wanted = Math.min(this.window, this.maxWindow - this.window);
       this.window += this.owner.growWindow(wanted);
     }

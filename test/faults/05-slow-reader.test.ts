@@ -17,7 +17,6 @@
  *   the ping-pong keeps its p99 while the bulk flows at full speed, and RSS
  *   stays under baseline + window + link bound + 48 MiB (chunks awaiting GC).
  */
-import { DEFAULTS } from '../../src/config/defaults.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SOAK, recordSkipped, scenario } from './record.js';
@@ -38,7 +37,7 @@ import {
 const SIZE = SOAK ? 1024 * MiB : 128 * MiB;
 const BULK_PORT = 31003;
 const PING_PORT = 31004;
-const MAX_WINDOW = DEFAULTS.maxWindow;
+const MAX_WINDOW = 16 * MiB;
 const LINK_WRITE_BOUND = 256 * 1024;
 const RSS_ALLOWANCE = 24 * MiB;
 /** While data flows at full speed, chunks wait for the garbage collector: a larger allowance. */
