@@ -224,6 +224,9 @@ async function run(command: RunCommand): Promise<number> {
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
+    // Everything is closed by now; a handle that still holds the event loop must not hold the
+    // process past the promised two seconds (unref'd: a clean exit does not wait for it).
+    setTimeout(() => process.exit(code), 250).unref();
   },
   (err: unknown) => {
     const message = err instanceof TcpipeError ? err.message : errorMessage(err);
