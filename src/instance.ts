@@ -293,7 +293,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         this.emit('link-down', { peer: peer.address, reason: end.reason });
       },
       onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => {
-        const streams = session.heldStreams;
+        const streams = session.streamCount;
         const graceS = (this.options.resumeSeconds ?? 0).toString();
         this.logger.warn('link_held', `link lost with ${peer.address}: ${end.reason}; holding ${streams} connections for up to ${graceS}s to resume`, {
           peer: peer.address,

@@ -14,17 +14,15 @@ import {
   encodeOpen,
   encodePing,
   encodeReset,
-  encodeResume,
-  encodeResumedWindow,
   encodeWindow,
-  u32,
 } from '../protocol/encode.js';
-import { parseCodeAndReason, parseOpenPort, parseResumedReceived, parseWindow, type FrameDecoder } from '../protocol/decode.js';
+import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
 import type { Frame } from '../protocol/frame.js';
 import { Fifo } from './fifo.js';
 import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
 import { Stream, type StreamOwner } from './stream.js';
+import { Resumption, type HeldStreams } from './resumption.js';
 import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
 
 export type { MuxSettings, PeerSettings, ResumeInfo, SessionEnd, SessionHooks } from './types.js';
@@ -32,11 +30,6 @@ export type { MuxSettings, PeerSettings, ResumeInfo, SessionEnd, SessionHooks } 
 /** How a session relates to its link: live, held (link lost, resumable) or resuming (new link, stream lists crossing). */
 export type LinkState = 'live' | 'held' | 'resuming';
 
-/** What became of a stream that finished, kept on resumable sessions to answer the partner after an outage. */
-type Tombstone = { readonly code: number; readonly reason: string } | 'closed';
-
-/** Finished streams remembered per session (their RESET or FIN-ack may have been lost with a link). */
-const MAX_TOMBSTONES = 4096;
 
 /** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
 const IDLE_WINDOW_MS = 1000;
@@ -83,9 +76,8 @@ export class Session implements StreamOwner {
   private corkedLink: Duplex | null = null;
   /** A turn of the event loop has written to the link (endTurn is scheduled). */
   private inTurn = false;
-  /** Bytes the partner's stream list sends back for replay, during a resumption. */
-  private replayed = 0;
-  private readonly tombstones = new Map<number, Tombstone>();
+  private readonly resumption = new Resumption();
+  private readonly writeControl = (frame: Buffer): void => this.writeFrame(frame);
   /** Called once per link when that link is gone (held or ended): closes its transport. */
   private linkGone: ((end: SessionEnd) => void) | null = null;
 
@@ -145,14 +137,9 @@ export class Session implements StreamOwner {
     this.decoder = decoder;
     this.peer = peer;
     this.linkState = 'resuming';
-    this.replayed = 0;
     this.lastReceiveAt = this.clock.now();
     link.cork();
-    for (const stream of this.streams.values()) {
-      const entry = stream.resumeEntry();
-      link.write(encodeResumedWindow(stream.id, entry.flags, entry.consumed, entry.window, entry.received));
-    }
-    link.write(encodeResume(ResumeKind.DONE, u32(this.lastPeerStreamId)));
+    for (const frame of this.resumption.listFrames(this.heldStreams())) link.write(frame);
     link.uncork();
     this.start();
   }
@@ -160,10 +147,6 @@ export class Session implements StreamOwner {
   /** The held session cannot be resumed (the partner has no state, or another partner came): it ends. */
   abandon(error: TcpipeError, reason: string): void {
     this.terminate(error, reason, false);
-  }
-
-  get heldStreams(): number {
-    return this.streams.size;
   }
 
   get isEnded(): boolean {
@@ -317,7 +300,7 @@ export class Session implements StreamOwner {
   streamFinished(stream: Stream): void {
     if (this.streams.get(stream.key) !== stream) return;
     this.streams.delete(stream.key);
-    if (this.resumable) this.remember(stream);
+    if (this.resumable) this.resumption.remember(stream);
     if (!stream.isEntry) this.peerOpenStreams--;
     this.grownWindows -= stream.grownBy;
     this.hooks.onStreamFinished?.(stream);
@@ -358,7 +341,8 @@ export class Session implements StreamOwner {
       }
       case FrameType.WINDOW: {
         if ((frame.flags & Flag.RESUMED) !== 0) {
-          this.handleResumedEntry(frame);
+          if (this.linkState !== 'resuming') throw protocolError('a resumed stream entry outside a resumption');
+          this.resumption.applyEntry(frame, this.heldStreams());
           return;
         }
         const stream = this.streamFor(frame);
@@ -560,6 +544,13 @@ export class Session implements StreamOwner {
     const link = this.link;
     if (link === null) return;
     this.link = null;
+    this.unlisten(link);
+    const gone = this.linkGone;
+    this.linkGone = null;
+    gone?.(end);
+  }
+
+  private unlisten(link: Duplex): void {
     link.off('data', this.onLinkData);
     link.off('drain', this.onLinkDrain);
     link.off('end', this.onLinkEnd);
@@ -567,9 +558,6 @@ export class Session implements StreamOwner {
     // Keep an error listener: a late socket error must not crash the process.
     link.off('error', this.onLinkError);
     link.on('error', ignore);
-    const gone = this.linkGone;
-    this.linkGone = null;
-    gone?.(end);
   }
 
   private terminate(error: TcpipeError | null, reason: string, byPeer: boolean): void {
@@ -579,16 +567,7 @@ export class Session implements StreamOwner {
     this.graceTimer = null;
     const gone = this.linkGone;
     this.linkGone = null;
-    const link = this.link;
-    if (link !== null) {
-      link.off('data', this.onLinkData);
-      link.off('drain', this.onLinkDrain);
-      link.off('end', this.onLinkEnd);
-      link.off('close', this.onLinkClose);
-      // Keep an error listener: a late socket error must not crash the process.
-      link.off('error', this.onLinkError);
-      link.on('error', ignore);
-    }
+    if (this.link !== null) this.unlisten(this.link);
     this.sendQueue.clear();
     this.pings.clear();
     const streams = [...this.streams.values()];
@@ -602,65 +581,21 @@ export class Session implements StreamOwner {
 
   // ---- resumption ------------------------------------------------------
 
-  private remember(stream: Stream): void {
-    if (this.tombstones.size >= MAX_TOMBSTONES) {
-      const oldest = this.tombstones.keys().next();
-      if (oldest.done !== true) this.tombstones.delete(oldest.value);
-    }
-    this.tombstones.set(stream.key, stream.state === 'reset' ? { code: stream.resetCode, reason: stream.closeReason } : 'closed');
-  }
-
-  /** One entry of the partner's stream list on a resumed link. */
-  private handleResumedEntry(frame: Frame): void {
-    if (this.linkState !== 'resuming') throw protocolError('a resumed stream entry outside a resumption');
-    const ours = (frame.flags & Flag.LOCAL) !== 0;
-    const id = frame.streamId;
-    const key = id * 2 + (ours ? 0 : 1);
-    const update = parseWindow(frame.payload);
-    const received = parseResumedReceived(frame.payload);
-    const stream = this.streams.get(key);
-    if (stream !== undefined) {
-      stream.listedByPeer = true;
-      this.replayed += stream.resumeFrom(received, update.consumed, update.window, frame.flags);
-      return;
-    }
-    if (ours ? id >= this.nextStreamId : id > this.lastPeerStreamId) {
-      // Opened by the partner while the link was down: its OPEN comes after the lists.
-      if (!ours) return;
-      throw protocolError(`resumed entry for unknown stream ${id}`);
-    }
-    // Finished here: say how, since what said so may have been lost with the old link.
-    const replyFlags = ours ? 0 : Flag.LOCAL;
-    const tomb = this.tombstones.get(key);
-    if (tomb === 'closed') this.writeFrame(encodeWindow(id, replyFlags | Flag.FIN_RECEIVED, 0, 0));
-    else this.writeFrame(encodeReset(id, replyFlags, tomb?.code ?? ResetCode.INTERNAL, tomb?.reason ?? 'the stream ended while the link was down'));
+  private heldStreams(): HeldStreams {
+    return { streams: this.streams, nextStreamId: this.nextStreamId, lastPeerStreamId: this.lastPeerStreamId, write: this.writeControl };
   }
 
   /** The partner's list is complete: reopen what it never saw, then let data flow. */
   private finishResumption(peerLastOpened: number): void {
     this.linkState = 'live';
     this.congested = false;
-    let resumed = 0;
-    const replayed = this.replayed;
-    this.replayed = 0;
     const link = this.link;
     link?.cork();
-    for (const stream of [...this.streams.values()]) {
-      if (stream.listedByPeer) {
-        stream.listedByPeer = false;
-        resumed++;
-      } else if (stream.isEntry && stream.id > peerLastOpened) {
-        // Opened during the outage, or its OPEN was lost with the old link: open it now, from byte 0.
-        this.writeFrame(encodeOpen(stream.id, 0, stream.port));
-        this.replayed += stream.resumeFrom(0, 0, 0, 0);
-        resumed++;
-      }
-      // Otherwise the partner no longer holds it: its answer to our entry (RESET or FIN-ack) settles it.
-    }
+    const info = this.resumption.finish(peerLastOpened, this.heldStreams());
     for (const stream of [...this.streams.values()]) stream.afterResume();
     link?.uncork();
     this.flushQueue();
-    this.hooks.onResumed?.({ streams: resumed, replayedBytes: replayed });
+    this.hooks.onResumed?.(info);
   }
 }
 

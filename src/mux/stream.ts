@@ -6,6 +6,7 @@
  */
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
+import { ReplayBuffer } from './replay.js';
 import {
   StreamState,
   canReceive,
@@ -79,12 +80,10 @@ export class Stream {
   private writableWanted = false;
   /**
    * Resumable sessions keep what was sent until the partner acknowledges it
-   * (WINDOW's consumed, or a resumed link's received count): `unacked` holds
-   * the bytes from `replayStart` to `sentBytes`, as the same Buffers that were
-   * written (no copy). The partner's window bounds it.
+   * (WINDOW's consumed, or a resumed link's received count): the bytes from
+   * `replay.start` to `sentBytes`.
    */
-  private readonly unacked: Buffer[] = [];
-  private replayStart = 0;
+  private readonly replay = new ReplayBuffer();
   /** The partner confirmed our FIN (WINDOW with FIN_RECEIVED): nothing of this direction is left to replay. */
   private finAcked = false;
   /** A resumed link lost our FIN: send it again after the replayed bytes. */
@@ -224,7 +223,7 @@ export class Stream {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: FIN acknowledged before it was sent`);
     }
     this.finAcked = true;
-    this.trimReplay(this.sentBytes);
+    this.replay.ackTo(this.sentBytes);
     if (this.state === StreamState.CLOSED) this.owner.streamFinished(this);
   }
 
@@ -243,19 +242,19 @@ export class Stream {
    * it); its window and ACCEPT are taken as if they had just arrived.
    */
   resumeFrom(received: number, consumed: number, window: number, flags: number): number {
-    if (received < this.replayStart || received > this.sentBytes || consumed > received) {
+    if (received < this.replay.start || received > this.sentBytes || consumed > received) {
       throw new ProtocolError(
         GoAwayCode.PROTOCOL_ERROR,
-        `stream ${this.id}: resumed at byte ${received}, outside the ${this.replayStart}..${this.sentBytes} this side can replay`,
+        `stream ${this.id}: resumed at byte ${received}, outside the ${this.replay.start}..${this.sentBytes} this side can replay`,
       );
     }
     const again = this.sentBytes - received;
-    this.trimReplay(received);
-    if (this.unacked.length > 0) {
+    if (again > 0) {
       // Unsent again: the oldest bytes go first, before what the socket gave since.
-      this.pending.unshift(...this.unacked);
-      this.pendingBytes += this.sentBytes - received;
-      this.unacked.length = 0;
+      this.pending.unshift(...this.replay.takeFrom(received));
+      this.pendingBytes += again;
+    } else {
+      this.replay.ackTo(received);
     }
     this.sentBytes = received;
     if (consumed + window > this.sendLimit) this.sendLimit = consumed + window;
@@ -286,24 +285,6 @@ export class Stream {
     else this.sendFinIfReady();
   }
 
-  /** Drops replay bytes below `upTo` (the partner has them). */
-  private trimReplay(upTo: number): void {
-    let drop = upTo - this.replayStart;
-    if (drop <= 0) return;
-    this.replayStart = upTo;
-    const unacked = this.unacked;
-    while (drop > 0 && unacked.length > 0) {
-      const head = unacked[0] as Buffer;
-      if (head.length <= drop) {
-        unacked.shift();
-        drop -= head.length;
-      } else {
-        unacked[0] = head.subarray(drop);
-        drop = 0;
-      }
-    }
-  }
-
   /** A closed stream is forgotten once nothing of it may need sending again. */
   private canForget(): boolean {
     return isFinished(this.state) && (this.state === StreamState.RESET || !this.owner.resumable || this.finAcked);
@@ -313,7 +294,7 @@ export class Stream {
     if (consumed > this.sentBytes) {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `WINDOW on stream ${this.id} acknowledges bytes never sent`);
     }
-    if (consumed > this.replayStart && this.owner.resumable) this.trimReplay(consumed);
+    if (this.owner.resumable) this.replay.ackTo(consumed);
     const limit = consumed + window;
     if (limit <= this.sendLimit) return;
     this.sendLimit = limit;
@@ -355,7 +336,7 @@ export class Stream {
       this.pendingBytes -= n;
       this.sentBytes += n;
       sent += n;
-      if (this.owner.resumable) this.unacked.push(piece);
+      if (this.owner.resumable) this.replay.push(piece);
       this.owner.writeData(this.id, this.sendFlags, piece);
       if (this.owner.congested) break;
     }
@@ -415,7 +396,7 @@ export class Stream {
     this.closeReason = reason;
     this.pending.length = 0;
     this.pendingBytes = 0;
-    this.unacked.length = 0;
+    this.replay.clear();
     // Bytes delivered to the sink but never consumed are dropped with it.
     const unconsumed = this.receivedBytes - this.consumedBytes;
     if (unconsumed > 0) this.owner.releaseBuffered(unconsumed);

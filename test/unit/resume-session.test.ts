@@ -297,7 +297,7 @@ describe('session resumption over loopback', () => {
       for (const s of [a, b]) {
         assert.equal(s.session.linkState, 'held', `${s.name} holds`);
         assert.equal(s.session.isEnded, false);
-        assert.equal(s.session.heldStreams, 3, `${s.name} holds its three streams`);
+        assert.equal(s.session.streamCount, 3, `${s.name} holds its three streams`);
         for (const sink of s.sinks.values()) {
           assert.equal(sink.reset, null, `${s.name}: ${sink.describe()} was not reset`);
           assert.notEqual(sink.stream.state, 'reset');
