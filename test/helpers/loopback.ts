@@ -20,7 +20,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
@@ -922,4 +922,20 @@ export async function linkUpWith(instance: Tcpipe, cli: CliChild, ms: number): P
 export function assertWithin(t: TestContext, ms: number, limit: number, what: string): void {
   t.diagnostic(`${what}: ${ms.toFixed(0)} ms (limit ${limit} ms)`);
   if (!(ms < limit)) throw new Error(`${what} took ${ms.toFixed(0)} ms (limit ${limit} ms)`);
+}
+
+/** Two ends of one loopback TCP connection (errors are the test's to observe through close). */
+export async function socketPair(): Promise<[net.Socket, net.Socket]> {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as net.AddressInfo).port;
+  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
+  const a = net.connect(port, '127.0.0.1');
+  await once(a, 'connect');
+  const [b] = await accepted;
+  server.close();
+  a.on('error', () => undefined);
+  b.on('error', () => undefined);
+  return [a, b];
 }

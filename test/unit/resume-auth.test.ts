@@ -4,6 +4,7 @@
  * real loopback sockets.
  */
 import { describe, test } from 'node:test';
+import { socketPair } from '../helpers/loopback.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
@@ -49,20 +50,6 @@ function identities(link: Link): { client: ResumeIdentity; server: ResumeIdentit
   };
 }
 
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = await accepted;
-  server.close();
-  a.on('error', () => undefined);
-  b.on('error', () => undefined);
-  return [a, b];
-}
 
 describe('resume-auth: key shares and identity', () => {
   test('a key share is a fresh raw 32-byte X25519 public key', () => {

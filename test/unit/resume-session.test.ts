@@ -9,6 +9,7 @@
  * Every wait is on an event (sink callbacks, session hooks) with a bounded timeout.
  */
 import { describe, test } from 'node:test';
+import { socketPair } from '../helpers/loopback.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
@@ -127,18 +128,6 @@ interface Side {
   finished: number;
 }
 
-async function socketPair(): Promise<[net.Socket, net.Socket]> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const a = net.connect(port, '127.0.0.1');
-  await once(a, 'connect');
-  const [b] = await accepted;
-  server.close();
-  return [a, b];
-}
 
 const newDecoder = (): FrameDecoder => new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false });
 
