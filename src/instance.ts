@@ -13,11 +13,11 @@ import { ExitDialer } from './endpoints/exit.js';
 import type { StreamPipe } from './endpoints/pipe.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
-import { clientProxy, clientTarget, routeTable, securityFrom } from './config/resolve.js';
-import type { LinkHandlers, LinkPeer, LinkSettings } from './link/link-session.js';
+import { clientProxy, clientTarget, linkSettingsFrom, routeTable, securityFrom } from './config/resolve.js';
+import type { LinkHandlers, LinkPeer } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
-import { ErrorCodes } from './errors.js';
+import { LinkReport } from './link-report.js';
 import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
 import type {
@@ -153,7 +153,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       );
     }
     await this.entry.listen();
-    const settings = this.linkSettings();
+    const settings = linkSettingsFrom(this.limits, this.options.resumeSeconds ?? 0);
     const handlers = this.linkHandlers();
     const software = `tcpipe/${VERSION} node/${process.versions.node}`;
     if (this.role === 'server') {
@@ -241,27 +241,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     });
   }
 
-  private linkSettings(): LinkSettings {
-    const l = this.limits;
-    return {
-      mux: {
-        initialWindow: l.initialWindow,
-        maxWindow: l.maxWindow,
-        receiveBudget: l.receiveBudget,
-        maxStreams: l.maxStreams,
-        linkWriteBound: l.linkWriteBound,
-        maxOpenRate: l.maxOpenRate,
-      },
-      maxFramePayload: l.maxFramePayload,
-      heartbeatMs: l.heartbeatSeconds * 1000,
-      pingDivisor: l.pingDivisor,
-      handshakeTimeoutMs: l.handshakeTimeoutMs,
-      keepAliveMs: Math.max(1000, Math.floor((l.heartbeatSeconds * 1000) / 2)),
-      resumeGraceMs: Math.round((this.options.resumeSeconds ?? 0) * 1000),
-    };
-  }
-
   private linkHandlers(): LinkHandlers {
+    const report = new LinkReport(this.logger, this, this.options.resumeSeconds ?? 0);
     return {
       onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
       onStreamFinished: () => undefined,
@@ -270,46 +251,16 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         this.linkPeer = peer.address;
         this.linkUpSince = Date.now();
         this.linksUp++;
-        this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})`, {
-          peer: peer.address,
-        });
-        this.emit('link-up', { peer: peer.address });
+        report.up(peer);
       },
       onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
         if (this.session === session) this.session = null;
         this.pastBytesIn += session.bytesIn;
         this.pastBytesOut += session.bytesOut;
-        const streams = this.pipes.size;
-        const code = end.error?.code;
-        if (code === ErrorCodes.RESUME_EXPIRED || code === ErrorCodes.RESUME_FAILED) {
-          const event = code === ErrorCodes.RESUME_EXPIRED ? 'resume_expired' : 'resume_failed';
-          this.logger.warn(event, `${end.reason}; closing ${streams} held connections`, { peer: peer.address, reason: end.reason, streams });
-        } else {
-          this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
-            peer: peer.address,
-            reason: end.reason,
-          });
-        }
-        this.emit('link-down', { peer: peer.address, reason: end.reason });
+        report.down(peer, end, this.pipes.size);
       },
-      onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => {
-        const streams = session.streamCount;
-        const graceS = (this.options.resumeSeconds ?? 0).toString();
-        this.logger.warn('link_held', `link lost with ${peer.address}: ${end.reason}; holding ${streams} connections for up to ${graceS}s to resume`, {
-          peer: peer.address,
-          reason: end.reason,
-          streams,
-        });
-        this.emit('link-held', { peer: peer.address, reason: end.reason, streams });
-      },
-      onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => {
-        this.logger.info('link_resumed', `link resumed with ${peer.address}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
-          peer: peer.address,
-          streams: info.streams,
-          replayed_bytes: info.replayedBytes,
-        });
-        this.emit('link-resumed', { peer: peer.address, streams: info.streams, replayedBytes: info.replayedBytes });
-      },
+      onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => report.held(peer, end, session.streamCount),
+      onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => report.resumed(peer, info),
     };
   }
 

@@ -8,7 +8,8 @@ import { ProxyPassword, parseProxyUrl, proxyFromEnv, type ProxySpec } from '../l
 import { RouteTable, type Route } from '../endpoints/routes.js';
 import { Secret } from '../security/secret.js';
 import { ErrorCodes, TcpipeError } from '../errors.js';
-import type { ClientOptions, CommonOptions, ReloadableOptions } from '../instance.js';
+import type { ClientOptions, CommonOptions, Limits, ReloadableOptions } from '../instance.js';
+import type { LinkSettings } from '../link/link-session.js';
 
 export function securityFrom(options: CommonOptions): LinkSecurity {
   if (options.secret !== undefined && options.tls !== undefined) {
@@ -66,4 +67,25 @@ export function routeTable(options: ReloadableOptions): RouteTable {
     routes,
     allow: options.allow === undefined ? null : new Set(options.allow),
   });
+}
+
+/** The link's settings from the limits (defaults merged with the caller's) and --resume. */
+export function linkSettingsFrom(l: Limits, resumeSeconds: number): LinkSettings {
+  const heartbeatMs = l.heartbeatSeconds * 1000;
+  return {
+    mux: {
+      initialWindow: l.initialWindow,
+      maxWindow: l.maxWindow,
+      receiveBudget: l.receiveBudget,
+      maxStreams: l.maxStreams,
+      linkWriteBound: l.linkWriteBound,
+      maxOpenRate: l.maxOpenRate,
+    },
+    maxFramePayload: l.maxFramePayload,
+    heartbeatMs,
+    pingDivisor: l.pingDivisor,
+    handshakeTimeoutMs: l.handshakeTimeoutMs,
+    keepAliveMs: Math.max(1000, Math.floor(heartbeatMs / 2)),
+    resumeGraceMs: Math.round(resumeSeconds * 1000),
+  };
 }
