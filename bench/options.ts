@@ -40,6 +40,8 @@ export interface BenchOptions {
   readonly install: boolean;
   /** Profile the tcpipe plaintext bulk 1-stream path into this directory instead of benchmarking. */
   readonly profileDir: string | null;
+  /** What --profile runs: the bulk 1-stream transfer or the connection-rate workload. */
+  readonly profileWorkload: 'bulk' | 'conn';
 }
 
 export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/bench/run.js [options])
@@ -65,6 +67,8 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
                        node --cpu-prof and summarise both profiles: the first
                        tcpipe path --paths names (default: plain tcpipe; e.g.
                        --paths tcpipe-ws for the WebSocket link).
+  --profile-workload W With --profile: bulk (default) or conn (the connection
+                       rate workload, 8 workers for 5 s).
   -h, --help           This text.`;
 
 export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
@@ -84,6 +88,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       'no-docs': { type: 'boolean' },
       'no-install': { type: 'boolean' },
       profile: { type: 'string' },
+      'profile-workload': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -106,6 +111,8 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
   }
   const groups = GROUPS.filter((g) => only.includes(g));
   const bulkBytes = Math.round(number(values.size, '--size', smoke ? 8 : 1024) * MiB);
+  const profileWorkload = values['profile-workload'] ?? 'bulk';
+  if (profileWorkload !== 'bulk' && profileWorkload !== 'conn') throw new Error(`--profile-workload: expected bulk or conn, got '${profileWorkload}'`);
   const allPaths = paths.length === PATH_IDS.length && groups.length === GROUPS.length;
   const full = !smoke;
   return {
@@ -134,5 +141,6 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     docs: full && allPaths && values['no-docs'] !== true,
     install: full && values['no-install'] !== true,
     profileDir: values.profile ?? null,
+    profileWorkload,
   };
 }

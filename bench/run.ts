@@ -160,10 +160,15 @@ async function profile(id: TcpipePathId, dir: string, o: BenchOptions, env: Path
   const roles = new Map(run.relays.map((c) => [String(c.pid), c.name]));
   try {
     await waitReady(ctx.user, run);
-    await bulkOnce(ctx, run, 1, Math.min(o.bulkBytes, 64 * 1024 * 1024));
-    const r = await bulkOnce(ctx, run, 1, o.bulkBytes);
-    if (r.failure !== null) throw new Error(r.failure);
-    log(`profiled ${PATH_LABELS[id]} bulk, 1 stream, ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB: ${r.gbps.toFixed(2)} Gbit/s, relay CPU ${(r.cpuPerGiB ?? 0).toFixed(2)} s/GiB`);
+    if (o.profileWorkload === 'conn') {
+      const conn = await ctx.user.call('connRate', { ...run.entry, workers: o.connWorkers, durationMs: 5000 });
+      log(`profiled ${PATH_LABELS[id]} connections: ${Math.round(conn.connections / (conn.elapsedMs / 1000))}/s, ${conn.errors} errors`);
+    } else {
+      await bulkOnce(ctx, run, 1, Math.min(o.bulkBytes, 64 * 1024 * 1024));
+      const r = await bulkOnce(ctx, run, 1, o.bulkBytes);
+      if (r.failure !== null) throw new Error(r.failure);
+      log(`profiled ${PATH_LABELS[id]} bulk, 1 stream, ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB: ${r.gbps.toFixed(2)} Gbit/s, relay CPU ${(r.cpuPerGiB ?? 0).toFixed(2)} s/GiB`);
+    }
   } finally {
     await run.stop();
   }
