@@ -33,6 +33,8 @@ export interface BenchOptions {
   readonly restartPerGroup: boolean;
   /** The groups of workloads to run (all by default; see workloads.ts). */
   readonly groups: readonly Group[];
+  /** Run every workload on the transport paths too, not only what their targets need (see plan.ts). */
+  readonly allWorkloads: boolean;
   readonly out: string;
   readonly svg: string;
   /** Update docs/BENCHMARKS.md and docs/bench-streams.svg (full runs of every path only). */
@@ -54,6 +56,9 @@ export const USAGE = `Usage: npm run bench -- [options]      (or: node dist/benc
   --only LIST          Groups of workloads to run, any of perf,memory,slow
                        (default all; perf: RTT, bulk, connections, fairness,
                        scaling). docs/ is left alone unless all ran.
+  --all-workloads      Run fairness, scaling, memory and the slow reader on the
+                       transport paths (tcpipe-ws*, tcpipe-squid, tcpipe-resume)
+                       too; by default they run RTT, bulk and connections only.
   --slow-mib N         Bytes the user offers to the 1 MB/s reader (default 128;
                        1024 is the issue's full size).
   --slow-seconds S     How long the slow reader is watched (default 3).
@@ -81,6 +86,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
       size: { type: 'string' },
       paths: { type: 'string' },
       only: { type: 'string' },
+      'all-workloads': { type: 'boolean' },
       'slow-mib': { type: 'string' },
       'slow-seconds': { type: 'string' },
       out: { type: 'string' },
@@ -136,6 +142,7 @@ export function parseOptions(argv: readonly string[]): BenchOptions | 'help' {
     settleMs: smoke ? 100 : 1000,
     restartPerGroup: full,
     groups,
+    allWorkloads: values['all-workloads'] === true,
     out: values.out ?? (smoke ? 'bench/results/smoke.json' : 'bench/results/latest.json'),
     svg: values.svg ?? (full && allPaths ? 'docs/bench-streams.svg' : 'bench/results/streams.svg'),
     docs: full && allPaths && values['no-docs'] !== true,

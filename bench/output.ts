@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from
 import { dirname, join, resolve } from 'node:path';
 import type { BenchOptions } from './options.js';
 import { PATH_LABELS, type PathId } from './paths.js';
+import { coreOnlyPaths } from './plan.js';
 import {
   deriveAddedRtt,
   mediansOf,
@@ -79,11 +80,15 @@ export function writeOutputs(record: RunRecord, repoRoot: string): { markdown: s
   const ran = record.paths.filter((p) => p.skipped === null).map((p) => p.id);
   const ratioList = ratios(defs, medians, ran);
   const checks = targetChecks(medians, o);
+  const coreOnly = coreOnlyPaths(ran, o);
   const m = record.machine;
   const markdown = [
     `- Run of ${record.startedAt} (${o.mode}, ${o.reps} repetition${o.reps === 1 ? '' : 's'}, medians; ${Math.round(record.seconds)} s).`,
     `- Machine: ${m.nproc} × ${m.model}, Linux ${m.kernel}, Node ${m.node}; tcpipe ${m.tcpipe} at ${m.commit}; ${m.socat ?? 'no socat'}; ${m.ssh ?? 'no ssh'}; ${m.squid ?? 'no squid'}; open files limit ${m.openFilesLimit}; load average at start ${m.loadAverageAtStart.map((x) => x.toFixed(2)).join(' ')}; CPU used by other processes on the host during the runs: median ${pct(median(record.foreignCpu) ?? 0)}, max ${pct(Math.max(0, ...record.foreignCpu))} of the machine.`,
     `- Sizes: bulk ${(o.bulkBytes / 1048576).toLocaleString('en-US')} MiB per run (1 and 8 streams), ${(o.scaleBytes / 1048576).toLocaleString('en-US')} MiB at 64+ streams; RTT ${o.rttMs} ms; connections ${o.connMs} ms × ${o.connWorkers} workers; fairness ${o.fairMs} ms; slow reader ${(o.slowBytes / 1048576).toLocaleString('en-US')} MiB offered at 1 MB/s for ${o.slowMs / 1000} s; ${(o.idleCounts[o.idleCounts.length - 1] ?? 0).toLocaleString('en-US')} idle streams in the first repetition only.`,
+    ...(coreOnly.length === 0
+      ? []
+      : [`- ${coreOnly.map((id) => PATH_LABELS[id]).join(', ')}: RTT, bulk and connections only (what their comparison with the plain link needs); no fairness, scaling, memory or slow reader (–).`]),
     ...record.paths.filter((p) => p.skipped !== null).map((p) => `- Skipped ${p.label}: ${p.skipped ?? ''}.`),
     ...record.paths.flatMap((p) => p.errors.map((e) => `- Error on ${p.label}: ${e}`)),
     ...record.paths.flatMap((p) => p.notes.map((e) => `- Not measured on ${p.label}, ${e}`)),

@@ -50,6 +50,16 @@ export function isTcpipePath(id: PathId): id is TcpipePathId {
   return (TCPIPE_PATHS as readonly PathId[]).includes(id);
 }
 
+/**
+ * The other ways to carry tcpipe's link (WebSocket, squid) and --resume: compared with the
+ * plain link, not with the peers, so they run fewer workloads (see plan.ts).
+ */
+export const TRANSPORT_PATHS = ['tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid', 'tcpipe-resume'] as const satisfies readonly TcpipePathId[];
+
+export function isTransportPath(id: PathId): boolean {
+  return (TRANSPORT_PATHS as readonly PathId[]).includes(id);
+}
+
 export const ENTRY_HOST = '127.0.0.2';
 export const TARGET_HOST = '127.0.0.3';
 const INNER_HOST = '127.0.0.1';

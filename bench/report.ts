@@ -4,7 +4,7 @@
  * to each peer, and the issue's targets with a verdict each.
  */
 import type { BenchOptions } from './options.js';
-import { PATH_LABELS, type PathId } from './paths.js';
+import { PATH_LABELS, isTransportPath, type PathId } from './paths.js';
 import { median } from './stats.js';
 
 export interface MetricDef {
@@ -108,9 +108,6 @@ export interface Ratio {
   readonly ratio: number | null;
 }
 
-/** The other ways to carry tcpipe's link: compared with the plain link, not with the peers. */
-const TRANSPORT_PATHS: readonly PathId[] = ['tcpipe-ws', 'tcpipe-ws-secret', 'tcpipe-ws-c2s', 'tcpipe-squid', 'tcpipe-resume'];
-
 /** Each transport and the link it is compared with: the same security over plain TCP. */
 export const TRANSPORT_BASELINES: readonly { readonly subject: PathId; readonly peer: PathId }[] = [
   { subject: 'tcpipe-ws', peer: 'tcpipe' },
@@ -136,7 +133,7 @@ export function ratios(defs: readonly MetricDef[], medians: Medians, paths: read
   for (const subject of ['tcpipe', 'tcpipe-secret'] as const) {
     if (!paths.includes(subject)) continue;
     for (const peer of paths) {
-      if (peer === subject || TRANSPORT_PATHS.includes(peer)) continue;
+      if (peer === subject || isTransportPath(peer)) continue;
       for (const key of keys) out.push(ratioOf(medians, subject, peer, key));
     }
   }
@@ -160,10 +157,10 @@ export function transportRatioTable(defs: readonly MetricDef[], list: readonly R
   for (const key of TRANSPORT_RATIO_KEYS) {
     const def = defs.find((d) => d.key === key);
     if (def === undefined) continue;
-    const cells = pairs.map((b) => {
-      const r = list.find((x) => x.subject === b.subject && x.peer === b.peer && x.key === key)?.ratio;
-      return r === null || r === undefined ? '–' : `${r.toFixed(2)}×`;
-    });
+    const values = pairs.map((b) => list.find((x) => x.subject === b.subject && x.peer === b.peer && x.key === key)?.ratio ?? null);
+    // A metric these paths did not run (fairness, unless --all-workloads) gets no row.
+    if (values.every((r) => r === null)) continue;
+    const cells = values.map((r) => (r === null ? '–' : `${r.toFixed(2)}×`));
     lines.push(`| ${def.label} | ${def.better} | ${cells.join(' | ')} |`);
   }
   lines.push('');
@@ -173,9 +170,9 @@ export function transportRatioTable(defs: readonly MetricDef[], list: readonly R
 export function ratioTables(defs: readonly MetricDef[], list: readonly Ratio[], paths: readonly PathId[]): string {
   const parts: string[] = [];
   for (const subject of ['tcpipe', 'tcpipe-secret'] as const) {
-    const mine = list.filter((r) => r.subject === subject && !TRANSPORT_PATHS.includes(r.peer));
+    const mine = list.filter((r) => r.subject === subject && !isTransportPath(r.peer));
     if (mine.length === 0) continue;
-    const peers = paths.filter((p) => p !== subject && !TRANSPORT_PATHS.includes(p) && mine.some((r) => r.peer === p && r.ratio !== null));
+    const peers = paths.filter((p) => p !== subject && !isTransportPath(p) && mine.some((r) => r.peer === p && r.ratio !== null));
     const keys = [...new Set(mine.map((r) => r.key))];
     parts.push(`${PATH_LABELS[subject]} ÷ peer (medians; for "higher" metrics above 1 is better, for "lower" below 1 is better):`, '');
     parts.push(`| metric | better | ${peers.map((p) => PATH_LABELS[p]).join(' | ')} |`, `|---|---|${peers.map(() => '---:').join('|')}|`);

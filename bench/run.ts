@@ -17,6 +17,7 @@ import { IpcClient } from './ipc.js';
 import type { TargetApi, UserApi } from './messages.js';
 import { USAGE, parseOptions, type BenchOptions } from './options.js';
 import { pathStatus, writeOutputs, type Machine, type PathStatus } from './output.js';
+import { planFor } from './plan.js';
 import {
   ENTRY_HOST,
   PATH_LABELS,
@@ -121,8 +122,8 @@ async function benchmark(
       // Interleaved: each repetition starts the paths in a rotated order.
       const order = active.map((_, i) => active[(i + rep) % active.length] as PathId);
       for (const id of order) {
-        // Memory and the slow reader are about relay processes: direct has none.
-        const wanted = list.filter((g) => g === 'perf' || id !== 'direct');
+        const plan = planFor(id, o);
+        const wanted = list.filter((g) => plan.groups.includes(g));
         const pathPorts = ports.get(id);
         if (wanted.length === 0 || pathPorts === undefined) continue;
         const label = `[${rep + 1}/${o.reps}] ${PATH_LABELS[id]}`;
@@ -132,7 +133,7 @@ async function benchmark(
         try {
           run = await startPath(id, pathPorts, env);
           await waitReady(ctx.user, run);
-          for (const group of wanted) await runGroup(group, { ...ctx, rep, log: (line) => log(`${label} ${line}`) }, run, sample);
+          for (const group of wanted) await runGroup(group, { ...ctx, rep, log: (line) => log(`${label} ${line}`) }, run, sample, plan.perf);
         } catch (err) {
           const message = err instanceof Error ? err.message : String(err);
           log(`${label} ${wanted.join('+')} FAILED: ${message}`);

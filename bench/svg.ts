@@ -116,11 +116,12 @@ export function streamsChart(medians: Medians, paths: readonly PathId[], levels:
     const text = direct.points.map((p) => `${p.y.toFixed(1)}`).join(', ');
     body.push(`<text x="${LEFTS[0] + PANEL_W / 2}" y="${TOP + PANEL_H + 52}" text-anchor="middle" fill="#555">direct (no relay, not drawn): ${esc(text)} Gbit/s</text>`);
   }
-  // One row of up to five paths, two rows beyond.
-  const perRow = paths.length > 6 ? 5 : Math.max(1, paths.length);
-  const rows = Math.ceil(paths.length / perRow);
+  // The legend names the paths drawn (those that ran the scaling curves): one row of up to five, two rows beyond.
+  const drawn = paths.filter((id) => [...tput, ...rtt].some((s) => s.id === id && s.points.length > 0));
+  const perRow = drawn.length > 6 ? 5 : Math.max(1, drawn.length);
+  const rows = Math.ceil(drawn.length / perRow);
   const step = W / (perRow + 1);
-  paths.forEach((id, i) => {
+  drawn.forEach((id, i) => {
     const x = step * ((i % perRow) + 0.5) + 20;
     const legendY = H - 22 - (rows - 1 - Math.floor(i / perRow)) * 18;
     const dash = id === 'tcpipe-secret' || id === 'tcpipe-ws-secret' ? ' stroke-dasharray="6 3"' : '';

@@ -1,10 +1,12 @@
 /**
  * The workloads, grouped as they are run on one freshly started path:
  *   perf    RTT, bulk 1 and 8 streams (with relay CPU per GiB), connection
- *           rate (with relay CPU per connection), fairness, scaling curves;
+ *           rate (with relay CPU per connection), then (unless its scope is
+ *           'core') fairness and the scaling curves;
  *   memory  relay RSS and PSS idle, then with 1,000 and 10,000 idle streams;
  *   slow    relay memory while a target reads at 1 MB/s and the user sends.
- * Each returns plain numbers keyed by metric (see report.ts for their meaning).
+ * Which path runs what is plan.ts's business. Each returns plain numbers keyed
+ * by metric (see report.ts for their meaning).
  */
 import type { IpcClient } from './ipc.js';
 import type { TargetApi, UserApi } from './messages.js';
@@ -21,6 +23,9 @@ const PING_SIZE = 64;
 const WARMUP = 10;
 
 export type Group = 'perf' | 'memory' | 'slow';
+
+/** How much of the perf group runs: all of it, or only RTT, bulk 1 and 8 streams and connections. */
+export type PerfScope = 'full' | 'core';
 
 /** What one group measured on one path: numbers by metric, and notes on what could not be measured. */
 export interface Sample {
@@ -43,13 +48,16 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const pids = (run: RunningPath): number[] => run.relays.map((c) => c.pid);
 
 /** Runs one group; what it measured before a failure stays in `sample`. */
-export async function runGroup(group: Group, ctx: WorkloadContext, run: RunningPath, sample: Sample): Promise<void> {
-  if (group === 'perf') await perf(ctx, run, sample);
-  else if (group === 'memory') await idleMemory(ctx, run, sample.values);
+export async function runGroup(group: Group, ctx: WorkloadContext, run: RunningPath, sample: Sample, scope: PerfScope): Promise<void> {
+  if (group === 'perf') {
+    await perfCore(ctx, run, sample);
+    if (scope === 'full') await perfExtras(ctx, run, sample);
+  } else if (group === 'memory') await idleMemory(ctx, run, sample.values);
   else await slowReader(ctx, run, sample.values);
 }
 
-async function perf(ctx: WorkloadContext, run: RunningPath, sample: Sample): Promise<void> {
+/** RTT, bulk 1 and 8 streams, connection rate: what every path runs. */
+async function perfCore(ctx: WorkloadContext, run: RunningPath, sample: Sample): Promise<void> {
   const out = sample.values;
   const o = ctx.options;
   // Warm-up: JIT and socket buffers of every process on the path.
@@ -80,7 +88,12 @@ async function perf(ctx: WorkloadContext, run: RunningPath, sample: Sample): Pro
   out.set('conn_errors', conn.errors);
   if (run.relays.length > 0 && conn.connections > 0) out.set('cpu_us_per_conn', ((cpu1 - cpu0) * 1e6) / conn.connections);
   ctx.log(`connections: ${fmt(conn.connections / (conn.elapsedMs / 1000))}/s, ${conn.errors} errors`);
+}
 
+/** Fairness and the scaling curves, on a path whose perfCore just ran (the curve reuses its bulk and RTT figures). */
+async function perfExtras(ctx: WorkloadContext, run: RunningPath, sample: Sample): Promise<void> {
+  const out = sample.values;
+  const o = ctx.options;
   // Fairness: one stream saturates (from the second generator), another ping-pongs beside it.
   await ctx.user2.call('bulkStart', run.entry);
   let fair: { samples: number[] };
