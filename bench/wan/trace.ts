@@ -10,11 +10,13 @@
  *   {"k":"stall", t, s, ms, why}                       a sending stream waited `ms` for window or link
  *   {"k":"rtt", t, ms}                                 a heartbeat RTT sample
  *   {"k":"sess", t, rttMs, buffered, grown, linkQueued, congested, bytesIn, bytesOut, streams}  every 100 ms
+ *   {"k":"pace", t, rttMs, minRttMs, cap, inFlight}      an answered link probe (src/mux/link-pacer.ts)
  * t is CLOCK_MONOTONIC in µs (the bench's clock); s is "<id><e|x>" (entry or exit side's stream).
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
 import { Session } from '../../src/mux/session.js';
 import { Stream } from '../../src/mux/stream.js';
+import { LinkPacer } from '../../src/mux/link-pacer.js';
 
 const file = process.env['TCPIPE_WAN_TRACE'] ?? '';
 const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
@@ -92,6 +94,11 @@ if (file !== '') {
   wrap(Session.prototype, 'start', (self, _args, call) => {
     sessions.add(self as Session);
     return call();
+  });
+  wrap(LinkPacer.prototype, 'sample', (self, args, call) => {
+    const result = call();
+    emit({ k: 'pace', t: nowUs(), rttMs: Number(args[0]), minRttMs: num(self, 'minRtt'), cap: num(self, 'cap'), inFlight: num(self, 'inFlight') });
+    return result;
   });
   setInterval(() => {
     for (const s of sessions) {

@@ -6,7 +6,7 @@
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
-import { Flag, FrameType, GoAwayCode, MAX_STREAM_ID, ResetCode, ResumeKind } from '../protocol/constants.js';
+import { Flag, FrameType, GoAwayCode, HEADER_LENGTH, MAX_STREAM_ID, ResetCode, ResumeKind } from '../protocol/constants.js';
 import {
   encodeAccept,
   encodeDataHeader,
@@ -21,6 +21,7 @@ import type { Frame } from '../protocol/frame.js';
 import { Fifo } from './fifo.js';
 import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
+import { LinkPacer } from './link-pacer.js';
 import { Stream, type StreamOwner } from './stream.js';
 import { Resumption, type HeldStreams } from './resumption.js';
 import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
@@ -40,10 +41,14 @@ const DIRECT_FRAME_BYTES = 2048;
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
 
+/** A stream with at most this much to send passes the link pacer's cap (a keystroke, a request, a ping). */
+const SMALL_SEND_BYTES = 4096;
+/** A stream that averaged less than this since it opened (1 MB/s) is interactive for the link pacer. */
+const INTERACTIVE_BYTES_PER_MS = 1000;
+
 
 export class Session implements StreamOwner {
   readonly maxSendFrame: number;
-  congested = false;
   /** Clock time of the last byte received: the heartbeat reads it. */
   lastReceiveAt: number;
   /** Smoothed round-trip time from PING/PONG, in ms. */
@@ -77,12 +82,19 @@ export class Session implements StreamOwner {
   /** A turn of the event loop has written to the link (endTurn is scheduled). */
   private inTurn = false;
   private readonly resumption = new Resumption();
+  /** The link socket holds linkWriteBound bytes (or there is no link): streams wait for 'drain'. */
+  private linkFull = false;
+  /** Bounds the bytes in flight on the current link (see link-pacer.ts). */
+  private pacer = new LinkPacer();
   private readonly writeControl = (frame: Buffer): void => this.writeFrame(frame);
   /** Called once per link when that link is gone (held or ended): closes its transport. */
   private linkGone: ((end: SessionEnd) => void) | null = null;
 
   private readonly onLinkData = (chunk: Buffer): void => this.receive(chunk);
-  private readonly onLinkDrain = (): void => this.flushQueue();
+  private readonly onLinkDrain = (): void => {
+    this.linkFull = false;
+    this.flushQueue();
+  };
   private readonly onLinkEnd = (): void => this.linkLost(null, 'link closed by the partner');
   private readonly onLinkError = (err: Error): void =>
     this.linkLost(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`);
@@ -137,6 +149,7 @@ export class Session implements StreamOwner {
     this.decoder = decoder;
     this.peer = peer;
     this.linkState = 'resuming';
+    this.pacer = new LinkPacer();
     this.lastReceiveAt = this.clock.now();
     link.cork();
     for (const frame of this.resumption.listFrames(this.heldStreams())) link.write(frame);
@@ -233,6 +246,16 @@ export class Session implements StreamOwner {
     return this.minRtt > 0 ? this.minRtt : 1;
   }
 
+  /** Streams stop sending: the link socket is full, or the link pacer's cap is reached. */
+  get congested(): boolean {
+    return this.linkFull || this.pacer.closed;
+  }
+
+  /** Bytes in flight the link pacer allows now (for diagnostics and tests). */
+  get linkCap(): number {
+    return this.pacer.cap;
+  }
+
   /** Streams send DATA and FIN only on a live link; held data waits in the streams. */
   get linkLive(): boolean {
     return this.linkState === 'live' && !this.ended;
@@ -245,7 +268,10 @@ export class Session implements StreamOwner {
     link.write(encodeDataHeader(streamId, flags, payload.length));
     if (payload.length > 0) link.write(payload);
     this.bytesOut += payload.length;
-    if (link.writableLength >= this.settings.linkWriteBound) this.congested = true;
+    const pacer = this.pacer;
+    pacer.wrote(HEADER_LENGTH + payload.length);
+    if (pacer.probeDue) this.writeFrame(encodePing(0, pacer.probe(this.clock.now())));
+    if (link.writableLength >= this.settings.linkWriteBound) this.linkFull = true;
   }
 
   writeAccept(streamId: number): void {
@@ -266,7 +292,14 @@ export class Session implements StreamOwner {
       this.enqueue(stream);
       return;
     }
-    if (!this.congested && this.sendQueue.length === 0) {
+    // A small send passes the pacer's cap and the queue: the cap is for bulk, which would bury it.
+    const small = stream.bufferedToSend <= SMALL_SEND_BYTES;
+    if (small && this.pacer.backlogged) {
+      // Interactive: has sent less than 1 MB per second of its life (a bulk stream's small tail does not count).
+      const now = this.clock.now();
+      if (stream.sentBytes < (now - stream.openedAt + 1) * INTERACTIVE_BYTES_PER_MS) this.pacer.contended(now);
+    }
+    if (!this.linkFull && (small || (this.sendQueue.length === 0 && !this.pacer.closed))) {
       if (stream.flush(Infinity)) this.enqueue(stream);
       return;
     }
@@ -436,7 +469,9 @@ export class Session implements StreamOwner {
 
   private handlePing(frame: Frame): void {
     if ((frame.flags & Flag.ACK) === 0) this.writeFrame(encodePing(Flag.ACK, frame.payload));
-    else this.pings.answered(frame.payload);
+    else if (this.pacer.answered(frame.payload, this.clock.now())) {
+      if (!this.pacer.closed && this.sendQueue.length > 0 && !this.linkFull) this.flushQueue();
+    } else this.pings.answered(frame.payload);
   }
 
   /** Records a measured round trip (from the heartbeat's pings). */
@@ -460,6 +495,7 @@ export class Session implements StreamOwner {
     if (this.ended || link === null) return;
     this.corkForTurn(link, frame.length);
     link.write(frame);
+    this.pacer.wrote(frame.length);
   }
 
   /**
@@ -498,7 +534,6 @@ export class Session implements StreamOwner {
   private flushQueue(): void {
     const link = this.link;
     if (this.ended || link === null || this.linkState !== 'live') return;
-    this.congested = false;
     link.cork();
     let stream: Stream | undefined;
     while (!this.congested && (stream = this.sendQueue.shift()) !== undefined) {
@@ -525,7 +560,7 @@ export class Session implements StreamOwner {
     const end: SessionEnd = { error, reason, byPeer: true };
     this.detachLink(end);
     this.linkState = 'held';
-    this.congested = true;
+    this.linkFull = true;
     this.readPaused = false;
     this.pings.clear();
     for (const stream of this.streams.values()) stream.listedByPeer = false;
@@ -588,7 +623,7 @@ export class Session implements StreamOwner {
   /** The partner's list is complete: reopen what it never saw, then let data flow. */
   private finishResumption(peerLastOpened: number): void {
     this.linkState = 'live';
-    this.congested = false;
+    this.linkFull = false;
     const link = this.link;
     link?.cork();
     const info = this.resumption.finish(peerLastOpened, this.heldStreams());

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { TRANSPORT_PATHS } from '../../bench/paths.js';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bench = join(distRoot, 'bench', 'run.js');
@@ -18,6 +19,9 @@ const repoRoot = join(distRoot, '..');
 
 /** Metrics that only a relay has: the direct path has no relay process to measure. */
 const RELAY_ONLY = /^(cpu_|mem_|stream_kib_|idle_held_|slow_)/;
+/** Metrics the transport paths skip (bench/plan.ts: they run RTT, bulk and connections only). */
+const NOT_CORE = /^(mem_|stream_kib_|idle_held_|slow_|fair_|scale_)/;
+const transportPaths = new Set<string>(TRANSPORT_PATHS);
 /** Paths that need nothing but Node and tcpipe itself: they must always run. */
 const ALWAYS = ['direct', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret'];
 
@@ -60,6 +64,7 @@ test('bench --smoke measures every available path and writes its JSON and chart'
     assert.ok(medians !== undefined, `no results for ${path.id}`);
     for (const { key } of json.metrics) {
       if (path.id === 'direct' && RELAY_ONLY.test(key)) continue;
+      if (transportPaths.has(path.id) && NOT_CORE.test(key)) continue;
       const value = medians[key];
       assert.ok(typeof value === 'number' && Number.isFinite(value), `${path.id}: ${key} is ${String(value)}`);
     }

@@ -1,0 +1,217 @@
+/**
+ * Keeps the queue in front of the link short (docs/PROTOCOL.md, "The link's
+ * send queue").
+ *
+ * The kernel takes whatever the stream windows allow into the link socket's
+ * send buffer, which autotuning grows to several times the path's
+ * bandwidth-delay product; an interactive frame written behind megabytes of
+ * bulk waits for all of them. Node cannot set TCP_NOTSENT_LOWAT on a socket,
+ * so the session bounds the bytes in flight on the link itself: the bytes
+ * written to the link that the partner has not read yet.
+ *
+ * It learns what the partner has read from PING probes: every few dozen KiB a
+ * PING goes out behind the data, and the partner, which answers PINGs in
+ * order as it reads them, acknowledges everything written before it. The
+ * answer also gives a round trip that includes the time the probe waited in
+ * the send buffer. The cap on the bytes in flight follows a delay target
+ * (as LEDBAT and Copa do): it grows while the standing round trip (the
+ * smallest of the last few) stays within TARGET_QUEUE_MS of the smallest
+ * seen in the last 10 s, and shrinks when it rises above it. The kernel's
+ * congestion control keeps the path full; this loop only keeps the backlog
+ * behind it to a few milliseconds.
+ *
+ * Pure logic: the session feeds it bytes written, probes and answers, with
+ * times from its clock.
+ */
+
+/** The queueing delay the cap aims for, in ms. */
+export const TARGET_QUEUE_MS = 4;
+/** Bounds of the cap on bytes in flight. */
+export const MIN_CAP = 64 * 1024;
+export const MAX_CAP = 128 * 1024 * 1024;
+/** Where the cap starts before the first answer. */
+export const INITIAL_CAP = 1024 * 1024;
+/** The smallest round trip is forgotten after this long (the path may have changed). */
+const MIN_RTT_WINDOW_MS = 10_000;
+/** A probe goes out after at least this many bytes, or an eighth of the cap. */
+const MIN_PROBE_SPACING = 32 * 1024;
+/** Probes in flight at most; beyond this none is added until an answer comes. */
+const MAX_PROBES = 32;
+/** After start-up, the cap grows by at most this share of the bytes delivered (an eighth per round trip). */
+const STEADY_GAIN = 0.125;
+/** Answers kept to measure the delivery rate over at least one round trip. */
+const RATE_HISTORY = 64;
+/** The cap holds this long after a small send found bulk in front of it. */
+const ENFORCE_MS = 2000;
+/** The standing round trip is the smallest of this many latest samples. */
+const STANDING_SAMPLES = 4;
+
+/** First four bytes of a probe's 8-byte PING payload ("pace"); the last four are its sequence number. */
+const PROBE_MAGIC = 0x70616365;
+
+export class LinkPacer {
+  /** Bytes in flight allowed on the link. */
+  cap = INITIAL_CAP;
+  /** Smallest probe round trip within the last 10 s, ms (Infinity until the first). */
+  minRtt = Infinity;
+  private minRttAt = 0;
+  private written = 0;
+  private acked = 0;
+  private lastProbeAt = 0;
+  private nextSeq = 1;
+  /** Outstanding probes: sequence, bytes written before it, when it was written. */
+  private readonly probeSeq: number[] = [];
+  private readonly probeOffset: number[] = [];
+  private readonly probeSentAt: number[] = [];
+  private readonly recent: number[] = [];
+  private enforcing = false;
+  private enforceUntil = 0;
+  /** Until the queue first passes the target, the cap may double each round trip. */
+  private startup = true;
+  /** Highest recent delivery rate (bytes/ms, see rateWindow): the cap never drops below what it needs. */
+  maxRate = 0;
+  private maxRateAt = 0;
+  /** Recent answers: when, and the bytes acknowledged by then. */
+  private readonly ackTimes: number[] = [];
+  private readonly ackOffsets: number[] = [];
+
+  /** Bytes written to the link that the partner has not read yet (as far as the probes tell). */
+  get inFlight(): number {
+    return this.written - this.acked;
+  }
+
+  /**
+   * The cap is reached while it holds: bulk data waits for the next answer.
+   * It holds only for a while after an interactive send met a backlog
+   * (contended): a lone bulk transfer keeps the kernel's whole send buffer,
+   * since on a lossy path the partner's reads come in bursts that read as a
+   * queue, and the cap would cost throughput that no one waits for.
+   */
+  get closed(): boolean {
+    return this.enforcing && this.written - this.acked >= this.cap;
+  }
+
+  /** The cap would be exceeded: a small send now waits behind bulk. */
+  get backlogged(): boolean {
+    return this.written - this.acked > this.cap;
+  }
+
+  /** A small send met a backlog: hold the cap for a while. */
+  contended(now: number): void {
+    this.enforcing = true;
+    this.enforceUntil = now + ENFORCE_MS;
+  }
+
+  /** Counts bytes written to the link (every frame, header included). */
+  wrote(bytes: number): void {
+    this.written += bytes;
+  }
+
+  /** Enough bytes went out since the last probe, and few enough probes are pending. */
+  get probeDue(): boolean {
+    const spacing = this.cap >>> 3 > MIN_PROBE_SPACING ? this.cap >>> 3 : MIN_PROBE_SPACING;
+    return this.written - this.lastProbeAt >= spacing && this.probeSeq.length < MAX_PROBES;
+  }
+
+  /** The payload of a new probe, to be written to the link now. */
+  probe(now: number): Buffer {
+    const seq = this.nextSeq;
+    this.nextSeq = (seq + 1) >>> 0;
+    this.probeSeq.push(seq);
+    this.probeOffset.push(this.written);
+    this.probeSentAt.push(now);
+    this.lastProbeAt = this.written;
+    const payload = Buffer.allocUnsafe(8);
+    payload.writeUInt32BE(PROBE_MAGIC, 0);
+    payload.writeUInt32BE(seq, 4);
+    return payload;
+  }
+
+  /**
+   * A PING answer arrived. Returns false when it answers no probe of this
+   * pacer (a heartbeat ping's answer), true when it was consumed here.
+   */
+  answered(payload: Buffer, now: number): boolean {
+    if (payload.length !== 8 || payload.readUInt32BE(0) !== PROBE_MAGIC) return false;
+    const seq = payload.readUInt32BE(4);
+    const at = this.probeSeq.indexOf(seq);
+    if (at < 0) return true;
+    const offset = this.probeOffset[at] ?? this.acked;
+    const sentAt = this.probeSentAt[at] ?? now;
+    // The partner answers in order: older probes are answered or lost with their link.
+    this.probeSeq.splice(0, at + 1);
+    this.probeOffset.splice(0, at + 1);
+    this.probeSentAt.splice(0, at + 1);
+    const delivered = offset - this.acked;
+    if (delivered <= 0) return true;
+    const wasUsed = this.written - this.acked >= this.cap >>> 1;
+    this.acked = offset;
+    this.sample(now - sentAt, now, delivered, wasUsed);
+    return true;
+  }
+
+  private sample(rtt: number, now: number, delivered: number, wasUsed: boolean): void {
+    if (this.enforcing && now > this.enforceUntil) this.enforcing = false;
+    if (rtt < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
+      this.minRtt = rtt;
+      this.minRttAt = now;
+    }
+    this.measureRate(now);
+    if (this.recent.length === STANDING_SAMPLES) this.recent.shift();
+    this.recent.push(rtt);
+    let standing = rtt;
+    for (const r of this.recent) if (r < standing) standing = r;
+    // Our own queue shows in the round trip; so do a retransmission holding back delivery and a
+    // partner busy for a moment. The bytes in flight tell ours apart: more than the best recent
+    // delivery rate moves in one smallest round trip is a queue, fewer is not.
+    let queue = standing - this.minRtt;
+    if (this.maxRate > 0) {
+      const byBytes = (this.written - this.acked) / this.maxRate - this.minRtt;
+      if (byBytes < queue) queue = byBytes;
+    }
+    let cap = this.cap;
+    if (queue <= TARGET_QUEUE_MS) {
+      // Grows only while the cap is in use: at start-up by up to the bytes delivered (doubling
+      // per round trip), then gently, since the delay it adds shows a round trip later.
+      if (wasUsed) cap += (delivered * (this.startup ? 1 : STEADY_GAIN) * (TARGET_QUEUE_MS - queue)) / TARGET_QUEUE_MS;
+    } else {
+      this.startup = false;
+      const over = (queue - TARGET_QUEUE_MS) / TARGET_QUEUE_MS;
+      cap -= (delivered * (over < 1 ? over : 1)) / 2;
+    }
+    // A delay that is not ours (a retransmission holding back delivery, a partner busy for a
+    // moment) must not shrink the cap below what the best recent delivery rate needs.
+    const floor = this.maxRate * (this.minRtt + TARGET_QUEUE_MS);
+    if (cap < floor) cap = floor;
+    this.cap = cap < MIN_CAP ? MIN_CAP : cap > MAX_CAP ? MAX_CAP : Math.round(cap);
+  }
+
+  /** The delivery rate's maximum is kept for ten smallest round trips (0.1 s to 10 s), as BBR keeps its bandwidth. */
+  private rateWindow(): number {
+    const w = this.minRtt * 10;
+    return w < 100 ? 100 : w > MIN_RTT_WINDOW_MS ? MIN_RTT_WINDOW_MS : w;
+  }
+
+  /** Delivery rate over the latest span of at least one smallest round trip, and its 10 s maximum. */
+  private measureRate(now: number): void {
+    const times = this.ackTimes;
+    const offsets = this.ackOffsets;
+    if (times.length === RATE_HISTORY) {
+      times.shift();
+      offsets.shift();
+    }
+    times.push(now);
+    offsets.push(this.acked);
+    const span = this.minRtt > 1 ? this.minRtt : 1;
+    for (let i = times.length - 2; i >= 0; i--) {
+      const elapsed = now - (times[i] ?? now);
+      if (elapsed < span) continue;
+      const rate = (this.acked - (offsets[i] ?? this.acked)) / elapsed;
+      if (rate >= this.maxRate || now - this.maxRateAt > this.rateWindow()) {
+        this.maxRate = rate;
+        this.maxRateAt = now;
+      }
+      return;
+    }
+  }
+}
