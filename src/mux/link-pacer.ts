@@ -88,12 +88,12 @@ export class LinkPacer {
    * queue, and the cap would cost throughput that no one waits for.
    */
   get closed(): boolean {
-    return this.enforcing && this.written - this.acked >= this.cap;
+    return this.enforcing && this.inFlight >= this.cap;
   }
 
   /** The cap would be exceeded: a small send now waits behind bulk. */
   get backlogged(): boolean {
-    return this.written - this.acked > this.cap;
+    return this.inFlight > this.cap;
   }
 
   /** A small send met a backlog: hold the cap for a while. */
@@ -144,7 +144,7 @@ export class LinkPacer {
     this.probeSentAt.splice(0, at + 1);
     const delivered = offset - this.acked;
     if (delivered <= 0) return true;
-    const wasUsed = this.written - this.acked >= this.cap >>> 1;
+    const wasUsed = this.inFlight >= this.cap >>> 1;
     this.acked = offset;
     this.sample(now - sentAt, now, delivered, wasUsed);
     return true;
@@ -166,7 +166,7 @@ export class LinkPacer {
     // delivery rate moves in one smallest round trip is a queue, fewer is not.
     let queue = standing - this.minRtt;
     if (this.maxRate > 0) {
-      const byBytes = (this.written - this.acked) / this.maxRate - this.minRtt;
+      const byBytes = this.inFlight / this.maxRate - this.minRtt;
       if (byBytes < queue) queue = byBytes;
     }
     let cap = this.cap;

@@ -251,11 +251,6 @@ export class Session implements StreamOwner {
     return this.linkFull || this.pacer.closed;
   }
 
-  /** Bytes in flight the link pacer allows now (for diagnostics and tests). */
-  get linkCap(): number {
-    return this.pacer.cap;
-  }
-
   /** Streams send DATA and FIN only on a live link; held data waits in the streams. */
   get linkLive(): boolean {
     return this.linkState === 'live' && !this.ended;
