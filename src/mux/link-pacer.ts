@@ -9,8 +9,8 @@
  * so the session bounds the bytes in flight on the link itself: the bytes
  * written to the link that the partner has not read yet.
  *
- * It learns what the partner has read from PING probes: every few dozen KiB a
- * PING goes out behind the data, and the partner, which answers PINGs in
+ * It learns what the partner has read from PING probes: every eighth of the
+ * cap (and eighth of a round trip) a PING goes out behind the data, and the partner, which answers PINGs in
  * order as it reads them, acknowledges everything written before it. The
  * answer also gives a round trip that includes the time the probe waited in
  * the send buffer. The cap on the bytes in flight follows a delay target
@@ -35,6 +35,8 @@ export const INITIAL_CAP = 1024 * 1024;
 const MIN_RTT_WINDOW_MS = 10_000;
 /** A probe goes out after at least this many bytes, or an eighth of the cap. */
 const MIN_PROBE_SPACING = 32 * 1024;
+/** Nor sooner than an eighth of the smallest round trip after the last, and 1 ms at least: on a short fast path every probe's answer costs the partner a write of its own. */
+const MIN_PROBE_INTERVAL_MS = 1;
 /** Probes in flight at most; beyond this none is added until an answer comes. */
 const MAX_PROBES = 32;
 /** After start-up, the cap grows by at most this share of the bytes delivered (an eighth per round trip). */
@@ -58,6 +60,7 @@ export class LinkPacer {
   private written = 0;
   private acked = 0;
   private lastProbeAt = 0;
+  private lastProbeTime = -Infinity;
   private nextSeq = 1;
   /** Outstanding probes: sequence, bytes written before it, when it was written. */
   private readonly probeSeq: number[] = [];
@@ -113,8 +116,13 @@ export class LinkPacer {
     return this.written - this.lastProbeAt >= spacing && this.probeSeq.length < MAX_PROBES;
   }
 
-  /** The payload of a new probe, to be written to the link now. */
-  probe(now: number): Buffer {
+  /** The payload of a probe to write now, or null when the last one left too recently. */
+  probe(now: number): Buffer | null {
+    // At the cap a probe always goes: the bytes behind the last one would wait a round trip for the next.
+    const eighth = this.minRtt / 8;
+    const interval = eighth > MIN_PROBE_INTERVAL_MS ? eighth : MIN_PROBE_INTERVAL_MS;
+    if (now - this.lastProbeTime < interval && this.inFlight < this.cap) return null;
+    this.lastProbeTime = now;
     const seq = this.nextSeq;
     this.nextSeq = (seq + 1) >>> 0;
     this.probeSeq.push(seq);

@@ -265,7 +265,10 @@ export class Session implements StreamOwner {
     this.bytesOut += payload.length;
     const pacer = this.pacer;
     pacer.wrote(HEADER_LENGTH + payload.length);
-    if (pacer.probeDue) this.writeFrame(encodePing(0, pacer.probe(this.clock.now())));
+    if (pacer.probeDue) {
+      const probe = pacer.probe(this.clock.now());
+      if (probe !== null) this.writeFrame(encodePing(0, probe));
+    }
     if (link.writableLength >= this.settings.linkWriteBound) this.linkFull = true;
   }
 

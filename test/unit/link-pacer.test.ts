@@ -34,10 +34,11 @@ function drive(
     }
     if (options.respectCap === true && pacer.inFlight >= pacer.cap) continue;
     pacer.wrote(chunk);
-    if (pacer.probeDue) {
+    const probe = pacer.probeDue ? pacer.probe(now) : null;
+    if (probe !== null) {
       const rtt = rttOf(pacer.inFlight);
       rtts.push(rtt);
-      pending.push({ at: now + rtt, payload: pacer.probe(now) });
+      pending.push({ at: now + rtt, payload: probe });
     }
   }
   path.now = now;
@@ -51,18 +52,24 @@ test('link pacer: a probe goes out after an eighth of the cap, and its answer ac
   pacer.wrote(INITIAL_CAP / 8 - 60 * KiB);
   assert.equal(pacer.probeDue, true);
   const probe = pacer.probe(0);
+  assert.ok(probe !== null);
   assert.equal(probe.length, 8);
   assert.equal(pacer.probeDue, false);
-  pacer.wrote(5 * KiB);
-  assert.equal(pacer.inFlight, INITIAL_CAP / 8 + 45 * KiB);
+  // The next one waits at least 1 ms below the cap; at the cap it goes at once.
+  pacer.wrote(200 * KiB);
+  assert.equal(pacer.probeDue, true);
+  assert.equal(pacer.probe(0.5), null);
+  pacer.wrote(INITIAL_CAP);
+  assert.ok(pacer.probe(0.6) !== null);
+  assert.equal(pacer.inFlight, INITIAL_CAP / 8 + 240 * KiB + INITIAL_CAP);
   assert.equal(pacer.answered(probe, 20), true);
-  assert.equal(pacer.inFlight, 5 * KiB, 'the answer acknowledges the bytes written before the probe');
+  assert.equal(pacer.inFlight, 200 * KiB + INITIAL_CAP, 'the answer acknowledges the bytes written before the probe');
   assert.equal(pacer.minRtt, 20);
   // A heartbeat ping's answer is not the pacer's.
   assert.equal(pacer.answered(Buffer.from('8 bytes!'), 21), false);
   // A probe answered twice (or from an older link) changes nothing.
   assert.equal(pacer.answered(probe, 22), true);
-  assert.equal(pacer.inFlight, 5 * KiB);
+  assert.equal(pacer.inFlight, 200 * KiB + INITIAL_CAP);
 });
 
 test('link pacer: the cap holds only after an interactive send met a backlog', () => {
