@@ -38,6 +38,15 @@ const IDLE_WINDOW_MS = 1000;
 /** A first frame of a turn smaller than this goes out at once (see corkForTurn). */
 const DIRECT_FRAME_BYTES = 2048;
 
+/**
+ * Small frames that follow one another within this long on a link whose
+ * round trip is at least BURST_MIN_RTT_MS are a burst (many streams opening
+ * at once): they are held for BURST_HOLD_MS so that they share segments.
+ */
+const BURST_GAP_MS = 2;
+const BURST_HOLD_MS = 1;
+const BURST_MIN_RTT_MS = 16;
+
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
 
@@ -81,6 +90,8 @@ export class Session implements StreamOwner {
   private corkedLink: Duplex | null = null;
   /** A turn of the event loop has written to the link (endTurn is scheduled). */
   private inTurn = false;
+  /** Clock time of the last turn that began with a small frame on an idle link (see corkForTurn). */
+  private lastSmallTurnAt = -Infinity;
   private readonly resumption = new Resumption();
   /** The link socket holds linkWriteBound bytes (or there is no link): streams wait for 'drain'. */
   private linkFull = false;
@@ -501,16 +512,32 @@ export class Session implements StreamOwner {
    * stays corked until the I/O callbacks of this turn have run (setImmediate).
    * A hundred streams opened at once are then a few segments, not two hundred
    * that a fresh congestion window would spread over several round trips, and
-   * bulk DATA goes out in fewer system calls.
+   * bulk DATA goes out in fewer system calls. On a link of 16 ms or more, small
+   * frames of turns less than 2 ms apart are held for 1 ms, so a burst spread
+   * over many turns shares segments too.
    */
   private corkForTurn(link: Duplex, bytes: number): void {
     if (this.corkedLink !== null) return;
     if (!this.inTurn) {
       this.inTurn = true;
+      if (bytes < DIRECT_FRAME_BYTES && link.writableLength === 0) {
+        const now = this.clock.now();
+        const burst = now - this.lastSmallTurnAt < BURST_GAP_MS && this.minRtt >= BURST_MIN_RTT_MS;
+        this.lastSmallTurnAt = now;
+        if (burst) {
+          // Streams opening one after another on a distant link: a fresh congestion
+          // window counts segments, so a millisecond's frames leave together.
+          this.clock.setTimer(BURST_HOLD_MS, this.endTurn);
+          this.corkedLink = link;
+          link.cork();
+          return;
+        }
+        // The first small frame of a turn on an idle link goes at once: a lone ping or
+        // keystroke pays no wait; what follows it in the same turn is batched.
+        setImmediate(this.endTurn);
+        return;
+      }
       setImmediate(this.endTurn);
-      // The first small frame of a turn on an idle link goes at once: a lone ping or
-      // keystroke pays no wait; what follows it in the same turn is batched.
-      if (bytes < DIRECT_FRAME_BYTES && link.writableLength === 0) return;
     }
     this.corkedLink = link;
     link.cork();

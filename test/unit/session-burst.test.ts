@@ -1,0 +1,145 @@
+/**
+ * How the session hands small frames to the link socket: a lone frame goes at
+ * once, and on a distant link a burst of them spread over several event-loop
+ * turns (streams opening one after another) leaves in one write. Counted at the
+ * real socket's write calls; time is a manual clock so machine load cannot move
+ * a turn across the 2 ms burst gap.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type net from 'node:net';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Session, type MuxSettings } from '../../src/mux/session.js';
+import type { Stream, StreamSink } from '../../src/mux/stream.js';
+import { FrameDecoder } from '../../src/protocol/decode.js';
+import { FrameType } from '../../src/protocol/constants.js';
+import type { Clock } from '../../src/clock.js';
+import { socketPair, withTimeout } from '../helpers/loopback.js';
+
+const SETTINGS: MuxSettings = {
+  initialWindow: 64 * 1024,
+  maxWindow: 64 * 1024,
+  receiveBudget: 1024 * 1024,
+  maxStreams: 100,
+  linkWriteBound: 256 * 1024,
+  maxOpenRate: 1000,
+};
+
+const idleSink: StreamSink = {
+  onData: () => undefined,
+  onEnd: () => undefined,
+  onReset: () => undefined,
+  onAccept: () => undefined,
+  onWritable: () => undefined,
+};
+
+interface Counted {
+  session: Session;
+  /** System-call-level writes of the link socket so far (_write and _writev calls). */
+  writes(): number;
+  /** Resolves once the partner has read `count` OPEN frames. */
+  opens(count: number): Promise<void>;
+  close(): void;
+}
+
+async function countedSession(t: { after(fn: () => void): void }, clock: Clock, minRttMs: number): Promise<Counted> {
+  const [link, raw] = await socketPair();
+  let writes = 0;
+  // Count what the socket hands to the kernel: corked frames leave in one _writev.
+  const socket = link as net.Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+  const write = socket._write.bind(socket);
+  const writev = socket._writev.bind(socket);
+  socket._write = (...a: unknown[]) => (writes++, write(...a));
+  socket._writev = (...a: unknown[]) => (writes++, writev(...a));
+  const session = new Session(
+    link,
+    new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
+    SETTINGS,
+    { initialWindow: 64 * 1024, maxFramePayload: 16 * 1024, maxStreams: 100 },
+    { onStreamRequest: () => undefined, onEnd: () => undefined },
+    clock,
+  );
+  session.start();
+  session.recordRtt(minRttMs);
+  let seen = 0;
+  const waiters: { count: number; resolve: () => void }[] = [];
+  const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
+  raw.on('data', (chunk: Buffer) => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f !== null; f = decoder.next()) if (f.type === FrameType.OPEN) seen++;
+    for (const w of waiters.filter((x) => seen >= x.count)) w.resolve();
+  });
+  const close = (): void => {
+    session.destroy('test over');
+    raw.destroy();
+  };
+  t.after(close);
+  return {
+    session,
+    writes: () => writes,
+    opens: (count) => withTimeout(new Promise<void>((resolve) => (seen >= count ? resolve() : waiters.push({ count, resolve }))), 2000, `${count} OPENs`),
+    close,
+  };
+}
+
+function open(session: Session): Stream {
+  const stream = session.openStream(7000);
+  assert.ok(stream !== null);
+  stream.attach(idleSink);
+  return stream;
+}
+
+/** Opens one stream per event-loop turn, at the given clock times. */
+async function openInTurns(session: Session, setNow: (ms: number) => void, times: readonly number[]): Promise<void> {
+  for (const at of times) {
+    setNow(at);
+    open(session);
+    await nextTurn();
+  }
+}
+
+/** Time moves only when told; timers fire only when told (runTimers), so no turn can outlast the hold. */
+function manualClock(): { clock: Clock; setNow(ms: number): void; runTimers(): void } {
+  let now = 0;
+  let due: (() => void)[] = [];
+  const clock: Clock = {
+    now: () => now,
+    setTimer: (_ms, cb) => {
+      due.push(cb);
+      return { cancel: () => (due = due.filter((f) => f !== cb)) };
+    },
+  };
+  const runTimers = (): void => {
+    const fire = due;
+    due = [];
+    for (const f of fire) f();
+  };
+  return { clock, setNow: (ms) => (now = ms), runTimers };
+}
+
+test('on a distant link, streams opened in turns under 2 ms apart leave in one write after the first', async (t) => {
+  const { clock, setNow, runTimers } = manualClock();
+  const c = await countedSession(t, clock, 50);
+  await openInTurns(c.session, setNow, [0, 0.5, 0.9, 1.3]);
+  assert.equal(c.writes(), 1, 'the three later OPENs wait for the hold');
+  runTimers();
+  await c.opens(4);
+  // The first OPEN went at once; the next three waited for the 1 ms hold together.
+  assert.equal(c.writes(), 2);
+});
+
+test('a lone stream, and streams opened more than 2 ms apart, go at once', async (t) => {
+  const { clock, setNow } = manualClock();
+  const c = await countedSession(t, clock, 50);
+  await openInTurns(c.session, setNow, [0, 3, 6]);
+  await c.opens(3);
+  assert.equal(c.writes(), 3);
+});
+
+test('on a near link (round trip under 16 ms) a burst is not held: each turn writes', async (t) => {
+  const { clock, setNow } = manualClock();
+  const c = await countedSession(t, clock, 0.2);
+  await openInTurns(c.session, setNow, [0, 0.5, 0.9, 1.3]);
+  await c.opens(4);
+  assert.equal(c.writes(), 4);
+});
