@@ -12,6 +12,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
 import { processTree, waitForLog, type Child, type ProcessRegistry } from '../procs.js';
 import { SSH_CIPHER, sshdBinary } from '../sshd.js';
@@ -200,6 +201,9 @@ export async function startPath(id: WanPathId, link: EmulatedLink, env: PathEnv)
       for (const c of [server, client]) {
         if (!(await waitForLog(c, /link up/, 15_000))) throw new Error(`${c.name}: no link: ${readFileSync(c.logPath, 'utf8')}`);
       }
+      // The workloads measure a link in use: let its first heartbeat measure the round trip
+      // (each side pings at once; the answer takes one RTT), as any link that has carried traffic has.
+      await delay(3 * link.profile.rttMs + 100);
       return running({ host: '127.0.0.1', port });
     }
   }
