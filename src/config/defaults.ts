@@ -10,7 +10,7 @@ export const DEFAULTS = Object.freeze({
   /** Window a new stream grants its sender. */
   initialWindow: 256 * 1024,
   /** Largest window a stream grows to when it is the bottleneck. */
-  maxWindow: 16 * 1024 * 1024,
+  maxWindow: 32 * 1024 * 1024,
   /** Bytes received but not yet taken by user sockets, across all streams, before the link is paused. */
   receiveBudget: 64 * 1024 * 1024,
   /** Largest DATA payload this side accepts (announced in HELLO). */
