@@ -99,7 +99,12 @@ export class LinkPacer {
     return this.inFlight > this.cap;
   }
 
-  /** A small send met a backlog: hold the cap for a while. */
+  /** The cap is held (an interactive send met a backlog less than ENFORCE_MS before the last answer). */
+  get holding(): boolean {
+    return this.enforcing;
+  }
+
+  /** A small send met a backlog, or came while the cap holds: hold the cap for a while (longer). */
   contended(now: number): void {
     this.enforcing = true;
     this.enforceUntil = now + ENFORCE_MS;

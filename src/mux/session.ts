@@ -303,7 +303,9 @@ export class Session implements StreamOwner {
     }
     // A small send passes the pacer's cap and the queue: the cap is for bulk, which would bury it.
     const small = stream.bufferedToSend <= SMALL_SEND_BYTES;
-    if (small && this.pacer.backlogged) {
+    // Met a backlog, or keeps sending while the cap holds: an interactive stream that is
+    // still active keeps the cap held, or bulk would refill the send buffer between its sends.
+    if (small && (this.pacer.backlogged || this.pacer.holding)) {
       // Interactive: has sent less than 1 MB per second of its life (a bulk stream's small tail does not count).
       const now = this.clock.now();
       if (stream.sentBytes < (now - stream.openedAt + 1) * INTERACTIVE_BYTES_PER_MS) this.pacer.contended(now);
