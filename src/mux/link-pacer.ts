@@ -34,11 +34,11 @@ export const INITIAL_CAP = 1024 * 1024;
 /** The smallest round trip is forgotten after this long (the path may have changed). */
 const MIN_RTT_WINDOW_MS = 10_000;
 /** A probe goes out after at least this many bytes, or an eighth of the cap. */
-const MIN_PROBE_SPACING = 32 * 1024;
+export const MIN_PROBE_SPACING = 32 * 1024;
 /** Nor sooner than an eighth of the smallest round trip after the last, and 1 ms at least: on a short fast path every probe's answer costs the partner a write of its own. */
 const MIN_PROBE_INTERVAL_MS = 1;
 /** Probes in flight at most; beyond this none is added until an answer comes. */
-const MAX_PROBES = 32;
+export const MAX_PROBES = 32;
 /** After start-up, the cap grows by at most this share of the bytes delivered (an eighth per round trip). */
 const STEADY_GAIN = 0.125;
 /** Answers kept to measure the delivery rate over at least one round trip. */

@@ -1,12 +1,13 @@
 /**
- * The multiplexer over one link: owns the streams, dispatches frames, keeps
- * the link's send queue short and fair, and bounds what it buffers. It sees
- * the link only as a Duplex of bytes, whatever transport and security carry it.
+ * The multiplexer over one link: owns the streams, keeps the link's send queue
+ * short and fair, and holds or resumes its streams when a link is lost. What
+ * arrives is decoded and routed by its Receiver (receive.ts). It sees the link
+ * only as a Duplex of bytes, whatever transport and security carry it.
  */
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
-import { Flag, FrameType, GoAwayCode, HEADER_LENGTH, MAX_STREAM_ID, ResetCode, ResumeKind } from '../protocol/constants.js';
+import { Flag, GoAwayCode, HEADER_LENGTH, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
 import {
   encodeAccept,
   encodeDataHeader,
@@ -16,20 +17,16 @@ import {
   encodeReset,
   encodeWindow,
 } from '../protocol/encode.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
-import type { Frame } from '../protocol/frame.js';
+import type { FrameDecoder } from '../protocol/decode.js';
 import { Fifo } from './fifo.js';
-import { TokenBucket } from './rate.js';
 import { PingTracker } from './pings.js';
 import { LinkPacer } from './link-pacer.js';
 import { Stream, type StreamOwner } from './stream.js';
 import { Resumption, type HeldStreams } from './resumption.js';
-import { GOAWAY_ERRORS, type MuxSettings, type PeerSettings, type SessionEnd, type SessionHooks } from './types.js';
+import { Receiver, type ReceiveOwner } from './receive.js';
+import type { LinkState, MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
 
-export type { MuxSettings, PeerSettings, ResumeInfo, SessionEnd, SessionHooks } from './types.js';
-
-/** How a session relates to its link: live, held (link lost, resumable) or resuming (new link, stream lists crossing). */
-export type LinkState = 'live' | 'held' | 'resuming';
+export type { LinkState, MuxSettings, PeerSettings, ResumeInfo, SessionEnd, SessionHooks } from './types.js';
 
 
 /** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
@@ -64,23 +61,18 @@ export class Session implements StreamOwner {
   rtt = 0;
   /** Smallest round trip seen on this link, in ms (0 until the first PONG). */
   minRtt = 0;
-  bytesIn = 0;
   bytesOut = 0;
 
   private readonly streams = new Map<number, Stream>();
   private readonly sendQueue = new Fifo<Stream>();
   private nextStreamId = 1;
-  private lastPeerStreamId = 0;
   private peerOpenStreams = 0;
-  private buffered = 0;
   private grownWindows = 0;
-  private readPaused = false;
-  /** Limits the partner's OPENs per second. */
-  private readonly openRate: TokenBucket;
   private ended = false;
   private readonly pings: PingTracker;
   private link: Duplex | null;
-  private decoder: FrameDecoder;
+  /** Decodes and routes what the link brings. */
+  private readonly receiver: Receiver;
   private peer: PeerSettings;
   /** Both sides announced resumption: a lost link holds the streams instead of ending the session. */
   readonly resumable: boolean;
@@ -101,7 +93,10 @@ export class Session implements StreamOwner {
   /** Called once per link when that link is gone (held or ended): closes its transport. */
   private linkGone: ((end: SessionEnd) => void) | null = null;
 
-  private readonly onLinkData = (chunk: Buffer): void => this.receive(chunk);
+  private readonly onLinkData = (chunk: Buffer): void => {
+    this.lastReceiveAt = this.clock.now();
+    this.receiver.receive(chunk);
+  };
   private readonly onLinkDrain = (): void => {
     this.linkFull = false;
     this.flushQueue();
@@ -120,12 +115,11 @@ export class Session implements StreamOwner {
     private readonly clock: Clock,
   ) {
     this.link = link;
-    this.decoder = decoder;
     this.peer = peer;
     this.resumable = (settings.resumeGraceMs ?? 0) > 0;
     this.maxSendFrame = peer.maxFramePayload;
     this.lastReceiveAt = clock.now();
-    this.openRate = new TokenBucket(settings.maxOpenRate, this.lastReceiveAt);
+    this.receiver = new Receiver(decoder, this.receiveOwner(), settings, clock, this.lastReceiveAt);
     this.pings = new PingTracker(clock, (opaque) => this.writeFrame(encodePing(0, opaque)));
   }
 
@@ -138,7 +132,7 @@ export class Session implements StreamOwner {
     link.on('end', this.onLinkEnd);
     link.on('error', this.onLinkError);
     link.on('close', this.onLinkClose);
-    this.drainDecoder();
+    this.receiver.drainDecoder();
     if (!this.ended && this.link === link) link.resume();
   }
 
@@ -157,7 +151,7 @@ export class Session implements StreamOwner {
     this.graceTimer?.cancel();
     this.graceTimer = null;
     this.link = link;
-    this.decoder = decoder;
+    this.receiver.decoder = decoder;
     this.peer = peer;
     this.linkState = 'resuming';
     this.pacer = new LinkPacer();
@@ -182,7 +176,12 @@ export class Session implements StreamOwner {
   }
 
   get bufferedBytes(): number {
-    return this.buffered;
+    return this.receiver.bufferedBytes;
+  }
+
+  /** Payload bytes received, on every link of the session. */
+  get bytesIn(): number {
+    return this.receiver.bytesIn;
   }
 
   /** Entry side: opens a stream to the partner's target on `port`; attach a sink before returning to the event loop. */
@@ -334,11 +333,7 @@ export class Session implements StreamOwner {
   }
 
   releaseBuffered(bytes: number): void {
-    this.buffered -= bytes;
-    if (this.readPaused && this.buffered <= this.settings.receiveBudget / 2) {
-      this.readPaused = false;
-      if (!this.ended) this.link?.resume();
-    }
+    this.receiver.release(bytes);
   }
 
   streamFinished(stream: Stream): void {
@@ -350,127 +345,44 @@ export class Session implements StreamOwner {
     this.hooks.onStreamFinished?.(stream);
   }
 
-  // ---- receiving -------------------------------------------------------
+  // ---- receiving (receive.ts routes the frames) -------------------------
 
-  private receive(chunk: Buffer): void {
-    this.lastReceiveAt = this.clock.now();
-    this.decoder.push(chunk);
-    this.drainDecoder();
-  }
-
-  private drainDecoder(): void {
-    try {
-      let frame: Frame | null;
-      while (!this.ended && (frame = this.decoder.next()) !== null) this.dispatch(frame);
-    } catch (err) {
-      if (err instanceof TcpipeError) this.fail(err);
-      else this.fail(new ProtocolError(GoAwayCode.INTERNAL_ERROR, `internal error: ${errorMessage(err)}`));
-    }
-  }
-
-  private dispatch(frame: Frame): void {
-    switch (frame.type) {
-      case FrameType.DATA: {
-        const stream = this.streamFor(frame);
-        const length = frame.payload.length;
-        this.bytesIn += length;
-        if (stream === null) return; // stale: the stream ended on this side while the frame was in flight
-        this.buffered += length;
-        stream.handleData(frame.payload, (frame.flags & Flag.FIN) !== 0);
-        if (this.buffered > this.settings.receiveBudget && !this.readPaused) {
-          this.readPaused = true;
-          this.link?.pause();
-        }
-        return;
-      }
-      case FrameType.WINDOW: {
-        if ((frame.flags & Flag.RESUMED) !== 0) {
-          if (this.linkState !== 'resuming') throw protocolError('a resumed stream entry outside a resumption');
-          this.resumption.applyEntry(frame, this.heldStreams());
-          return;
-        }
-        const stream = this.streamFor(frame);
-        if (stream === null) return;
-        const update = parseWindow(frame.payload);
-        stream.handleWindow(update.consumed, update.window);
-        if ((frame.flags & Flag.FIN_RECEIVED) !== 0) stream.handleFinAcked();
-        return;
-      }
-      case FrameType.RESUME: {
-        const { payload } = frame;
-        if (payload[0] !== ResumeKind.DONE || payload.length !== 5 || this.linkState !== 'resuming') {
-          throw protocolError(`unexpected RESUME (kind ${payload[0] ?? '?'}) on a ${this.linkState} link`);
-        }
-        this.finishResumption(payload.readUInt32BE(1));
-        return;
-      }
-      case FrameType.OPEN:
-        this.handleOpen(frame);
-        return;
-      case FrameType.ACCEPT: {
-        if ((frame.flags & Flag.LOCAL) === 0) throw protocolError('ACCEPT without the LOCAL flag');
-        const stream = this.streamFor(frame);
-        if (stream !== null) stream.handleAccept();
-        return;
-      }
-      case FrameType.RESET: {
-        const stream = this.streamFor(frame);
-        if (stream === null) return;
-        const { code, reason } = parseCodeAndReason(frame.payload);
-        stream.handleReset(code, reason);
-        return;
-      }
-      case FrameType.PING:
-        this.handlePing(frame);
-        return;
-      case FrameType.GOAWAY: {
-        const { code, reason } = parseCodeAndReason(frame.payload);
-        const errorCode = GOAWAY_ERRORS[code];
-        const error = errorCode === undefined ? null : new TcpipeError(errorCode, `partner said goodbye: ${reason}`);
+  /** The session as its Receiver sees it: built once, so that the receive path allocates nothing per frame. */
+  private receiveOwner(): ReceiveOwner {
+    const session = this;
+    return {
+      streams: this.streams,
+      get ended() {
+        return session.ended;
+      },
+      get linkState() {
+        return session.linkState;
+      },
+      get link() {
+        return session.link;
+      },
+      get nextStreamId() {
+        return session.nextStreamId;
+      },
+      get peerOpenStreams() {
+        return session.peerOpenStreams;
+      },
+      openPeerStream: (id, port) => this.openPeerStream(id, port),
+      answerPing: (payload) => this.writeFrame(encodePing(Flag.ACK, payload)),
+      pingAnswered: (payload) => this.pingAnswered(payload),
+      resumedEntry: (frame) => this.resumption.applyEntry(frame, this.heldStreams()),
+      resumeDone: (peerLastOpened) => this.finishResumption(peerLastOpened),
+      partnerLeft: (error, reason) => {
         const link = this.link;
-        this.terminate(error, `partner said goodbye: ${reason}`, true);
+        this.terminate(error, reason, true);
         link?.destroy();
-        return;
-      }
-      case FrameType.HELLO:
-        throw protocolError('HELLO after the handshake');
-    }
+      },
+      fail: (error) => this.fail(error),
+    };
   }
 
-  /**
-   * The stream a frame refers to, or null for a stream that already ended
-   * here (frames in flight are dropped). An id that never existed is a
-   * protocol error.
-   */
-  private streamFor(frame: Frame): Stream | null {
-    // LOCAL set: this side is the entry side, so this side opened the stream.
-    const ours = (frame.flags & Flag.LOCAL) !== 0;
-    const stream = this.streams.get(frame.streamId * 2 + (ours ? 0 : 1));
-    if (stream !== undefined) return stream;
-    const known = ours ? frame.streamId < this.nextStreamId : frame.streamId <= this.lastPeerStreamId;
-    if (!known) throw protocolError(`frame type ${frame.type} for unknown stream ${frame.streamId}`);
-    return null;
-  }
-
-  private handleOpen(frame: Frame): void {
-    const id = frame.streamId;
-    if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
-    const port = parseOpenPort(frame.payload);
-    this.lastPeerStreamId = id;
-    if (!this.openRate.take(this.clock.now())) {
-      throw new ProtocolError(
-        GoAwayCode.LIMIT_EXCEEDED,
-        `partner opened streams faster than ${this.settings.maxOpenRate} per second`,
-        ErrorCodes.LIMIT,
-      );
-    }
-    if (this.peerOpenStreams >= this.settings.maxStreams) {
-      throw new ProtocolError(
-        GoAwayCode.LIMIT_EXCEEDED,
-        `partner opened more than ${this.settings.maxStreams} streams`,
-        ErrorCodes.LIMIT,
-      );
-    }
+  /** Exit side: the partner opened a stream (the receiver checked the limits); the hooks attach a sink or reset it. */
+  private openPeerStream(id: number, port: number): void {
     const stream = new Stream(id, false, port, this, this.windowsForNewStream());
     this.streams.set(stream.key, stream);
     this.peerOpenStreams++;
@@ -478,11 +390,11 @@ export class Session implements StreamOwner {
     if (stream.state === 'opening' && !stream.hasSink) stream.reset(ResetCode.INTERNAL, 'no handler for the stream');
   }
 
-  private handlePing(frame: Frame): void {
-    if ((frame.flags & Flag.ACK) === 0) this.writeFrame(encodePing(Flag.ACK, frame.payload));
-    else if (this.pacer.answered(frame.payload, this.clock.now())) {
+  /** A PING answer: a link pacer probe's, or a heartbeat ping's. */
+  private pingAnswered(payload: Buffer): void {
+    if (this.pacer.answered(payload, this.clock.now())) {
       if (!this.pacer.closed && this.sendQueue.length > 0 && !this.linkFull) this.flushQueue();
-    } else this.pings.answered(frame.payload);
+    } else this.pings.answered(payload);
   }
 
   /** Records a measured round trip (from the heartbeat's pings). */
@@ -588,7 +500,7 @@ export class Session implements StreamOwner {
     this.detachLink(end);
     this.linkState = 'held';
     this.linkFull = true;
-    this.readPaused = false;
+    this.receiver.linkDetached();
     this.pings.clear();
     for (const stream of this.streams.values()) stream.listedByPeer = false;
     const graceMs = this.settings.resumeGraceMs ?? 0;
@@ -644,7 +556,7 @@ export class Session implements StreamOwner {
   // ---- resumption ------------------------------------------------------
 
   private heldStreams(): HeldStreams {
-    return { streams: this.streams, nextStreamId: this.nextStreamId, lastPeerStreamId: this.lastPeerStreamId, write: this.writeControl };
+    return { streams: this.streams, nextStreamId: this.nextStreamId, lastPeerStreamId: this.receiver.lastPeerStreamId, write: this.writeControl };
   }
 
   /** The partner's list is complete: reopen what it never saw, then let data flow. */
@@ -662,7 +574,3 @@ export class Session implements StreamOwner {
 }
 
 function ignore(): void {}
-
-function protocolError(message: string): ProtocolError {
-  return new ProtocolError(GoAwayCode.PROTOCOL_ERROR, message);
-}

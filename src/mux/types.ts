@@ -19,6 +19,9 @@ export interface MuxSettings {
   readonly resumeGraceMs?: number;
 }
 
+/** How a session relates to its link: live, held (link lost, resumable) or resuming (new link, stream lists crossing). */
+export type LinkState = 'live' | 'held' | 'resuming';
+
 /** What the partner announced in its HELLO. */
 export interface PeerSettings {
   readonly initialWindow: number;
