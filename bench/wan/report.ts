@@ -144,8 +144,8 @@ export function throughputTable(profiles: readonly ProfileRecord[]): string[] {
 
 export function latencyTable(profiles: readonly ProfileRecord[]): string[] {
   const lines = [
-    '| path | RTT | ping idle p50 ms | under bulk p50 / p99 ms | p99 − path RTT ms | bulk beside it Gbit/s | new streams median / max ms | in path RTTs | peak RSS entry / exit MiB (idle) |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '| path | RTT | ping idle p50 ms | first ping after bulk alone ms | under bulk p50 / p99 ms | p99 − path RTT ms | bulk beside it Gbit/s | new streams median / max ms | in path RTTs | peak RSS entry / exit MiB (idle) |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const p of profiles) {
     for (const r of p.paths) {
@@ -154,7 +154,7 @@ export function latencyTable(profiles: readonly ProfileRecord[]): string[] {
       const n = r.newStreams;
       const m = r.memory;
       lines.push(
-        `| ${WAN_LABELS[id]} | ${p.profile.label} | ${i === null ? '–' : f(i.idleP50Ms, 1)} | ${i === null ? '–' : `${f(i.p50Ms, 1)} / ${f(i.p99Ms, 1)}`} | ${i === null ? '–' : f(i.p99Ms - p.baseRttMs, 1)} | ${i === null ? '–' : f(i.bulkGbps, 3)} | ${n === null ? '–' : `${f(n.medianMs, 1)} / ${f(n.maxMs, 1)}${n.failed > 0 ? ` (${n.failed} failed)` : ''}`} | ${n === null ? '–' : `${f(n.medianMs / p.baseRttMs)} / ${f(n.maxMs / p.baseRttMs)}`} | ${m === null ? '–' : `${f(m.entryPeakMiB, 0)} / ${f(m.exitPeakMiB, 0)} (${f(m.entryIdleMiB, 0)} / ${f(m.exitIdleMiB, 0)})`} |`,
+        `| ${WAN_LABELS[id]} | ${p.profile.label} | ${i === null ? '–' : f(i.idleP50Ms, 1)} | ${i === null ? '–' : f(i.firstMs, 1)} | ${i === null ? '–' : `${f(i.p50Ms, 1)} / ${f(i.p99Ms, 1)}`} | ${i === null ? '–' : f(i.p99Ms - p.baseRttMs, 1)} | ${i === null ? '–' : f(i.bulkGbps, 3)} | ${n === null ? '–' : `${f(n.medianMs, 1)} / ${f(n.maxMs, 1)}${n.failed > 0 ? ` (${n.failed} failed)` : ''}`} | ${n === null ? '–' : `${f(n.medianMs / p.baseRttMs)} / ${f(n.maxMs / p.baseRttMs)}`} | ${m === null ? '–' : `${f(m.entryPeakMiB, 0)} / ${f(m.exitPeakMiB, 0)} (${f(m.entryIdleMiB, 0)} / ${f(m.exitIdleMiB, 0)})`} |`,
       );
     }
   }

@@ -36,7 +36,12 @@ export interface InteractiveResult {
   /** Ping-pong on an idle path. */
   readonly idleSamples: number;
   readonly idleP50Ms: number;
-  /** Ping-pong beside one bulk stream of the same path. */
+  /**
+   * The first ping after the bulk stream ran alone through the warm-up: it waits for whatever
+   * the bulk left queued in the send buffers (a keystroke after a download started).
+   */
+  readonly firstMs: number;
+  /** Ping-pong beside one bulk stream of the same path, after that first ping. */
   readonly samples: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -174,12 +179,14 @@ export async function interactive(ctx: Ctx, path: RunningPath): Promise<Interact
       let bg: { bytes: number; ms: number } | null = null;
       try {
         await sleep(warmupMs);
+        const first = await ctx.user.call('pingRun', { size: 64, durationMs: 0, warmup: 0, minSamples: 1 });
         const loaded = await ctx.user.call('pingRun', { size: 64, durationMs: loadMs, warmup: 0, minSamples: 10 });
         bg = await ctx.user.call('bulkStop', null);
         const ms = (v: number): number => v / 1000;
         return {
           idleSamples: idle.samples.length,
           idleP50Ms: ms(percentile(idle.samples, 50)),
+          firstMs: ms(first.samples[0] ?? Number.NaN),
           samples: loaded.samples.length,
           p50Ms: ms(percentile(loaded.samples, 50)),
           p99Ms: ms(percentile(loaded.samples, 99)),
