@@ -18,7 +18,7 @@ import type net from 'node:net';
 import { MiB, socketPair, waitForEvent } from '../helpers/loopback.js';
 import { Session, type MuxSettings, type PeerSettings, type SessionHooks } from '../../src/mux/session.js';
 import type { Stream } from '../../src/mux/stream.js';
-import { INITIAL_CAP, MAX_PROBES, MIN_PROBE_SPACING } from '../../src/mux/link-pacer.js';
+import { INITIAL_CAP, MAX_PROBES, MIN_PROBE_SPACING, type LinkPacer } from '../../src/mux/link-pacer.js';
 import { FrameDecoder } from '../../src/protocol/decode.js';
 import { Flag, FrameType, HEADER_LENGTH, MAX_DATA_PAYLOAD_LIMIT } from '../../src/protocol/constants.js';
 import { systemClock, type Clock } from '../../src/clock.js';
@@ -269,4 +269,95 @@ test('after a small send met a backlog, bulk waits while the bytes in flight exc
   await l.until(() => l.delivered.get(bulk.id) === 21 * MiB && l.delivered.get(small.id) === 300, 'the rest of the bulk and the third message');
   assert.equal(l.toB.bytesBefore(bulk.id, small.id, 200), 5 * MiB + data.length - held, 'the third message went before the held bytes');
   t.diagnostic(`${l.toB.probes(false).length} probes; ${held} bytes held at the second write`);
+});
+
+/**
+ * The session's link pacer, a private field: read only to tell the cap's hold apart from any
+ * other bound on bulk (a looser one that applies when the cap is not held would hold bulk too).
+ */
+function pacerOf(session: Session): LinkPacer {
+  return (session as unknown as { readonly pacer: LinkPacer }).pacer;
+}
+
+test('an interactive stream that keeps sending keeps the cap held past ENFORCE_MS', async (t) => {
+  // As above, only the pacer can hold a stream. Time moves only when the test moves it, and
+  // only once every probe written so far is answered: each answer is processed at the time
+  // its probe went out (round trips of 0 ms, so the cap never shrinks).
+  let clockNow = 0;
+  const manual: Clock = { now: () => clockNow, setTimer: (ms, cb) => systemClock.setTimer(ms, cb) };
+  const l = await linked(t, { initialWindow: 32 * MiB, maxWindow: 32 * MiB, linkWriteBound: 256 * MiB }, manual);
+  const small = l.open();
+  const bulk = l.open();
+  await l.until(() => small.state === 'open' && bulk.state === 'open', 'both streams accepted');
+  const message = Buffer.alloc(100, 1);
+  const delivered = (stream: Stream): number => l.delivered.get(stream.id) ?? 0;
+  /** Every probe a wrote has reached b and its answer has been processed by a. */
+  const allAnswered = (): boolean => l.toA.probes(true).length === l.toB.probes(false).length;
+
+  // t = 0: an interactive send meets 2 MiB of bulk in flight (the cap starts at 1 MiB): the cap
+  // holds until the first answer processed after t = 2000 ms.
+  const backlog = 2 * MiB;
+  assert.equal(bulk.write(Buffer.alloc(backlog, 2)), true);
+  assert.equal(bulk.bufferedToSend, 0, 'a lone bulk stream is not held');
+  small.write(message);
+  assert.equal(small.bufferedToSend, 0, 'the small send went out at once');
+  assert.ok(pacerOf(l.a).holding, 'a small send that met a backlog makes the cap hold');
+  // The answers bring the bytes in flight back under the cap (only what followed the last probe stays).
+  await l.until(
+    () => delivered(bulk) === backlog && delivered(small) === 100 && allAnswered() && !l.a.congested,
+    'the backlog delivered, every probe answered, the bytes in flight under the cap',
+  );
+
+  // t = 1500 ms: the same interactive stream sends again; nothing is backlogged now, but the cap
+  // holds, so the send holds it for another ENFORCE_MS (until t = 3500 ms).
+  clockNow = 1500;
+  small.write(message);
+  assert.equal(small.bufferedToSend, 0, 'the second small send went out at once');
+  await l.until(() => delivered(small) === 200 && allAnswered(), 'the second message');
+
+  // t = 2500 ms: past the hold the first send started, within ENFORCE_MS of the second. Some bulk
+  // under the cap makes a probe go out (its spacing, an eighth of the cap, is at most
+  // (1 MiB + 2 MiB acknowledged) / 8 < 512 KiB), and its answer is processed now.
+  clockNow = 2500;
+  const answersBefore = l.toA.probes(true).length;
+  const probing = 512 * KiB;
+  assert.equal(bulk.write(Buffer.alloc(probing, 3)), true);
+  assert.equal(bulk.bufferedToSend, 0, 'bulk under the cap is not held');
+  await l.until(
+    () => delivered(bulk) === backlog + probing && l.toA.probes(true).length > answersBefore && allAnswered(),
+    'a probe written and answered at t = 2500 ms',
+  );
+
+  // The cap still holds: the answer just processed came after the first send's 2 s (checked before
+  // any bulk is held, since a small send meeting held bulk would make the cap hold anew).
+  const pacer = pacerOf(l.a);
+  assert.ok(pacer.holding, 'the cap still holds at t = 2500 ms, after an answer processed then');
+
+  // Bulk well beyond the cap (at most about 3.5 MiB by now) stops where the bytes in flight reach it.
+  const data = Buffer.alloc(16 * MiB, 4);
+  const inFlightBefore = pacer.inFlight;
+  const cap = pacer.cap;
+  assert.equal(bulk.write(data), false, 'the bulk write is held');
+  const held = bulk.bufferedToSend;
+  assert.ok(held > 0 && held < data.length, `bulk sends up to the cap and stops there (${held} of ${data.length} bytes held)`);
+  small.write(message);
+  assert.equal(small.bufferedToSend, 0, 'a small send passes while bulk is held');
+  // Held by the cap itself, not by some looser bound: the write stopped at the first frame
+  // (16 KiB, a header, perhaps a probe) that reached the cap.
+  assert.ok(
+    pacer.inFlight - 2 * KiB - 16 * KiB < cap && data.length - held <= cap - inFlightBefore + 16 * KiB,
+    `bulk stopped at the cap (${cap} bytes): ${data.length - held} bytes sent with ${inFlightBefore} in flight before`,
+  );
+
+  // The answers release the rest, behind the third message.
+  await l.until(
+    () => delivered(bulk) === backlog + probing + data.length && delivered(small) === 300,
+    'the rest of the bulk and the third message',
+  );
+  assert.equal(
+    l.toB.bytesBefore(bulk.id, small.id, 200),
+    backlog + probing + data.length - held,
+    'the third message went before the held bytes',
+  );
+  t.diagnostic(`cap ${cap} bytes at t = 2500 ms; ${held} bytes held; ${l.toB.probes(false).length} probes`);
 });
