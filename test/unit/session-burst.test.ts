@@ -14,15 +14,17 @@ import type { Stream, StreamSink } from '../../src/mux/stream.js';
 import { FrameDecoder } from '../../src/protocol/decode.js';
 import { FrameType } from '../../src/protocol/constants.js';
 import type { Clock } from '../../src/clock.js';
+import { DEFAULTS } from '../../src/config/defaults.js';
 import { socketPair, withTimeout } from '../helpers/loopback.js';
 
+/** The CLI's defaults: only OPENs are sent here, so only the limits on them matter. */
 const SETTINGS: MuxSettings = {
-  initialWindow: 64 * 1024,
-  maxWindow: 64 * 1024,
-  receiveBudget: 1024 * 1024,
-  maxStreams: 100,
-  linkWriteBound: 256 * 1024,
-  maxOpenRate: 1000,
+  initialWindow: DEFAULTS.initialWindow,
+  maxWindow: DEFAULTS.maxWindow,
+  receiveBudget: DEFAULTS.receiveBudget,
+  maxStreams: DEFAULTS.maxStreams,
+  linkWriteBound: DEFAULTS.linkWriteBound,
+  maxOpenRate: DEFAULTS.maxOpenRate,
 };
 
 const idleSink: StreamSink = {
@@ -44,6 +46,7 @@ interface Counted {
 
 async function countedSession(t: { after(fn: () => void): void }, clock: Clock, minRttMs: number): Promise<Counted> {
   const [link, raw] = await socketPair();
+  link.setNoDelay(true); // as link/transport.ts sets it: each write is a segment of its own
   let writes = 0;
   // Count what the socket hands to the kernel: corked frames leave in one _writev.
   const socket = link as net.Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
