@@ -7,10 +7,9 @@
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
-import { Flag, GoAwayCode, HEADER_LENGTH, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
+import { Flag, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
 import {
   encodeAccept,
-  encodeDataHeader,
   encodeGoAway,
   encodeOpen,
   encodePing,
@@ -20,7 +19,7 @@ import {
 import type { FrameDecoder } from '../protocol/decode.js';
 import { Fifo } from './fifo.js';
 import { PingTracker } from './pings.js';
-import { LinkPacer } from './link-pacer.js';
+import { LinkWriter } from './link-writer.js';
 import { Stream, type StreamOwner } from './stream.js';
 import { Resumption, type HeldStreams } from './resumption.js';
 import { Receiver, type ReceiveOwner } from './receive.js';
@@ -31,18 +30,6 @@ export type { LinkState, MuxSettings, PeerSettings, ResumeInfo, SessionEnd, Sess
 
 /** A stream that sent no WINDOW for this long may lose its grown window to a busier one. */
 const IDLE_WINDOW_MS = 1000;
-
-/** A first frame of a turn smaller than this goes out at once (see corkForTurn). */
-const DIRECT_FRAME_BYTES = 2048;
-
-/**
- * Small frames that follow one another within this long on a link whose
- * round trip is at least BURST_MIN_RTT_MS are a burst (many streams opening
- * at once): they are held for BURST_HOLD_MS so that they share segments.
- */
-const BURST_GAP_MS = 2;
-const BURST_HOLD_MS = 1;
-const BURST_MIN_RTT_MS = 16;
 
 /** Round-robin quantum: one frame per stream per turn when streams contend. */
 const FLUSH_QUANTUM = 1;
@@ -61,7 +48,6 @@ export class Session implements StreamOwner {
   rtt = 0;
   /** Smallest round trip seen on this link, in ms (0 until the first PONG). */
   minRtt = 0;
-  bytesOut = 0;
 
   private readonly streams = new Map<number, Stream>();
   private readonly sendQueue = new Fifo<Stream>();
@@ -78,17 +64,9 @@ export class Session implements StreamOwner {
   readonly resumable: boolean;
   linkState: LinkState = 'live';
   private graceTimer: Timer | null = null;
-  /** The link corked for this turn of the event loop, if any (see corkForTurn). */
-  private corkedLink: Duplex | null = null;
-  /** A turn of the event loop has written to the link (endTurn is scheduled). */
-  private inTurn = false;
-  /** Clock time of the last turn that began with a small frame on an idle link (see corkForTurn). */
-  private lastSmallTurnAt = -Infinity;
   private readonly resumption = new Resumption();
-  /** The link socket holds linkWriteBound bytes (or there is no link): streams wait for 'drain'. */
-  private linkFull = false;
-  /** Bounds the bytes in flight on the current link (see link-pacer.ts). */
-  private pacer = new LinkPacer();
+  /** How frames reach the link socket: turn cork, burst hold, pacer probes, write bound. */
+  private readonly writer: LinkWriter;
   private readonly writeControl = (frame: Buffer): void => this.writeFrame(frame);
   /** Called once per link when that link is gone (held or ended): closes its transport. */
   private linkGone: ((end: SessionEnd) => void) | null = null;
@@ -98,7 +76,7 @@ export class Session implements StreamOwner {
     this.receiver.receive(chunk);
   };
   private readonly onLinkDrain = (): void => {
-    this.linkFull = false;
+    this.writer.full = false;
     this.flushQueue();
   };
   private readonly onLinkEnd = (): void => this.linkLost(null, 'link closed by the partner');
@@ -119,6 +97,7 @@ export class Session implements StreamOwner {
     this.resumable = (settings.resumeGraceMs ?? 0) > 0;
     this.maxSendFrame = peer.maxFramePayload;
     this.lastReceiveAt = clock.now();
+    this.writer = new LinkWriter(link, clock, settings.linkWriteBound);
     this.receiver = new Receiver(decoder, this.receiveOwner(), settings, clock, this.lastReceiveAt);
     this.pings = new PingTracker(clock, (opaque) => this.writeFrame(encodePing(0, opaque)));
   }
@@ -154,7 +133,7 @@ export class Session implements StreamOwner {
     this.receiver.decoder = decoder;
     this.peer = peer;
     this.linkState = 'resuming';
-    this.pacer = new LinkPacer();
+    this.writer.attach(link);
     this.lastReceiveAt = this.clock.now();
     link.cork();
     for (const frame of this.resumption.listFrames(this.heldStreams())) link.write(frame);
@@ -258,7 +237,12 @@ export class Session implements StreamOwner {
 
   /** Streams stop sending: the link socket is full, or the link pacer's cap is reached. */
   get congested(): boolean {
-    return this.linkFull || this.pacer.closed;
+    return this.writer.congested;
+  }
+
+  /** DATA payload bytes sent, over every link of the session. */
+  get bytesOut(): number {
+    return this.writer.bytesOut;
   }
 
   /** Streams send DATA and FIN only on a live link; held data waits in the streams. */
@@ -267,19 +251,7 @@ export class Session implements StreamOwner {
   }
 
   writeData(streamId: number, flags: number, payload: Buffer): void {
-    const link = this.link;
-    if (this.ended || link === null || this.linkState !== 'live') return;
-    this.corkForTurn(link, payload.length);
-    link.write(encodeDataHeader(streamId, flags, payload.length));
-    if (payload.length > 0) link.write(payload);
-    this.bytesOut += payload.length;
-    const pacer = this.pacer;
-    pacer.wrote(HEADER_LENGTH + payload.length);
-    if (pacer.probeDue) {
-      const probe = pacer.probe(this.clock.now());
-      if (probe !== null) this.writeFrame(encodePing(0, probe));
-    }
-    if (link.writableLength >= this.settings.linkWriteBound) this.linkFull = true;
+    if (!this.ended && this.linkState === 'live') this.writer.writeData(streamId, flags, payload);
   }
 
   writeAccept(streamId: number): void {
@@ -304,12 +276,13 @@ export class Session implements StreamOwner {
     const small = stream.bufferedToSend <= SMALL_SEND_BYTES;
     // Met a backlog, or keeps sending while the cap holds: an interactive stream that is
     // still active keeps the cap held, or bulk would refill the send buffer between its sends.
-    if (small && (this.pacer.backlogged || this.pacer.holding)) {
+    const pacer = this.writer.pacer;
+    if (small && (pacer.backlogged || pacer.holding)) {
       // Interactive: has sent less than 1 MB per second of its life (a bulk stream's small tail does not count).
       const now = this.clock.now();
-      if (stream.sentBytes < (now - stream.openedAt + 1) * INTERACTIVE_BYTES_PER_MS) this.pacer.contended(now);
+      if (stream.sentBytes < (now - stream.openedAt + 1) * INTERACTIVE_BYTES_PER_MS) pacer.contended(now);
     }
-    if (!this.linkFull && (small || (this.sendQueue.length === 0 && !this.pacer.closed))) {
+    if (!this.writer.full && (small || (this.sendQueue.length === 0 && !pacer.closed))) {
       if (stream.flush(Infinity)) this.enqueue(stream);
       return;
     }
@@ -392,15 +365,18 @@ export class Session implements StreamOwner {
 
   /** A PING answer: a link pacer probe's, or a heartbeat ping's. */
   private pingAnswered(payload: Buffer): void {
-    if (this.pacer.answered(payload, this.clock.now())) {
-      if (!this.pacer.closed && this.sendQueue.length > 0 && !this.linkFull) this.flushQueue();
+    if (this.writer.pacer.answered(payload, this.clock.now())) {
+      if (this.sendQueue.length > 0 && !this.writer.congested) this.flushQueue();
     } else this.pings.answered(payload);
   }
 
   /** Records a measured round trip (from the heartbeat's pings). */
   recordRtt(sample: number): void {
     this.rtt = this.rtt === 0 ? sample : this.rtt * 0.875 + sample * 0.125;
-    if (sample > 0 && (this.minRtt === 0 || sample < this.minRtt)) this.minRtt = sample;
+    if (sample > 0 && (this.minRtt === 0 || sample < this.minRtt)) {
+      this.minRtt = sample;
+      this.writer.minRttChanged(sample);
+    }
   }
 
   // ---- sending ---------------------------------------------------------
@@ -414,55 +390,8 @@ export class Session implements StreamOwner {
   }
 
   private writeFrame(frame: Buffer): void {
-    const link = this.link;
-    if (this.ended || link === null) return;
-    this.corkForTurn(link, frame.length);
-    link.write(frame);
-    this.pacer.wrote(frame.length);
+    if (!this.ended) this.writer.writeFrame(frame);
   }
-
-  /**
-   * Frames written in one turn of the event loop leave in one write: the link
-   * stays corked until the I/O callbacks of this turn have run (setImmediate).
-   * A hundred streams opened at once are then a few segments, not two hundred
-   * that a fresh congestion window would spread over several round trips, and
-   * bulk DATA goes out in fewer system calls. On a link of 16 ms or more, small
-   * frames of turns less than 2 ms apart are held for 1 ms, so a burst spread
-   * over many turns shares segments too.
-   */
-  private corkForTurn(link: Duplex, bytes: number): void {
-    if (this.corkedLink !== null) return;
-    if (!this.inTurn) {
-      this.inTurn = true;
-      if (bytes < DIRECT_FRAME_BYTES && link.writableLength === 0) {
-        const now = this.clock.now();
-        const burst = now - this.lastSmallTurnAt < BURST_GAP_MS && this.minRtt >= BURST_MIN_RTT_MS;
-        this.lastSmallTurnAt = now;
-        if (burst) {
-          // Streams opening one after another on a distant link: a fresh congestion
-          // window counts segments, so a millisecond's frames leave together.
-          this.clock.setTimer(BURST_HOLD_MS, this.endTurn);
-          this.corkedLink = link;
-          link.cork();
-          return;
-        }
-        // The first small frame of a turn on an idle link goes at once: a lone ping or
-        // keystroke pays no wait; what follows it in the same turn is batched.
-        setImmediate(this.endTurn);
-        return;
-      }
-      setImmediate(this.endTurn);
-    }
-    this.corkedLink = link;
-    link.cork();
-  }
-
-  private readonly endTurn = (): void => {
-    this.inTurn = false;
-    const link = this.corkedLink;
-    this.corkedLink = null;
-    if (link !== null && !link.destroyed) link.uncork();
-  };
 
   private enqueue(stream: Stream): void {
     if (stream.queued) return;
@@ -499,7 +428,6 @@ export class Session implements StreamOwner {
     const end: SessionEnd = { error, reason, byPeer: true };
     this.detachLink(end);
     this.linkState = 'held';
-    this.linkFull = true;
     this.receiver.linkDetached();
     this.pings.clear();
     for (const stream of this.streams.values()) stream.listedByPeer = false;
@@ -518,6 +446,7 @@ export class Session implements StreamOwner {
     const link = this.link;
     if (link === null) return;
     this.link = null;
+    this.writer.detach();
     this.unlisten(link);
     const gone = this.linkGone;
     this.linkGone = null;
@@ -562,7 +491,7 @@ export class Session implements StreamOwner {
   /** The partner's list is complete: reopen what it never saw, then let data flow. */
   private finishResumption(peerLastOpened: number): void {
     this.linkState = 'live';
-    this.linkFull = false;
+    this.writer.full = false;
     const link = this.link;
     link?.cork();
     const info = this.resumption.finish(peerLastOpened, this.heldStreams());

@@ -276,7 +276,7 @@ test('after a small send met a backlog, bulk waits while the bytes in flight exc
  * other bound on bulk (a looser one that applies when the cap is not held would hold bulk too).
  */
 function pacerOf(session: Session): LinkPacer {
-  return (session as unknown as { readonly pacer: LinkPacer }).pacer;
+  return (session as unknown as { readonly writer: { readonly pacer: LinkPacer } }).writer.pacer;
 }
 
 test('an interactive stream that keeps sending keeps the cap held past ENFORCE_MS', async (t) => {
