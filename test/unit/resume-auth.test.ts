@@ -7,8 +7,6 @@ import { describe, test } from 'node:test';
 import { socketPair } from '../helpers/loopback.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import net from 'node:net';
-import { once } from 'node:events';
 import type { Duplex } from 'node:stream';
 import {
   PROOF_LENGTH,

@@ -13,7 +13,7 @@ import { socketPair } from '../helpers/loopback.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../../src/mux/session.js';
 import type { Stream, StreamSink } from '../../src/mux/stream.js';
 import { FrameDecoder, parseCodeAndReason, parseResumedReceived, parseWindow } from '../../src/protocol/decode.js';
