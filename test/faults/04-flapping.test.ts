@@ -19,7 +19,9 @@ import {
   LINK_DOWN,
   LINK_UP,
   PAIR_BOTH_WAYS,
+  assertBackToBaseline,
   createChain,
+  quietBaseline,
   faultsAvailable,
   mib,
   pollUntil,
@@ -30,7 +32,6 @@ import {
   targetStats,
   targetsQuiet,
   waitLoads,
-  type Probe,
   type TcpipeProc,
 } from './kit.js';
 import { Flags } from './pattern.js';
@@ -59,10 +60,6 @@ function linkState(p: TcpipeProc, from: number): 'up' | 'down' | 'unknown' {
   return last === undefined ? 'unknown' : LINK_UP.test(last) ? 'up' : 'down';
 }
 
-function sockets(p: Probe): number {
-  return (p.handles.Socket ?? 0) + (p.handles.TLSSocket ?? 0);
-}
-
 describe('faults: flapping link', { skip: skipReason(avail) }, () => {
   test(NAME, { timeout: FLAP_MS + 90_000 }, (t) =>
     scenario(t, NAME, INJECTED, async (s) => {
@@ -80,13 +77,7 @@ describe('faults: flapping link', { skip: skipReason(avail) }, () => {
       await startLoads(flows, chain, 'warm', { ...load, count: 64, keyBase: 1 });
       const warm = await waitLoads(flows, 'warm', 30_000);
       assert.equal(warm.fwd.clean + warm.rev.clean, 128, `warm-up: ${JSON.stringify({ fwd: warm.fwd.errors, rev: warm.rev.errors })}`);
-      const quiet = async (): Promise<Probe[]> => {
-        // Sockets close asynchronously after the last stream: wait until no stream socket is left.
-        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 10_000, 'no stream sockets left', 200);
-        return Promise.all(procs.map((p) => p.probe()));
-      };
-      const before = await quiet();
-      const rssBefore = procs.map((p) => p.stats().rss);
+      const before = await quietBaseline(procs);
 
       const serverFrom = server.mark();
       await startLoads(flows, chain, 'flap', { ...load, keyBase: 100_000 });
@@ -133,23 +124,7 @@ describe('faults: flapping link', { skip: skipReason(avail) }, () => {
       assert.ok(flap.fwd.clean + flap.rev.clean > 0, 'some streams completed');
 
       s.check('after the flapping, once quiet: descriptors, sockets and timers back to their starting counts; heap +<8 MiB, RSS +<32 MiB');
-      const after = await quiet();
-      const rssAfter = procs.map((p) => p.stats().rss);
-      for (const [i, p] of procs.entries()) {
-        const b = before[i];
-        const a = after[i];
-        if (b === undefined || a === undefined) throw new Error('missing probe');
-        s.figure(`${p.name} fds before/after`, `${b.fds}/${a.fds}`);
-        s.figure(`${p.name} timers before/after`, `${b.timers}/${a.timers}`);
-        s.figure(`${p.name} heap MiB before/after`, `${mib(b.heapUsed)}/${mib(a.heapUsed)}`);
-        s.figure(`${p.name} RSS MiB before/after`, `${mib(rssBefore[i] ?? 0)}/${mib(rssAfter[i] ?? 0)}`);
-        assert.ok(a.fds <= b.fds, `${p.name}: ${a.fds} descriptors after, ${b.fds} before`);
-        assert.ok(sockets(a) <= sockets(b), `${p.name}: ${sockets(a)} sockets after, ${sockets(b)} before`);
-        assert.ok(a.timers <= b.timers, `${p.name}: ${a.timers} live timers after, ${b.timers} before`);
-        assert.ok(a.intervals <= b.intervals, `${p.name}: ${a.intervals} intervals after, ${b.intervals} before`);
-        assert.ok(a.heapUsed <= b.heapUsed + HEAP_SLACK, `${p.name}: heap ${mib(a.heapUsed)} MiB after, ${mib(b.heapUsed)} MiB before`);
-        assert.ok((rssAfter[i] ?? 0) <= (rssBefore[i] ?? 0) + RSS_SLACK, `${p.name}: RSS ${mib(rssAfter[i] ?? 0)} MiB after, ${mib(rssBefore[i] ?? 0)} MiB before`);
-      }
+      assertBackToBaseline(s, procs, before, await quietBaseline(procs), { heap: HEAP_SLACK, rss: RSS_SLACK });
     }),
   );
 });

@@ -55,8 +55,10 @@ import {
   REV_PORT,
   MiB,
   PAIR_BOTH_WAYS,
+  assertBackToBaseline,
   clientArgs,
   createChain,
+  quietBaseline,
   faultsAvailable,
   lineTime,
   loadStats,
@@ -77,7 +79,6 @@ import {
   type Flows,
   type Json,
   type LoadSummary,
-  type Probe,
   type TargetRecord,
   type TcpipeProc,
   type UserRecord,
@@ -728,11 +729,6 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const { server, client } = await startResumePair(t, chain, common, common);
       const procs = [server, client] as const;
       const load = { concurrency: 8, sizeMin: 16 * KiB, sizeMax: 1024 * KiB, replyMin: 16 * KiB, replyMax: 1024 * KiB, flags: Flags.PACED, timeoutMs: 60_000 };
-      const sockets = (p: Probe): number => (p.handles.Socket ?? 0) + (p.handles.TLSSocket ?? 0);
-      const quiet = async (): Promise<Probe[]> => {
-        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 10_000, 'no stream sockets left', 200);
-        return Promise.all(procs.map((p) => p.probe()));
-      };
 
       // Warm-up, with one resumed cut (so that what a resume loads once is in the baseline).
       const warmFrom = procs.map((p) => p.mark());
@@ -745,8 +741,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const warm = await waitLoads(flows, 'warm', 30_000, { records: true });
       await targetsQuiet(flows);
       expectClean('warm-up', warm, await targetRecords(flows));
-      const before = await quiet();
-      const rssBefore = procs.map((p) => p.stats().rss);
+      const before = await quietBaseline(procs);
 
       const marks = procs.map((p) => p.mark());
       await startLoads(flows, chain, 'flap', { ...load, keyBase: keys() });
@@ -786,23 +781,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       s.figure('MiB checked', mib(checked.bytes));
 
       s.check(`after the flapping, once quiet: descriptors, sockets and timers back to their starting counts; heap +<${HEAP_SLACK / MiB} MiB, RSS +<${RSS_SLACK / MiB} MiB`);
-      const after = await quiet();
-      const rssAfter = procs.map((p) => p.stats().rss);
-      for (const [i, p] of procs.entries()) {
-        const b = before[i];
-        const a = after[i];
-        if (b === undefined || a === undefined) throw new Error('missing probe');
-        s.figure(`${p.name} fds before/after`, `${b.fds}/${a.fds}`);
-        s.figure(`${p.name} timers before/after`, `${b.timers}/${a.timers}`);
-        s.figure(`${p.name} heap MiB before/after`, `${mib(b.heapUsed)}/${mib(a.heapUsed)}`);
-        s.figure(`${p.name} RSS MiB before/after`, `${mib(rssBefore[i] ?? 0)}/${mib(rssAfter[i] ?? 0)}`);
-        assert.ok(a.fds <= b.fds, `${p.name}: ${a.fds} descriptors after, ${b.fds} before`);
-        assert.ok(sockets(a) <= sockets(b), `${p.name}: ${sockets(a)} sockets after, ${sockets(b)} before`);
-        assert.ok(a.timers <= b.timers, `${p.name}: ${a.timers} live timers after, ${b.timers} before`);
-        assert.ok(a.intervals <= b.intervals, `${p.name}: ${a.intervals} intervals after, ${b.intervals} before`);
-        assert.ok(a.heapUsed <= b.heapUsed + HEAP_SLACK, `${p.name}: heap ${mib(a.heapUsed)} MiB after, ${mib(b.heapUsed)} MiB before`);
-        assert.ok((rssAfter[i] ?? 0) <= (rssBefore[i] ?? 0) + RSS_SLACK, `${p.name}: RSS ${mib(rssAfter[i] ?? 0)} MiB after, ${mib(rssBefore[i] ?? 0)} MiB before`);
-      }
+      assertBackToBaseline(s, procs, before, await quietBaseline(procs), { heap: HEAP_SLACK, rss: RSS_SLACK });
     }),
   );
 

@@ -21,6 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import type { TestContext } from 'node:test';
 import { StringDecoder } from 'node:string_decoder';
+import assert from 'node:assert/strict';
 import { createTopology, netnsAvailable, type Availability, type Topology } from '../helpers/netns.js';
 
 export const NODE = process.execPath;
@@ -520,6 +521,50 @@ export async function pollUntil<T>(read: () => T | Promise<T>, done: (value: T) 
 
 export function mib(bytes: number): number {
   return Math.round((bytes / MiB) * 10) / 10;
+}
+
+function sockets(p: Probe): number {
+  return (p.handles.Socket ?? 0) + (p.handles.TLSSocket ?? 0);
+}
+
+/** Each process's handles, timers and heap (and RSS) once no stream socket is left: a leak baseline. */
+export interface Baseline {
+  readonly probes: readonly Probe[];
+  readonly rss: readonly number[];
+}
+
+export async function quietBaseline(procs: readonly TcpipeProc[]): Promise<Baseline> {
+  // Sockets close asynchronously after the last stream: wait until no stream socket is left.
+  await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 10_000, 'no stream sockets left', 200);
+  const probes = await Promise.all(procs.map((p) => p.probe()));
+  return { probes, rss: procs.map((p) => p.stats().rss) };
+}
+
+/** Records both baselines as figures and asserts that nothing grew beyond the slack. */
+export function assertBackToBaseline(
+  s: { figure(name: string, value: number | string | boolean): void },
+  procs: readonly TcpipeProc[],
+  before: Baseline,
+  after: Baseline,
+  slack: { readonly heap: number; readonly rss: number },
+): void {
+  for (const [i, p] of procs.entries()) {
+    const b = before.probes[i];
+    const a = after.probes[i];
+    if (b === undefined || a === undefined) throw new Error('missing probe');
+    const rssB = before.rss[i] ?? 0;
+    const rssA = after.rss[i] ?? 0;
+    s.figure(`${p.name} fds before/after`, `${b.fds}/${a.fds}`);
+    s.figure(`${p.name} timers before/after`, `${b.timers}/${a.timers}`);
+    s.figure(`${p.name} heap MiB before/after`, `${mib(b.heapUsed)}/${mib(a.heapUsed)}`);
+    s.figure(`${p.name} RSS MiB before/after`, `${mib(rssB)}/${mib(rssA)}`);
+    assert.ok(a.fds <= b.fds, `${p.name}: ${a.fds} descriptors after, ${b.fds} before`);
+    assert.ok(sockets(a) <= sockets(b), `${p.name}: ${sockets(a)} sockets after, ${sockets(b)} before`);
+    assert.ok(a.timers <= b.timers, `${p.name}: ${a.timers} live timers after, ${b.timers} before`);
+    assert.ok(a.intervals <= b.intervals, `${p.name}: ${a.intervals} intervals after, ${b.intervals} before`);
+    assert.ok(a.heapUsed <= b.heapUsed + slack.heap, `${p.name}: heap ${mib(a.heapUsed)} MiB after, ${mib(b.heapUsed)} MiB before`);
+    assert.ok(rssA <= rssB + slack.rss, `${p.name}: RSS ${mib(rssA)} MiB after, ${mib(rssB)} MiB before`);
+  }
 }
 
 /** Blocks new inbound TCP on `host` except from its own loopback (the target host's firewall of scenario 1). */
