@@ -837,12 +837,7 @@ async function fakeRun(args: Args): Promise<Json> {
   let goaway: { code: number; reason: string } | null = null;
   let closed = false;
   let decodeError: string | null = null;
-  let wake: (() => void) | null = null;
-  const poke = (): void => {
-    const w = wake;
-    wake = null;
-    if (w !== null) w();
-  };
+  const { poke, until } = waker();
   socket.on('data', (chunk: Buffer) => {
     try {
       decoder.push(chunk);
@@ -860,21 +855,6 @@ async function fakeRun(args: Args): Promise<Json> {
     closed = true;
     poke();
   });
-  const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
-    const deadline = performance.now() + ms;
-    while (!cond()) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-    return true;
-  };
   if (!(await until(() => helloSeen || closed, 5000))) throw new Error('the server sent no HELLO within 5 s');
   if (!helloSeen) throw new Error(`the server closed the link before its HELLO (goaway ${JSON.stringify(goaway)})`);
   const started = performance.now();
@@ -1104,12 +1084,7 @@ async function replay(args: Args): Promise<Json> {
   const frames: number[] = [];
   let goaway: { code: number; reason: string } | null = null;
   let decodeError: string | null = null;
-  let wake: (() => void) | null = null;
-  const poke = (): void => {
-    const w = wake;
-    wake = null;
-    if (w !== null) w();
-  };
+  const { poke, until } = waker();
   const decoder = new FrameDecoder({ maxDataPayload: 1024 * 1024 });
   socket.on('data', (chunk: Buffer) => {
     recv += chunk.length;
@@ -1131,21 +1106,6 @@ async function replay(args: Args): Promise<Json> {
     closed = true;
     poke();
   });
-  const until = async (cond: () => boolean, ms: number): Promise<boolean> => {
-    const deadline = performance.now() + ms;
-    while (!cond()) {
-      const left = deadline - performance.now();
-      if (left <= 0) return false;
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
-        wake = () => {
-          clearTimeout(t);
-          resolve();
-        };
-      });
-    }
-    return true;
-  };
   const connected = await new Promise<boolean>((resolve) => {
     socket.once('connect', () => resolve(true));
     socket.once('close', () => resolve(false));
@@ -1265,3 +1225,30 @@ process.on('uncaughtException', (err) => {
   process.stderr.write(`agent uncaught: ${err.stack ?? err.message}\n`);
 });
 reply({ id: 0, ok: true, result: { ready: true, pid: process.pid } });
+
+/** `until(cond, ms)` re-checks `cond` each time `poke()` is called (from socket events), up to `ms`. */
+function waker(): { poke(): void; until(cond: () => boolean, ms: number): Promise<boolean> } {
+  let wake: (() => void) | null = null;
+  return {
+    poke(): void {
+      const w = wake;
+      wake = null;
+      if (w !== null) w();
+    },
+    async until(cond: () => boolean, ms: number): Promise<boolean> {
+      const deadline = performance.now() + ms;
+      while (!cond()) {
+        const left = deadline - performance.now();
+        if (left <= 0) return false;
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, left);
+          wake = () => {
+            clearTimeout(t);
+            resolve();
+          };
+        });
+      }
+      return true;
+    },
+  };
+}
