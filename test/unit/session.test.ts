@@ -4,8 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
+import type net from 'node:net';
+import { socketPair } from '../helpers/loopback.js';
 import { Session, type MuxSettings, type SessionEnd } from '../../src/mux/session.js';
 import type { Stream, StreamSink } from '../../src/mux/stream.js';
 import { FrameDecoder, parseCodeAndReason, parseWindow } from '../../src/protocol/decode.js';
@@ -38,16 +38,7 @@ interface Harness {
 
 /** A session on one end of a loopback connection; the test drives the other end by hand. */
 async function harness(settings: Partial<MuxSettings> = {}, onRequest?: (s: Stream) => void, clock: Clock = systemClock): Promise<Harness> {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as net.AddressInfo).port;
-  const accepted = once(server, 'connection') as Promise<[net.Socket]>;
-  const raw = net.connect(port, '127.0.0.1');
-  await once(raw, 'connect');
-  const [link] = await accepted;
-  server.close();
-  raw.on('error', () => undefined);
+  const [raw, link] = await socketPair();
   const frames: Frame[] = [];
   const waiters: { predicate: (f: Frame) => boolean; resolve: (f: Frame) => void }[] = [];
   const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
