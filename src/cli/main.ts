@@ -167,6 +167,17 @@ async function run(command: RunCommand): Promise<number> {
     logger.warn('config', 'neither -p nor -t given: this instance will hold the link but relay nothing');
   }
   let instance: Tcpipe;
+  // prom-client is loaded only when metrics are asked for, and before the instance starts: its
+  // counters attach as soon as the instance exists, so they count the first streams too.
+  let metricsModule: typeof import('../metrics/metrics.js') | null = null;
+  if (command.metrics !== undefined) {
+    try {
+      metricsModule = await import('../metrics/metrics.js');
+    } catch (err) {
+      logger.error('start_failed', `cannot load the metrics module: ${errorMessage(err)}`);
+      return EXIT_FAILURE;
+    }
+  }
   try {
     instance =
       command.mode === 'server'
@@ -192,11 +203,9 @@ async function run(command: RunCommand): Promise<number> {
     `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}`,
   );
   let metrics: MetricsServer | null = null;
-  if (command.metrics !== undefined) {
+  if (command.metrics !== undefined && metricsModule !== null) {
     try {
-      // prom-client is loaded only when metrics are asked for.
-      const { startMetricsServer } = await import('../metrics/metrics.js');
-      metrics = await startMetricsServer(instance, command.metrics.host, command.metrics.port, logger);
+      metrics = await metricsModule.startMetricsServer(instance, command.metrics.host, command.metrics.port, logger);
     } catch (err) {
       logger.error('start_failed', `cannot serve metrics on ${command.metrics.host}:${command.metrics.port}: ${errorMessage(err)}`);
       await instance.stop('start failed');
