@@ -58,8 +58,8 @@ export interface UserApi {
   };
   /** Opens the interactive connection (ECHO) used by pingRun. */
   pingOpen: { args: Endpoint; result: null };
-  /** 64-byte (`size`) ping-pong on the open connection for `durationMs`; the first `warmup` round trips are not kept. */
-  pingRun: { args: { size: number; durationMs: number; warmup: number; minSamples: number }; result: { samples: number[] } };
+  /** 64-byte (`size`) ping-pong on the open connection for `durationMs`; the first `warmup` round trips are not kept. Round trips in µs, with when each was sent (nowUs). */
+  pingRun: { args: { size: number; durationMs: number; warmup: number; minSamples: number }; result: { samples: number[]; sentAt: number[] } };
   pingClose: { args: null; result: null };
   /** Starts one stream (DISCARD) that sends as fast as the path takes it, until bulkStop. */
   bulkStart: { args: Endpoint; result: null };

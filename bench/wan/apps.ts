@@ -203,6 +203,7 @@ class UserApp {
       return new Promise((resolve, reject) => {
         const message = Buffer.alloc(args.size, 0x61);
         const samples: number[] = [];
+        const sentAts: number[] = [];
         const untilUs = nowUs() + args.durationMs * 1000;
         let pending = 0;
         let sentAt = 0;
@@ -216,13 +217,16 @@ class UserApp {
           socket.off('data', onData);
           socket.off('close', onClose);
           if (err !== null) reject(err);
-          else resolve({ samples });
+          else resolve({ samples, sentAt: sentAts });
         };
         const onData = (chunk: Buffer): void => {
           pending -= chunk.length;
           if (pending > 0) return;
           const now = nowUs();
-          if (count++ >= args.warmup) samples.push(now - sentAt);
+          if (count++ >= args.warmup) {
+            samples.push(now - sentAt);
+            sentAts.push(sentAt);
+          }
           if (now < untilUs || samples.length < args.minSamples) send();
           else finish(null);
         };

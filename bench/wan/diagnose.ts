@@ -4,10 +4,13 @@
  * interactive workloads with
  *   - tcpipe's window-growth and link trace (bench/wan/trace.ts, loaded with --import),
  *   - `ss -tmi` of the link's TCP socket in both namespaces every 250 ms,
+ *   - during the interactive workload, `ss -ti` of the sending end of the link
+ *     every 20 ms beside the time of every ping (a ping that waits long, and
+ *     what the link's congestion control was doing meanwhile),
  *   - CPU profiles of both tcpipe processes (node --cpu-prof),
  * and writes DIR/diagnose.md with the summaries (raw files beside it).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -105,6 +108,85 @@ function ssSummary(samples: readonly SsSample[], phase: string, side: 'a' | 'b')
   return [
     `| ${phase} | ${side === 'a' ? 'A (entry)' : 'B (exit)'} | ${list.length} | ${col((s) => Number(s.fields['rtt']?.split('/')[0]))} | ${col((s) => Number(s.fields['cwnd']))} | ${col((s) => s.sendQ / 1e6)} | ${col((s) => Number(s.fields['notsent'] ?? 0) / 1e6)} | ${col((s) => s.recvQ / 1e6)} | ${col((s) => skmem(s.fields['skmem'], 'tb') / 1e6)} | ${col((s) => skmem(s.fields['skmem'], 'rb') / 1e6)} | ${col((s) => rate(s.fields['delivery_rate']) / 1e6)} | ${col((s) => rate(s.fields['pacing_rate']) / 1e6)} | ${limitedPct(last?.fields['rwnd_limited'])}% / ${limitedPct(last?.fields['sndbuf_limited'])}% |`,
   ];
+}
+
+/** One `ss -ti` look at the sending end of the link, from the 20 ms timeline. */
+interface FineSample {
+  readonly t: number;
+  readonly cwnd: number;
+  readonly notsentMB: number;
+  readonly unacked: number;
+  /** BBR's gains, "pacing/cwnd" (PROBE_RTT runs both at 1 with cwnd 4). */
+  readonly gains: string;
+}
+
+/** `ss -ti` of the link socket every 20 ms in one namespace, timestamped as each answer arrives. */
+class FineSampler {
+  readonly samples: FineSample[] = [];
+  private readonly child;
+  private partial = '';
+
+  constructor(ns: string, port: number) {
+    const filter = `( sport = :${port} or dport = :${port} )`;
+    const script = `while :; do echo @; ss -tinH '${filter}'; sleep 0.02; done`;
+    this.child = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.child.stdout.setEncoding('utf8');
+    this.child.stdout.on('data', (chunk: string) => this.read(chunk));
+  }
+
+  private read(chunk: string): void {
+    const t = nowUs();
+    const blocks = (this.partial + chunk).split('@\n');
+    this.partial = blocks.pop() ?? '';
+    for (const block of blocks) {
+      if (!block.includes('ESTAB')) continue;
+      const num = (re: RegExp): number => Number(re.exec(block)?.[1] ?? Number.NaN);
+      this.samples.push({
+        t,
+        cwnd: num(/\bcwnd:(\d+)/),
+        notsentMB: num(/\bnotsent:(\d+)/) / 1e6 || 0,
+        unacked: num(/\bunacked:(\d+)/),
+        gains: /pacing_gain:([\d.]+),cwnd_gain:([\d.]+)/.exec(block)?.slice(1, 3).join('/') ?? '?',
+      });
+    }
+  }
+
+  stop(): void {
+    this.child.kill('SIGKILL');
+  }
+}
+
+/** Slow pings beside what the sending end of the link did while each waited. */
+function pingTimeline(pings: readonly { at: number; ms: number }[], fine: readonly FineSample[], rttMs: number): string[] {
+  const probeRtt = fine.filter((f) => f.gains === '1/1' || f.cwnd <= 4);
+  const episodes: { from: number; to: number }[] = [];
+  for (const f of probeRtt) {
+    const last = episodes[episodes.length - 1];
+    if (last !== undefined && f.t - last.to < 100_000) last.to = f.t;
+    else episodes.push({ from: f.t, to: f.t });
+  }
+  const t0 = pings[0]?.at ?? 0;
+  const rel = (us: number): string => ((us - t0) / 1000).toFixed(0);
+  const out = [
+    `${fine.length} samples of the sending end of the link (every 20 ms) over ${pings.length} pings. BBR PROBE_RTT (gains 1/1 or cwnd ≤ 4) at ms: ${episodes.map((e) => `${rel(e.from)}–${rel(e.to)}`).join(', ') || 'none'}.`,
+    '',
+    '| ping sent at ms | round trip ms | overlaps PROBE_RTT | cwnd min | notsent MB max | unacked max | gains seen |',
+    '|---:|---:|---|---:|---:|---:|---|',
+  ];
+  for (const p of pings) {
+    if (p.ms <= rttMs + 10) continue;
+    const during = fine.filter((f) => f.t >= p.at && f.t <= p.at + p.ms * 1000);
+    const overlaps = episodes.some((e) => e.from <= p.at + p.ms * 1000 && e.to >= p.at);
+    const cw = during.map((f) => f.cwnd).filter(Number.isFinite);
+    const ns = during.map((f) => f.notsentMB);
+    const un = during.map((f) => f.unacked).filter(Number.isFinite);
+    out.push(
+      `| ${rel(p.at)} | ${p.ms.toFixed(1)} | ${overlaps ? 'yes' : 'no'} | ${cw.length > 0 ? Math.min(...cw) : '–'} | ${ns.length > 0 ? Math.max(...ns).toFixed(1) : '–'} | ${un.length > 0 ? Math.max(...un) : '–'} | ${[...new Set(during.map((f) => f.gains))].join(' ')} |`,
+    );
+  }
+  const slow = pings.filter((p) => p.ms > rttMs + 10).length;
+  out.push('', `${slow} of ${pings.length} pings over RTT + 10 ms.`);
+  return out;
 }
 
 interface TraceLine {
@@ -206,18 +288,27 @@ async function diagnoseOne(s: Session, o: WanOptions, profile: Profile, id: WanP
     try {
       await waitReady(ctx, running);
       const results: string[] = [];
+      const show = (r: unknown): string => JSON.stringify(r, (k, v: unknown) => (k === 'pings' ? undefined : typeof v === 'number' ? Math.round(v * 1000) / 1000 : v));
       for (const [name, fn] of [
         ['bulk1', () => bulk(ctx, running, 1)],
         ['bulk8', () => bulk(ctx, running, 8)],
-        ['interactive', () => interactive(ctx, running)],
       ] as const) {
         const from = nowUs();
         const r = await fn();
         phases.push({ name, from, to: nowUs() });
-        results.push(`- ${name}: \`${JSON.stringify(r, (_k, v: unknown) => (typeof v === 'number' ? Math.round(v * 1000) / 1000 : v))}\``);
-        log(`  ${id} ${name}: ${JSON.stringify(r)}`);
+        results.push(`- ${name}: \`${show(r)}\``);
+        log(`  ${id} ${name}: ${show(r)}`);
       }
+      // The interactive workload with the sending end of the link watched every 20 ms.
+      const fine = new FineSampler(link.a.ns, port);
+      const from = nowUs();
+      const r = await interactive(ctx, running).finally(() => fine.stop());
+      phases.push({ name: 'interactive', from, to: nowUs() });
+      results.push(`- interactive: \`${show(r)}\``);
+      log(`  ${id} interactive: ${show(r)}`);
+      writeFileSync(join(dir, 'interactive-timeline.json'), JSON.stringify({ pings: r.pings ?? [], fine: fine.samples }));
       out.push('Workloads (as in the benchmark, with the instruments on):', '', ...results, '');
+      out.push('Interactive pings slower than RTT + 10 ms, and the link\'s sending socket meanwhile:', '', ...pingTimeline(r.pings ?? [], fine.samples, profile.rttMs), '');
     } finally {
       await running.stop();
       for (const c of apps.children) await s.registry.stop(c, 2000);

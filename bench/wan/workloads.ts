@@ -46,6 +46,8 @@ export interface InteractiveResult {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  /** Diagnose mode only: each loaded ping, when it was sent (nowUs) and its round trip in ms. */
+  readonly pings?: readonly { readonly at: number; readonly ms: number }[];
   /** What the bulk stream beside it moved (from its start, warm-up included). */
   readonly bulkGbps: number;
 }
@@ -192,6 +194,7 @@ export async function interactive(ctx: Ctx, path: RunningPath): Promise<Interact
           p99Ms: ms(percentile(loaded.samples, 99)),
           maxMs: ms(Math.max(...loaded.samples)),
           bulkGbps: bg.ms > 0 ? (bg.bytes * 8) / (bg.ms / 1000) / 1e9 : 0,
+          ...(ctx.sampler === undefined ? {} : { pings: loaded.samples.map((us, i) => ({ at: loaded.sentAt[i] ?? Number.NaN, ms: ms(us) })) }),
         };
       } finally {
         if (bg === null) await ctx.user.call('bulkStop', null).catch(() => null);
