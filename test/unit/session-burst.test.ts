@@ -102,12 +102,14 @@ async function openInTurns(session: Session, setNow: (ms: number) => void, times
 }
 
 /** Time moves only when told; timers fire only when told (runTimers), so no turn can outlast the hold. */
-function manualClock(): { clock: Clock; setNow(ms: number): void; runTimers(): void } {
+function manualClock(): { clock: Clock; setNow(ms: number): void; runTimers(): void; holds: number[] } {
   let now = 0;
   let due: (() => void)[] = [];
+  const holds: number[] = [];
   const clock: Clock = {
     now: () => now,
-    setTimer: (_ms, cb) => {
+    setTimer: (ms, cb) => {
+      holds.push(ms);
       due.push(cb);
       return { cancel: () => (due = due.filter((f) => f !== cb)) };
     },
@@ -117,7 +119,7 @@ function manualClock(): { clock: Clock; setNow(ms: number): void; runTimers(): v
     due = [];
     for (const f of fire) f();
   };
-  return { clock, setNow: (ms) => (now = ms), runTimers };
+  return { clock, setNow: (ms) => (now = ms), runTimers, holds };
 }
 
 test('on a distant link, streams opened in turns under 2 ms apart leave in one write after the first', async (t) => {
@@ -145,4 +147,52 @@ test('on a near link (round trip under 16 ms) a burst is not held: each turn wri
   await openInTurns(c.session, setNow, [0, 0.5, 0.9, 1.3]);
   await c.opens(4);
   assert.equal(c.writes(), 4);
+});
+
+test('a burst that goes on is held longer at each turn, up to a sixteenth of the round trip', async (t) => {
+  const { clock, setNow, runTimers, holds } = manualClock();
+  const c = await countedSession(t, clock, 64);
+  // Each stream opens just after the previous hold ended: one burst of eight turns.
+  let now = 0;
+  setNow(now);
+  open(c.session);
+  await nextTurn();
+  for (let i = 0; i < 7; i++) {
+    now += 0.5;
+    setNow(now);
+    open(c.session);
+    await nextTurn();
+    now += holds.at(-1) ?? 0;
+    setNow(now);
+    runTimers();
+  }
+  await c.opens(8);
+  assert.deepEqual(holds, [1, 2, 4, 4, 4, 4, 4], 'doubling from 1 ms, capped at 64 / 16 ms');
+  assert.equal(c.writes(), 8);
+});
+
+test('on a long link, small frames a 32nd of the round trip apart are still one burst', async (t) => {
+  const { clock, setNow, runTimers } = manualClock();
+  const c = await countedSession(t, clock, 200);
+  // 5 ms apart: beyond the 2 ms gap, within 200 / 32 = 6.25 ms.
+  await openInTurns(c.session, setNow, [0, 5]);
+  assert.equal(c.writes(), 1, 'the second OPEN is held');
+  runTimers();
+  await c.opens(2);
+  assert.equal(c.writes(), 2);
+});
+
+test('a lone DATA frame goes at once in one write, header and payload together', async (t) => {
+  const { clock, setNow } = manualClock();
+  const c = await countedSession(t, clock, 50);
+  const stream = open(c.session);
+  await c.opens(1);
+  const before = c.writes();
+  setNow(10); // well after the OPEN: no burst
+  // Give the stream credit as if the partner had accepted it; then one small write.
+  stream.handleAccept();
+  stream.write(Buffer.from('x'));
+  await nextTurn();
+  await nextTurn();
+  assert.equal(c.writes() - before, 1, 'one write for the 11-byte frame, not two');
 });
