@@ -117,8 +117,9 @@ export class LinkWriter {
    * that a fresh congestion window would spread over several round trips, and
    * bulk DATA goes out in fewer system calls. The first small frame of a turn
    * on an idle link goes at once: a lone ping or keystroke pays no wait. On a
-   * link of 16 ms or more, a turn that begins less than 2 ms (or RTT/32) after
-   * the last such one (or after the end of the last held turn) is held instead, 1 ms,
+   * link of 16 ms or more, a turn that begins with a small frame less than
+   * 2 ms (or RTT/32) after the last such one (or after the end of the last
+   * held turn) is held instead, idle link or not, 1 ms,
    * then 2, 4, ... up to a sixteenth of the round trip while the burst goes
    * on, so a burst spread over many turns shares a few segments: a link that
    * has been idle or is new has a congestion window of about 10 segments,
@@ -133,20 +134,28 @@ export class LinkWriter {
       return true;
     }
     this.inTurn = true;
-    if (bytes < DIRECT_FRAME_BYTES && link.writableLength === 0) {
+    if (bytes < DIRECT_FRAME_BYTES) {
+      // Whether or not the link is idle: a TLS link's writableLength stays above 0 until its
+      // encrypted bytes are flushed, so an idle test alone would never see a burst there.
       const now = this.clock.now();
       const burst = this.distant && now - this.lastSmallTurnAt < this.burstGapMs;
       this.lastSmallTurnAt = now;
-      if (!burst) {
-        this.burstTurns = 0;
+      if (burst) {
+        const hold = BURST_HOLD_MS * 2 ** this.burstTurns;
+        if (hold < this.maxHoldMs) this.burstTurns++;
+        this.held = true;
+        this.clock.setTimer(hold < this.maxHoldMs ? hold : this.maxHoldMs, this.endTurn);
+        this.corkedLink = link;
+        link.cork();
+        return true;
+      }
+      this.burstTurns = 0;
+      if (link.writableLength === 0) {
         setImmediate(this.endTurn); // this frame goes at once; the rest of the turn is corked
         return false;
       }
-      const hold = BURST_HOLD_MS * 2 ** this.burstTurns;
-      if (hold < this.maxHoldMs) this.burstTurns++;
-      this.held = true;
-      this.clock.setTimer(hold < this.maxHoldMs ? hold : this.maxHoldMs, this.endTurn);
-    } else setImmediate(this.endTurn);
+    }
+    setImmediate(this.endTurn);
     this.corkedLink = link;
     link.cork();
     return true;

@@ -8,6 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type net from 'node:net';
+import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings } from '../../src/mux/session.js';
 import type { Stream, StreamSink } from '../../src/mux/stream.js';
@@ -195,4 +196,25 @@ test('a lone DATA frame goes at once in one write, header and payload together',
   await nextTurn();
   await nextTurn();
   assert.equal(c.writes() - before, 1, 'one write for the 11-byte frame, not two');
+});
+
+test('a burst is held even while the link has bytes waiting (a TLS link until its records are flushed)', async (t) => {
+  const { clock, setNow, holds } = manualClock();
+  // A link whose writes never complete: its writableLength stays above 0, as a TLS socket's
+  // does until the encrypted bytes reach the TCP socket.
+  const link = new Duplex({ read: () => undefined, write: () => undefined, writev: () => undefined });
+  const session = new Session(
+    link,
+    new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
+    SETTINGS,
+    { initialWindow: 64 * 1024, maxFramePayload: 16 * 1024, maxStreams: 100 },
+    { onStreamRequest: () => undefined, onEnd: () => undefined },
+    clock,
+  );
+  session.start();
+  t.after(() => session.destroy('test over'));
+  session.recordRtt(50);
+  await openInTurns(session, setNow, [0, 0.5, 0.9, 1.3]);
+  assert.ok(link.writableLength > 0, 'the link holds bytes');
+  assert.ok(holds.length >= 1, `the burst was held (${holds.length} holds)`);
 });
