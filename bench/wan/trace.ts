@@ -69,11 +69,13 @@ function checkStall(self: Stream): void {
 if (file !== '') {
   writeFileSync(file, '');
   wrap(Stream.prototype, 'sendWindowUpdate', (self, _args, call) => {
-    const before = num(self, 'window');
+    const window: unknown = Reflect.get(self, 'receiveWindow');
+    const rw = typeof window === 'object' && window !== null ? window : {};
+    const before = num(rw, 'window');
     const result = call();
     const owner: unknown = Reflect.get(self, 'owner');
     const rtt: unknown = typeof owner === 'object' && owner !== null ? Reflect.apply(Reflect.get(owner, 'rttMs') as (this: unknown) => number, owner, []) : Number.NaN;
-    emit({ k: 'win', t: nowUs(), s: streamKey(self as Stream), before, after: num(self, 'window'), consumed: num(self, 'consumedBytes'), rttMs: Number(rtt) });
+    emit({ k: 'win', t: nowUs(), s: streamKey(self as Stream), before, after: num(rw, 'window'), consumed: num(rw, 'consumed'), rttMs: Number(rtt) });
     return result;
   });
   wrap(Stream.prototype, 'flush', (self, _args, call) => {

@@ -301,7 +301,8 @@ export class Session implements StreamOwner {
   private reclaimIdleWindows(): void {
     const idleBefore = this.clock.now() - IDLE_WINDOW_MS;
     for (const stream of this.streams.values()) {
-      if (stream.grownBy > 0 && stream.lastActiveAt < idleBefore) this.grownWindows -= stream.shrinkWindow();
+      const window = stream.receiveWindow;
+      if (window.grownBy > 0 && window.lastUpdateAt < idleBefore) this.grownWindows -= window.shrink();
     }
   }
 
@@ -314,7 +315,7 @@ export class Session implements StreamOwner {
     this.streams.delete(stream.key);
     if (this.resumable) this.resumption.remember(stream);
     if (!stream.isEntry) this.peerOpenStreams--;
-    this.grownWindows -= stream.grownBy;
+    this.grownWindows -= stream.receiveWindow.grownBy;
     this.hooks.onStreamFinished?.(stream);
   }
 

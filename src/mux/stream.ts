@@ -1,11 +1,13 @@
 /**
- * One relayed user connection inside a session: its state, its send window
- * (credit granted by the partner) and its receive window (credit this side
- * grants). It knows nothing of sockets: the endpoint glue (endpoints/pipe)
- * feeds it with `write`/`end` and receives through a StreamSink.
+ * One relayed user connection inside a session: its state, its send side
+ * (credit granted by the partner, the bytes waiting, the replay buffer) and
+ * its receive side (credit this side grants, in receive-window.ts). It knows
+ * nothing of sockets: the endpoint glue (endpoints/pipe) feeds it with
+ * `write`/`end` and receives through a StreamSink.
  */
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
+import { ReceiveWindow } from './receive-window.js';
 import { ReplayBuffer } from './replay.js';
 import {
   StreamState,
@@ -91,17 +93,8 @@ export class Stream {
   /** Set while a resumed link's lists cross: the partner listed this stream. */
   listedByPeer = false;
 
-  // Receive side.
-  receivedBytes = 0;
-  private consumedBytes = 0;
-  private window: number;
-  private readonly maxWindow: number;
-  private readonly initialWindow: number;
-  private advertisedLimit: number;
-  private lastUpdateAt: number;
-  /** Growth is judged once per half window consumed: from this many consumed bytes, at this time. */
-  private growthFrom = 0;
-  private growthAt: number;
+  /** Receive side: the credit this side grants, and its growth. */
+  readonly receiveWindow: ReceiveWindow;
 
   constructor(
     readonly id: number,
@@ -113,13 +106,13 @@ export class Stream {
   ) {
     this.sendFlags = isEntry ? 0 : Flag.LOCAL;
     this.sendLimit = windows.sendWindow;
-    this.window = windows.receiveWindow;
-    this.maxWindow = windows.maxWindow;
-    this.initialWindow = windows.receiveWindow;
-    this.advertisedLimit = windows.receiveWindow;
     this.openedAt = owner.now();
-    this.lastUpdateAt = this.openedAt;
-    this.growthAt = this.openedAt;
+    this.receiveWindow = new ReceiveWindow(windows.receiveWindow, windows.maxWindow, this.openedAt);
+  }
+
+  /** Payload bytes received from the partner. */
+  get receivedBytes(): number {
+    return this.receiveWindow.received;
   }
 
   /** Map key: the two sides allocate ids independently. */
@@ -177,14 +170,9 @@ export class Stream {
   /** The local socket took `bytes` of what onData delivered. */
   consume(bytes: number): void {
     if (this.state === StreamState.RESET) return;
-    this.consumedBytes += bytes;
+    const due = this.receiveWindow.consume(bytes);
     this.owner.releaseBuffered(bytes);
-    if (!canReceive(this.state)) return;
-    // An eighth of the window, not half: half-window batches leave the sender a quarter of its
-    // window short on average and arrive as bursts that queue in the link socket; on a path
-    // of one window per round trip that is a quarter of the throughput.
-    const credit = this.consumedBytes + this.window - this.advertisedLimit;
-    if (credit >= this.window >>> 3) this.sendWindowUpdate();
+    if (due && canReceive(this.state)) this.sendWindowUpdate();
   }
 
   // ---- called by the session -------------------------------------------
@@ -203,10 +191,9 @@ export class Stream {
     }
     const length = payload.length;
     if (length > 0) {
-      if (this.receivedBytes + length > this.advertisedLimit) {
+      if (!this.receiveWindow.receive(length)) {
         throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id} overran its window`);
       }
-      this.receivedBytes += length;
       this.sink?.onData(payload);
     }
     if (fin) {
@@ -216,7 +203,7 @@ export class Stream {
       this.transition('recv-fin');
       // Resumable: confirm the FIN, so the partner can forget the stream (a lost FIN would be resent).
       if (this.owner.resumable) {
-        this.owner.writeWindow(this.id, this.sendFlags | Flag.FIN_RECEIVED, this.consumedBytes, this.advertisedLimit - this.consumedBytes);
+        this.owner.writeWindow(this.id, this.sendFlags | Flag.FIN_RECEIVED, this.receiveWindow.consumed, this.receiveWindow.advertised);
       }
       this.sink?.onEnd();
       if (this.canForget()) this.owner.streamFinished(this);
@@ -240,7 +227,8 @@ export class Stream {
     let flags = this.sendFlags;
     if (finReceived) flags |= Flag.FIN_RECEIVED;
     if (!this.isEntry && this.state !== StreamState.OPENING) flags |= Flag.ACCEPTED;
-    return { flags, consumed: this.consumedBytes, window: this.advertisedLimit - this.consumedBytes, received: this.receivedBytes };
+    const rw = this.receiveWindow;
+    return { flags, consumed: rw.consumed, window: rw.advertised, received: rw.received };
   }
 
   /**
@@ -384,21 +372,8 @@ export class Stream {
   }
 
   private sendWindowUpdate(): void {
-    const now = this.owner.now();
-    // Auto-tuning (docs/PROTOCOL.md, "Window growth"): half the window was consumed
-    // within two round trips, so the window is what limits this stream: double it.
-    if (this.consumedBytes - this.growthFrom >= this.window / 2) {
-      if (this.window < this.maxWindow && now - this.growthAt < 2 * this.owner.rttMs()) {
-        const wanted = Math.min(this.window, this.maxWindow - this.window);
-        this.window += this.owner.growWindow(wanted);
-      }
-      this.growthFrom = this.consumedBytes;
-      this.growthAt = now;
-    }
-    this.lastUpdateAt = now;
-    const limit = this.consumedBytes + this.window;
-    if (limit > this.advertisedLimit) this.advertisedLimit = limit;
-    this.owner.writeWindow(this.id, this.sendFlags, this.consumedBytes, this.advertisedLimit - this.consumedBytes);
+    const window = this.receiveWindow.update(this.owner.now(), this.owner.rttMs(), this.owner);
+    this.owner.writeWindow(this.id, this.sendFlags, this.receiveWindow.consumed, window);
   }
 
   private finishReset(code: number, reason: string, notifySink: boolean): void {
@@ -409,32 +384,10 @@ export class Stream {
     this.pendingBytes = 0;
     this.replay.clear();
     // Bytes delivered to the sink but never consumed are dropped with it.
-    const unconsumed = this.receivedBytes - this.consumedBytes;
+    const unconsumed = this.receiveWindow.dropUnconsumed();
     if (unconsumed > 0) this.owner.releaseBuffered(unconsumed);
-    this.consumedBytes = this.receivedBytes;
     this.owner.streamFinished(this);
     if (notifySink) this.sink?.onReset(code, reason);
-  }
-
-  /** Window granted beyond the initial one, returned to the budget when the stream ends. */
-  get grownBy(): number {
-    return this.window - this.initialWindow;
-  }
-
-  /** Clock time of the last WINDOW this stream sent (its last sign of receiving). */
-  get lastActiveAt(): number {
-    return this.lastUpdateAt;
-  }
-
-  /**
-   * An idle stream gives its grown window back to the session's budget. What
-   * was advertised stays valid (limits never decrease); the window grows again
-   * if the stream becomes the bottleneck. Returns the bytes given back.
-   */
-  shrinkWindow(): number {
-    const given = this.window - this.initialWindow;
-    this.window = this.initialWindow;
-    return given;
   }
 }
 

@@ -259,13 +259,13 @@ test('the entry side holds a FIN until ACCEPT, and sends data within the window 
   }
 });
 
-/** Feeds stream 1 as fast as the windows allow, for `total` bytes; returns the WINDOWs announced. */
-async function feedUpdates(h: Harness, total: number): Promise<{ consumed: number; window: number }[]> {
+/** Feeds stream 1 as fast as the windows allow, for `total` bytes; returns the window values announced. */
+async function feed(h: Harness, total: number): Promise<number[]> {
   h.raw.write(encodeOpen(1, 0, 40000));
   const piece = Buffer.alloc(16 * 1024, 3);
   let sent = 0;
   let limit = 64 * 1024;
-  const updates: { consumed: number; window: number }[] = [];
+  const windows: number[] = [];
   let seen = 0;
   while (sent < total) {
     while (sent < limit && sent < total) {
@@ -277,15 +277,10 @@ async function feedUpdates(h: Harness, total: number): Promise<{ consumed: numbe
     const update = await h.nextFrame((f) => f.type === FrameType.WINDOW && h.frames.filter((g) => g.type === FrameType.WINDOW).indexOf(f) >= index);
     seen = h.frames.filter((g) => g.type === FrameType.WINDOW).indexOf(update) + 1;
     const { consumed, window } = parseWindow(update.payload);
-    updates.push({ consumed, window });
+    windows.push(window);
     limit = consumed + window;
   }
-  return updates;
-}
-
-/** The window values announced while feeding stream 1. */
-async function feed(h: Harness, total: number): Promise<number[]> {
-  return (await feedUpdates(h, total)).map((u) => u.window);
+  return windows;
 }
 
 test('a stream that consumes its window within two round trips has it doubled, up to the maximum', async () => {
@@ -296,44 +291,6 @@ test('a stream that consumes its window within two round trips has it doubled, u
     assert.ok(windows.some((w) => w > 64 * 1024), `the window grew: ${windows.join(',')}`);
     assert.ok(windows.every((w) => w <= 512 * 1024), 'never beyond the maximum');
     assert.equal(windows.at(-1), 512 * 1024, `reached the maximum: ${windows.join(',')}`);
-  } finally {
-    h.close();
-  }
-});
-
-test('growth is judged once per half window consumed, not at every update', async () => {
-  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 16 * 1024 * 1024, receiveBudget: 64 * 1024 * 1024 }, undefined, frozenClock);
-  try {
-    const updates = await feedUpdates(h, 8 * 1024 * 1024);
-    let grownAt = 0;
-    let window = 64 * 1024;
-    let growths = 0;
-    for (const u of updates) {
-      if (u.window === window) continue;
-      assert.equal(u.window, 2 * window, `doubles: ${window} -> ${u.window}`);
-      assert.ok(u.consumed - grownAt >= window / 2, `grew at ${u.consumed}, less than half of ${window} after the previous growth at ${grownAt}`);
-      grownAt = u.consumed;
-      window = u.window;
-      growths++;
-    }
-    assert.ok(growths >= 4, `the window grew ${growths} times`);
-  } finally {
-    h.close();
-  }
-});
-
-/** Each call is a second later: no half window is ever consumed within two round trips. */
-function slowClock(): Clock {
-  let t = 0;
-  return { now: () => (t += 1000), setTimer: (ms, cb) => systemClock.setTimer(ms, cb) };
-}
-
-test('a stream consumed more slowly than half a window per two round trips keeps its initial window', async () => {
-  const h = await harness({ initialWindow: 64 * 1024, maxWindow: 16 * 1024 * 1024, receiveBudget: 64 * 1024 * 1024 }, undefined, slowClock());
-  try {
-    const windows = await feed(h, 2 * 1024 * 1024);
-    assert.ok(windows.length >= 16, `${windows.length} updates`);
-    assert.ok(windows.every((w) => w === 64 * 1024), `never grew: ${[...new Set(windows)].join(',')}`);
   } finally {
     h.close();
   }
