@@ -1,6 +1,6 @@
 /**
  * How frames reach the link socket: batched per event-loop turn (cork), held
- * a millisecond in a burst on a distant link, followed by the link pacer's
+ * a little longer in a burst on a distant link, followed by the link pacer's
  * probes, and stopped at the link write bound until 'drain'. The session
  * decides what to send and when a stream may; this decides how the bytes go.
  */
@@ -46,7 +46,7 @@ export class LinkWriter {
   private corkedLink: Duplex | null = null;
   /** A turn of the event loop has written to the link (endTurn is scheduled). */
   private inTurn = false;
-  /** Clock time of the last turn that began with a small frame on an idle link, or of the end of the last held turn (see corkForTurn). */
+  /** Clock time of the last turn that began with a small frame, or of the end of the last held turn (see corkForTurn). */
   private lastSmallTurnAt = -Infinity;
   /** The turn now corked is a held burst turn. */
   private held = false;
@@ -85,7 +85,7 @@ export class LinkWriter {
   writeData(streamId: number, flags: number, payload: Buffer): void {
     const link = this.link;
     if (link === null) return;
-    if (this.corkForTurn(link, payload.length) || payload.length === 0) {
+    if (this.corkForTurn(link, payload.length)) {
       link.write(encodeDataHeader(streamId, flags, payload.length));
       if (payload.length > 0) link.write(payload);
     } else {
@@ -128,34 +128,34 @@ export class LinkWriter {
    */
   private corkForTurn(link: Duplex, bytes: number): boolean {
     if (this.corkedLink !== null) return true;
-    if (this.inTurn) {
-      this.corkedLink = link;
-      link.cork();
-      return true;
-    }
+    if (this.inTurn) return this.cork(link);
     this.inTurn = true;
-    if (bytes < DIRECT_FRAME_BYTES) {
-      // Whether or not the link is idle: a TLS link's writableLength stays above 0 until its
-      // encrypted bytes are flushed, so an idle test alone would never see a burst there.
-      const now = this.clock.now();
-      const burst = this.distant && now - this.lastSmallTurnAt < this.burstGapMs;
-      this.lastSmallTurnAt = now;
-      if (burst) {
-        const hold = BURST_HOLD_MS * 2 ** this.burstTurns;
-        if (hold < this.maxHoldMs) this.burstTurns++;
-        this.held = true;
-        this.clock.setTimer(hold < this.maxHoldMs ? hold : this.maxHoldMs, this.endTurn);
-        this.corkedLink = link;
-        link.cork();
-        return true;
-      }
-      this.burstTurns = 0;
-      if (link.writableLength === 0) {
-        setImmediate(this.endTurn); // this frame goes at once; the rest of the turn is corked
-        return false;
-      }
+    const small = bytes < DIRECT_FRAME_BYTES;
+    // Whether or not the link is idle: a TLS link's writableLength stays above 0 until its
+    // encrypted bytes are flushed, so a burst test on idle links alone never sees one there.
+    if (small && this.distant && this.burstContinues()) {
+      const hold = Math.min(BURST_HOLD_MS * 2 ** this.burstTurns, this.maxHoldMs);
+      if (hold < this.maxHoldMs) this.burstTurns++;
+      this.held = true;
+      this.clock.setTimer(hold, this.endTurn);
+      return this.cork(link);
     }
     setImmediate(this.endTurn);
+    // This frame goes at once; the rest of the turn is corked.
+    if (small && link.writableLength === 0) return false;
+    return this.cork(link);
+  }
+
+  /** A small frame begins a turn on a distant link: is it within the gap of the last one? */
+  private burstContinues(): boolean {
+    const now = this.clock.now();
+    const burst = now - this.lastSmallTurnAt < this.burstGapMs;
+    this.lastSmallTurnAt = now;
+    if (!burst) this.burstTurns = 0;
+    return burst;
+  }
+
+  private cork(link: Duplex): true {
     this.corkedLink = link;
     link.cork();
     return true;

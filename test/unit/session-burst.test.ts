@@ -45,16 +45,8 @@ interface Counted {
   close(): void;
 }
 
-async function countedSession(t: { after(fn: () => void): void }, clock: Clock, minRttMs: number): Promise<Counted> {
-  const [link, raw] = await socketPair();
-  link.setNoDelay(true); // as link/transport.ts sets it: each write is a segment of its own
-  let writes = 0;
-  // Count what the socket hands to the kernel: corked frames leave in one _writev.
-  const socket = link as net.Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
-  const write = socket._write.bind(socket);
-  const writev = socket._writev.bind(socket);
-  socket._write = (...a: unknown[]) => (writes++, write(...a));
-  socket._writev = (...a: unknown[]) => (writes++, writev(...a));
+/** A started session on `link` that has measured a smallest round trip of `minRttMs`. */
+function startedSession(link: Duplex, clock: Clock, minRttMs: number): Session {
   const session = new Session(
     link,
     new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
@@ -65,6 +57,20 @@ async function countedSession(t: { after(fn: () => void): void }, clock: Clock, 
   );
   session.start();
   session.recordRtt(minRttMs);
+  return session;
+}
+
+async function countedSession(t: { after(fn: () => void): void }, clock: Clock, minRttMs: number): Promise<Counted> {
+  const [link, raw] = await socketPair();
+  link.setNoDelay(true); // as link/transport.ts sets it: each write is a segment of its own
+  let writes = 0;
+  // Count what the socket hands to the kernel: corked frames leave in one _writev.
+  const socket = link as net.Socket & { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void };
+  const write = socket._write.bind(socket);
+  const writev = socket._writev.bind(socket);
+  socket._write = (...a: unknown[]) => (writes++, write(...a));
+  socket._writev = (...a: unknown[]) => (writes++, writev(...a));
+  const session = startedSession(link, clock, minRttMs);
   let seen = 0;
   const waiters: { count: number; resolve: () => void }[] = [];
   const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
@@ -193,6 +199,7 @@ test('a lone DATA frame goes at once in one write, header and payload together',
   // Give the stream credit as if the partner had accepted it; then one small write.
   stream.handleAccept();
   stream.write(Buffer.from('x'));
+  assert.equal(c.writes() - before, 1, 'written at once, not at the end of the turn');
   await nextTurn();
   await nextTurn();
   assert.equal(c.writes() - before, 1, 'one write for the 11-byte frame, not two');
@@ -203,17 +210,8 @@ test('a burst is held even while the link has bytes waiting (a TLS link until it
   // A link whose writes never complete: its writableLength stays above 0, as a TLS socket's
   // does until the encrypted bytes reach the TCP socket.
   const link = new Duplex({ read: () => undefined, write: () => undefined, writev: () => undefined });
-  const session = new Session(
-    link,
-    new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
-    SETTINGS,
-    { initialWindow: 64 * 1024, maxFramePayload: 16 * 1024, maxStreams: 100 },
-    { onStreamRequest: () => undefined, onEnd: () => undefined },
-    clock,
-  );
-  session.start();
+  const session = startedSession(link, clock, 50);
   t.after(() => session.destroy('test over'));
-  session.recordRtt(50);
   await openInTurns(session, setNow, [0, 0.5, 0.9, 1.3]);
   assert.ok(link.writableLength > 0, 'the link holds bytes');
   assert.ok(holds.length >= 1, `the burst was held (${holds.length} holds)`);
