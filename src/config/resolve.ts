@@ -87,5 +87,7 @@ export function linkSettingsFrom(l: Limits, resumeSeconds: number): LinkSettings
     handshakeTimeoutMs: l.handshakeTimeoutMs,
     keepAliveMs: Math.max(1000, Math.floor(heartbeatMs / 2)),
     resumeGraceMs: Math.round(resumeSeconds * 1000),
+    capabilities: [],
+    requirements: [],
   };
 }

@@ -10,6 +10,8 @@ import type { Logger } from '../log/logger.js';
 import { GoAwayCode } from '../protocol/constants.js';
 import { backoffDelay } from './backoff.js';
 import { readHello, sendHello } from './handshake.js';
+import { encodeGoAway } from '../protocol/encode.js';
+import { unmetRequirement } from '../protocol/hello.js';
 import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { createKeyShare, deriveIdentity, linkExporter, type ResumeIdentity } from './resume-auth.js';
 import { requestResume } from './resume.js';
@@ -109,6 +111,12 @@ export class LinkClient {
       const resumeHello = share !== null ? { share, sessionId: held?.identity?.id ?? null } : null;
       sendHello(link, helloFor('client', settings, this.options.software, resumeHello));
       const result = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      const unmet = unmetRequirement(settings.requirements, result.peer);
+      if (unmet !== null) {
+        // Our HELLO is out: the refusal is a bare GOAWAY, which the server logs as the partner's goodbye.
+        link.end(encodeGoAway(GoAwayCode.MISSING_CAPABILITY, unmet));
+        throw new TcpipeError(ErrorCodes.HANDSHAKE, `refused the partner: ${unmet}`);
+      }
       const peer = { address, hello: result.peer };
       let identity: ResumeIdentity | null = null;
       let resumed = false;

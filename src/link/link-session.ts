@@ -8,7 +8,7 @@ import { ErrorCodes, ProtocolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { GoAwayCode } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
-import type { HelloInfo } from '../protocol/hello.js';
+import type { CapabilityRequirement, HelloInfo } from '../protocol/hello.js';
 import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../mux/session.js';
 import type { Stream } from '../mux/stream.js';
 import { Heartbeat } from './heartbeat.js';
@@ -23,6 +23,10 @@ export interface LinkSettings {
   readonly keepAliveMs: number;
   /** --resume in ms (0: off); resumption needs both sides. */
   readonly resumeGraceMs: number;
+  /** Capability ids this side announces in its HELLO (docs/PROTOCOL.md, "Capabilities"). */
+  readonly capabilities: readonly number[];
+  /** What this side's options need of the partner: a link without it is refused, with the reason on both sides. */
+  readonly requirements: readonly CapabilityRequirement[];
 }
 
 /** What the endpoints give the link: where streams go, and who hears of sessions. */
@@ -77,6 +81,7 @@ export function helloFor(
     resumeGraceMs: resume !== null ? settings.resumeGraceMs : 0,
     keyShare: resume?.share.publicKey ?? null,
     sessionId: resume?.sessionId ?? null,
+    capabilities: settings.capabilities,
   };
 }
 

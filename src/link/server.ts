@@ -12,6 +12,7 @@ import { GoAwayCode, PREFACE } from '../protocol/constants.js';
 import type { Session } from '../mux/session.js';
 import type { Duplex } from 'node:stream';
 import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
+import { unmetRequirement } from '../protocol/hello.js';
 import { PenaltyBox } from './penalty.js';
 import type { WsAcceptor } from './websocket.js';
 
@@ -239,6 +240,8 @@ export class LinkServer {
     }
     try {
       const hello = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
+      const unmet = unmetRequirement(settings.requirements, hello.peer);
+      if (unmet !== null) throw new ProtocolError(GoAwayCode.MISSING_CAPABILITY, unmet, ErrorCodes.HANDSHAKE);
       return { link, hello };
     } catch (err) {
       throw err instanceof ProtocolError ? refuse(link, err) : err;

@@ -63,4 +63,5 @@ export const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze(
   [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
   [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
   [GoAwayCode.RESUME_REFUSED]: ErrorCodes.AUTH,
+  [GoAwayCode.MISSING_CAPABILITY]: ErrorCodes.HANDSHAKE,
 });

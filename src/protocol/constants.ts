@@ -89,6 +89,8 @@ export const GoAwayCode = Object.freeze({
   AUTH_REQUIRED: 8,
   /** "A resume request that does not prove the session, or a resumption that cannot go on." */
   RESUME_REFUSED: 9,
+  /** "The partner lacks a capability this side's configuration needs (see Capabilities)." */
+  MISSING_CAPABILITY: 10,
 } as const);
 
 /** RESET codes ("RESET codes" table). */
@@ -129,7 +131,30 @@ export const HelloKey = Object.freeze({
   KEY_SHARE: 8,
   /** "session (16 bytes, client only): the session the client holds and asks to resume." */
   SESSION_ID: 9,
+  /** "capabilities (u16 list): the optional features the sender speaks; absent: none." */
+  CAPABILITIES: 10,
 } as const);
+
+/**
+ * Capability ids ("Capabilities" in docs/PROTOCOL.md). "A side announces the
+ * ids it speaks in HELLO; an id it does not know in the partner's list is
+ * ignored. A feature is used on a link only when both sides announced it."
+ */
+export const Capability = Object.freeze({
+  /** "OPEN may carry the user's source and destination addresses." */
+  ORIGIN: 1,
+  /** "Datagram streams (UDP flows)." */
+  UDP: 2,
+  /** "A second link, the fast lane, may join the session." */
+  FAST_LANE: 3,
+} as const);
+
+/** Names of the capabilities, for log lines. */
+export const CAPABILITY_NAMES: Readonly<Record<number, string>> = Object.freeze({
+  [Capability.ORIGIN]: 'origin',
+  [Capability.UDP]: 'udp',
+  [Capability.FAST_LANE]: 'fast-lane',
+});
 
 /** RESUME frame kinds (first payload byte; "RESUME" in docs/PROTOCOL.md). */
 export const ResumeKind = Object.freeze({

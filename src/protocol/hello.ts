@@ -1,5 +1,5 @@
 /** The HELLO frame's parameters as a typed record, and their validation (pure). */
-import { GoAwayCode, HelloKey, MAX_DATA_PAYLOAD_LIMIT } from './constants.js';
+import { CAPABILITY_NAMES, GoAwayCode, HelloKey, MAX_DATA_PAYLOAD_LIMIT } from './constants.js';
 import { encodeHello, u32, u8 } from './encode.js';
 import { helloU32, helloU8 } from './decode.js';
 import type { HelloParams } from './frame.js';
@@ -20,6 +20,14 @@ export interface HelloInfo {
   readonly keyShare?: Buffer | null;
   /** Client only: the session it holds and asks to resume (16 bytes). */
   readonly sessionId?: Buffer | null;
+  /** Capability ids the sender speaks (HELLO key 10), ascending; empty when absent. */
+  readonly capabilities?: readonly number[];
+}
+
+/** A capability this side's configuration needs of its partner, and the option that needs it (for the log line). */
+export interface CapabilityRequirement {
+  readonly capability: number;
+  readonly neededBy: string;
 }
 
 export const KEY_SHARE_LENGTH = 32;
@@ -38,6 +46,12 @@ export function encodeHelloInfo(info: HelloInfo): Buffer {
     [HelloKey.HEARTBEAT_MS, u32(info.heartbeatMs)],
     [HelloKey.SOFTWARE, Buffer.from(info.software.slice(0, 64), 'utf8')],
   ]);
+  const capabilities = info.capabilities ?? [];
+  if (capabilities.length > 0) {
+    const list = Buffer.allocUnsafe(capabilities.length * 2);
+    capabilities.forEach((id, i) => list.writeUInt16BE(id, i * 2));
+    params.set(HelloKey.CAPABILITIES, list);
+  }
   const grace = info.resumeGraceMs ?? 0;
   if (grace > 0 && info.keyShare) {
     params.set(HelloKey.RESUME_GRACE_MS, u32(grace));
@@ -67,6 +81,10 @@ export function decodeHelloInfo(params: HelloParams): HelloInfo {
   if (resumeGraceMs > 0 && keyShare?.length !== KEY_SHARE_LENGTH) fail('resume without a 32-byte key share');
   if (sessionId !== null && sessionId.length !== SESSION_ID_LENGTH) fail('session id must be 16 bytes');
   if (keyShare === null) resumeGraceMs = 0;
+  const list = params.get(HelloKey.CAPABILITIES);
+  if (list !== undefined && list.length % 2 !== 0) fail('capabilities must be a list of u16');
+  const capabilities: number[] = [];
+  if (list !== undefined) for (let i = 0; i < list.length; i += 2) capabilities.push(list.readUInt16BE(i));
   return {
     role: role === 0 ? 'client' : 'server',
     initialWindow,
@@ -77,5 +95,26 @@ export function decodeHelloInfo(params: HelloParams): HelloInfo {
     resumeGraceMs,
     keyShare: resumeGraceMs > 0 ? Buffer.from(keyShare ?? []) : null,
     sessionId: resumeGraceMs > 0 && sessionId !== null ? Buffer.from(sessionId) : null,
+    capabilities,
   };
+}
+
+/** Both HELLOs announced the capability: the feature may be used on this link. */
+export function bothSpeak(capability: number, ours: readonly number[], peer: HelloInfo): boolean {
+  return ours.includes(capability) && (peer.capabilities ?? []).includes(capability);
+}
+
+/**
+ * The first requirement of this side that the partner's HELLO does not meet,
+ * as the one-line reason both sides log; null when all are met.
+ */
+export function unmetRequirement(required: readonly CapabilityRequirement[], peer: HelloInfo): string | null {
+  const offered = peer.capabilities ?? [];
+  for (const { capability, neededBy } of required) {
+    if (!offered.includes(capability)) {
+      const name = CAPABILITY_NAMES[capability] ?? `#${capability}`;
+      return `the partner (${peer.software || 'unknown software'}) lacks capability '${name}', which ${neededBy} needs: upgrade it or drop the option`;
+    }
+  }
+  return null;
 }

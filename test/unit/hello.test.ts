@@ -5,10 +5,10 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCodes, ProtocolError } from '../../src/errors.js';
-import { FrameType, GoAwayCode, HEADER_LENGTH, HelloKey } from '../../src/protocol/constants.js';
+import { Capability, FrameType, GoAwayCode, HEADER_LENGTH, HelloKey } from '../../src/protocol/constants.js';
 import { FrameDecoder, parseHello } from '../../src/protocol/decode.js';
 import { u32, u8 } from '../../src/protocol/encode.js';
-import { KEY_SHARE_LENGTH, SESSION_ID_LENGTH, decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../../src/protocol/hello.js';
+import { KEY_SHARE_LENGTH, SESSION_ID_LENGTH, bothSpeak, decodeHelloInfo, encodeHelloInfo, unmetRequirement, type HelloInfo } from '../../src/protocol/hello.js';
 
 const BASE: HelloInfo = {
   role: 'client',
@@ -17,6 +17,7 @@ const BASE: HelloInfo = {
   maxStreams: 1024,
   heartbeatMs: 15_000,
   software: 'tcpipe-test',
+  capabilities: [],
 };
 
 const SHARE = Buffer.from(Array.from({ length: 32 }, (_, i) => 0x40 + i));
@@ -181,5 +182,37 @@ describe('HELLO resumption parameters: validation', () => {
     assertHelloError(() => decodeHelloInfo(baseParams([...resume, [HelloKey.INITIAL_WINDOW, u32(1023)]])), /initial window 1023 below 1024/);
     assertHelloError(() => decodeHelloInfo(baseParams([...resume, [HelloKey.MAX_FRAME, u32(2 ** 20 + 1)]])), /max frame \d+ out of range/);
     assertHelloError(() => decodeHelloInfo(baseParams([...resume, [HelloKey.MAX_STREAMS, u32(0)]])), /max streams must be at least 1/);
+  });
+});
+
+describe('HELLO capabilities (key 10)', () => {
+  test('absent when the sender speaks none: a HELLO of the first version, byte for byte', () => {
+    assert.equal(paramsOf(encodeHelloInfo(BASE)).has(HelloKey.CAPABILITIES), false);
+    assert.deepEqual(decodeHelloInfo(baseParams()).capabilities, []);
+  });
+
+  test('a list of u16 ids, in the order given; unknown ids are kept and ignored by unmetRequirement', () => {
+    const params = paramsOf(encodeHelloInfo({ ...BASE, capabilities: [Capability.ORIGIN, 0x7001] }));
+    assert.deepEqual(params.get(HelloKey.CAPABILITIES), Buffer.from([0x00, 0x01, 0x70, 0x01]));
+    const decoded = decodeHelloInfo(params);
+    assert.deepEqual(decoded.capabilities, [Capability.ORIGIN, 0x7001]);
+    assert.equal(unmetRequirement([{ capability: Capability.ORIGIN, neededBy: '--proxy-protocol' }], decoded), null);
+  });
+
+  test('an odd length is a protocol error', () => {
+    assertHelloError(() => decodeHelloInfo(baseParams([[HelloKey.CAPABILITIES, Buffer.from([0, 1, 2])]])), /capabilities/);
+  });
+
+  test('a requirement the partner does not announce gives the one-line reason naming capability and option', () => {
+    const reason = unmetRequirement([{ capability: Capability.UDP, neededBy: 'the /udp port 5353' }], decodeHelloInfo(baseParams()));
+    assert.match(reason ?? '', /lacks capability 'udp', which the \/udp port 5353 needs/);
+    assert.match(reason ?? '', /tcpipe-test/);
+  });
+
+  test('bothSpeak needs the id on both sides', () => {
+    const peer = decodeHelloInfo(baseParams([[HelloKey.CAPABILITIES, Buffer.from([0, Capability.FAST_LANE])]]));
+    assert.equal(bothSpeak(Capability.FAST_LANE, [Capability.FAST_LANE], peer), true);
+    assert.equal(bothSpeak(Capability.FAST_LANE, [], peer), false);
+    assert.equal(bothSpeak(Capability.UDP, [Capability.UDP], peer), false);
   });
 });
