@@ -163,7 +163,11 @@ export class LinkPacer {
     return true;
   }
 
+  /** The round trip of the last answer that acknowledged bytes, ms (-1 before the first): for observers. */
+  lastSampleMs = -1;
+
   private sample(rtt: number, now: number, delivered: number, wasUsed: boolean): void {
+    this.lastSampleMs = rtt;
     if (this.enforcing && now > this.enforceUntil) this.enforcing = false;
     if (rtt < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
       this.minRtt = rtt;

@@ -20,6 +20,11 @@ export class ReceiveWindow {
   /** The highest `received` the partner may reach; never decreases. */
   private limit: number;
   private window: number;
+
+  /** The window's current size (it grows up to the maximum): for observers. */
+  get size(): number {
+    return this.window;
+  }
   /** Clock time of the last WINDOW (the stream's last sign of receiving). */
   lastUpdateAt: number;
   /** Growth is judged once per half window consumed: from this many consumed bytes, at this time. */

@@ -18,6 +18,7 @@ import {
 } from '../protocol/encode.js';
 import type { FrameDecoder } from '../protocol/decode.js';
 import { Fifo } from './fifo.js';
+import { channels, type SessionSnapshot } from '../observe.js';
 import { PingTracker } from './pings.js';
 import { LinkWriter } from './link-writer.js';
 import { Stream, type StreamOwner } from './stream.js';
@@ -102,8 +103,24 @@ export class Session implements StreamOwner {
     this.pings = new PingTracker(clock, (opaque) => this.writeFrame(encodePing(0, opaque)));
   }
 
+  /** Observers' view of the session (observe.ts). */
+  snapshot(): SessionSnapshot {
+    return {
+      ended: this.ended,
+      rttMs: this.rtt,
+      buffered: this.bufferedBytes,
+      grown: this.grownWindows,
+      linkQueued: this.link?.writableLength ?? -1,
+      congested: this.congested,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      streams: this.streams.size,
+    };
+  }
+
   /** Starts reading the link; frames the decoder already holds are handled first. */
   start(): void {
+    if (channels.session.hasSubscribers) channels.session.publish({ snapshot: () => this.snapshot() });
     const link = this.link;
     if (link === null) return;
     link.on('data', this.onLinkData);
@@ -366,13 +383,18 @@ export class Session implements StreamOwner {
 
   /** A PING answer: a link pacer probe's, or a heartbeat ping's. */
   private pingAnswered(payload: Buffer): void {
-    if (this.writer.pacer.answered(payload, this.clock.now())) {
+    const pacer = this.writer.pacer;
+    if (pacer.answered(payload, this.clock.now())) {
+      if (channels.pace.hasSubscribers && pacer.lastSampleMs >= 0) {
+        channels.pace.publish({ rttMs: pacer.lastSampleMs, minRttMs: pacer.minRtt, cap: pacer.cap, inFlight: pacer.inFlight });
+      }
       if (this.sendQueue.length > 0 && !this.writer.congested) this.flushQueue();
     } else this.pings.answered(payload);
   }
 
   /** Records a measured round trip (from the heartbeat's pings). */
   recordRtt(sample: number): void {
+    if (channels.rtt.hasSubscribers) channels.rtt.publish({ source: 'heartbeat', ms: sample });
     this.rtt = this.rtt === 0 ? sample : this.rtt * 0.875 + sample * 0.125;
     if (sample > 0 && (this.minRtt === 0 || sample < this.minRtt)) {
       this.minRtt = sample;

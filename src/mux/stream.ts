@@ -9,6 +9,7 @@ import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
 import { ReceiveWindow } from './receive-window.js';
 import { ReplayBuffer } from './replay.js';
+import { channels } from '../observe.js';
 import {
   StreamState,
   canReceive,
@@ -92,6 +93,8 @@ export class Stream {
   private finResend = false;
   /** Set while a resumed link's lists cross: the partner listed this stream. */
   listedByPeer = false;
+  /** Observers only: why this stream waits to send, as last published. */
+  private blockedFor: 'window' | 'link' | null = null;
 
   /** Receive side: the credit this side grants, and its growth. */
   readonly receiveWindow: ReceiveWindow;
@@ -294,6 +297,7 @@ export class Stream {
     if (limit <= this.sendLimit) return;
     this.sendLimit = limit;
     if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+    if (channels.blocked.hasSubscribers) this.observeBlocked();
   }
 
   handleReset(code: number, reason: string): void {
@@ -335,6 +339,7 @@ export class Stream {
       this.owner.writeData(this.id, this.sendFlags, piece);
       if (this.owner.congested) break;
     }
+    if (channels.blocked.hasSubscribers) this.observeBlocked();
     if (this.pendingBytes === 0) {
       this.sendFinIfReady();
       if (this.writableWanted) {
@@ -372,8 +377,27 @@ export class Stream {
   }
 
   private sendWindowUpdate(): void {
-    const window = this.receiveWindow.update(this.owner.now(), this.owner.rttMs(), this.owner);
+    const before = this.receiveWindow.size;
+    const rttMs = this.owner.rttMs();
+    const window = this.receiveWindow.update(this.owner.now(), rttMs, this.owner);
     this.owner.writeWindow(this.id, this.sendFlags, this.receiveWindow.consumed, window);
+    if (channels.window.hasSubscribers) {
+      channels.window.publish({ stream: this.tag, before, after: this.receiveWindow.size, consumed: this.receiveWindow.consumed, rttMs });
+    }
+  }
+
+  /** How observers name the stream (observe.ts). */
+  get tag(): string {
+    return `${this.id}${this.isEntry ? 'e' : 'x'}`;
+  }
+
+  /** Observers only: tells when this stream starts or stops waiting with bytes to send. */
+  private observeBlocked(): void {
+    const why = this.pendingBytes === 0 ? null : this.sentBytes >= this.sendLimit ? 'window' : this.owner.congested ? 'link' : null;
+    if (why === this.blockedFor) return;
+    if (this.blockedFor !== null) channels.unblocked.publish({ stream: this.tag });
+    if (why !== null) channels.blocked.publish({ stream: this.tag, why });
+    this.blockedFor = why;
   }
 
   private finishReset(code: number, reason: string, notifySink: boolean): void {
