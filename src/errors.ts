@@ -1,3 +1,5 @@
+import { GoAwayCode } from './protocol/constants.js';
+
 /**
  * Error classes with stable codes. A code is part of the public contract:
  * docs/API.md lists every one, and a test checks that it does.
@@ -20,6 +22,18 @@ export const ErrorCodes = Object.freeze({
 } as const);
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** The error a GOAWAY code from the partner becomes on this side (the one table; codes not listed are no error). */
+const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze({
+  [GoAwayCode.PARTNER_BUSY]: ErrorCodes.PARTNER_BUSY,
+  [GoAwayCode.PROTOCOL_ERROR]: ErrorCodes.PROTOCOL,
+  [GoAwayCode.LIMIT_EXCEEDED]: ErrorCodes.LIMIT,
+  [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
+  [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
+  [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
+  [GoAwayCode.RESUME_REFUSED]: ErrorCodes.AUTH,
+  [GoAwayCode.MISSING_CAPABILITY]: ErrorCodes.HANDSHAKE,
+});
 
 export class TcpipeError extends Error {
   readonly code: ErrorCode;
@@ -47,6 +61,12 @@ export class ProtocolError extends TcpipeError {
     super(code, message);
     this.goAwayCode = goAwayCode;
   }
+}
+
+/** The partner's GOAWAY as an error of this side, or null for a goodbye that is no error (normal, shutdown, its own failure). */
+export function goAwayError(code: number, message: string): TcpipeError | null {
+  const errorCode = GOAWAY_ERRORS[code];
+  return errorCode === undefined ? null : new TcpipeError(errorCode, message);
 }
 
 export function errorMessage(err: unknown): string {

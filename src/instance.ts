@@ -137,7 +137,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   }
 
   get linkUp(): boolean {
-    return this.session !== null && !this.session.isEnded && this.session.linkState !== 'held';
+    return this.session !== null && !this.session.isEnded && !this.session.isHeld;
   }
 
   get openStreams(): number {
@@ -245,7 +245,6 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     const report = new LinkReport(this.logger, this, this.options.resumeSeconds ?? 0);
     return {
       onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
-      onStreamFinished: () => undefined,
       onSessionUp: (session: Session, peer: LinkPeer) => {
         this.session = session;
         this.linkPeer = peer.address;
@@ -268,7 +267,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   status(): TcpipeStatus {
     const session = this.session;
     const now = this.clock.now();
-    const current = session !== null && !session.isEnded && session.linkState !== 'held' ? session : null;
+    const current = session !== null && !session.isEnded && !session.isHeld ? session : null;
     return {
       role: this.role,
       link:
@@ -277,7 +276,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           : {
               peer: this.linkPeer,
               upSince: this.linkUpSince,
-              rttMs: current.rtt,
+              rttMs: current.roundTrip.smoothed,
               bytesIn: current.bytesIn,
               bytesOut: current.bytesOut,
               bufferedBytes: current.bufferedBytes,

@@ -31,6 +31,11 @@ export interface UnblockedMessage {
   readonly stream: StreamTag;
 }
 
+/** A stream is finished and forgotten by its session (closed both ways and acknowledged, or reset). */
+export interface FinishedMessage {
+  readonly stream: StreamTag;
+}
+
 /** A round-trip sample: 'heartbeat' (a PING's answer) or 'probe' (the link pacer's, see link-pacer.ts). */
 export interface RttMessage {
   readonly source: 'heartbeat' | 'probe';
@@ -60,6 +65,8 @@ export interface SessionSnapshot {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly streams: number;
+  /** The link pacer (link-pacer.ts): its cap on bytes in flight, the bytes in flight, whether the cap holds. */
+  readonly pacer: { readonly cap: number; readonly inFlight: number; readonly holding: boolean };
 }
 
 /** A session started: observers keep `snapshot` to sample it. */
@@ -72,6 +79,7 @@ export const channels = Object.freeze({
   window: diagnostics.channel('tcpipe:stream:window'),
   blocked: diagnostics.channel('tcpipe:stream:blocked'),
   unblocked: diagnostics.channel('tcpipe:stream:unblocked'),
+  finished: diagnostics.channel('tcpipe:stream:finished'),
   rtt: diagnostics.channel('tcpipe:link:rtt'),
   pace: diagnostics.channel('tcpipe:link:pace'),
 });
@@ -82,6 +90,7 @@ export interface ChannelMessages {
   'tcpipe:stream:window': WindowMessage;
   'tcpipe:stream:blocked': BlockedMessage;
   'tcpipe:stream:unblocked': UnblockedMessage;
+  'tcpipe:stream:finished': FinishedMessage;
   'tcpipe:link:rtt': RttMessage;
   'tcpipe:link:pace': PaceMessage;
 }

@@ -113,7 +113,7 @@ if (file !== '') {
       emit({
         k: 'sess',
         t: nowUs(),
-        rttMs: s.rtt,
+        rttMs: s.roundTrip.smoothed,
         buffered: s.bufferedBytes,
         grown: num(s, 'grownWindows'),
         linkQueued: queued,

@@ -173,7 +173,7 @@ export class LinkClient {
   /** The session this client holds for resumption, if any (its link is down, it is not over). */
   private heldSession(): LinkedSession | null {
     const linked = this.linked;
-    if (linked === null || linked.session.isEnded || linked.session.linkState !== 'held') return null;
+    if (linked === null || linked.session.isEnded || !linked.session.isHeld) return null;
     return linked;
   }
 

@@ -4,7 +4,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
-import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, goAwayError } from '../errors.js';
 import { FrameType, GoAwayCode, PREFACE } from '../protocol/constants.js';
 import { FrameDecoder, parseCodeAndReason, parseHello } from '../protocol/decode.js';
 import { decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../protocol/hello.js';
@@ -74,13 +74,8 @@ export function readFrame(link: Duplex, decoder: FrameDecoder, timeoutMs: number
         if (frame === null) return;
         if (frame.type === FrameType.GOAWAY) {
           const { code, reason } = parseCodeAndReason(frame.payload);
-          const errCode =
-            code === GoAwayCode.PARTNER_BUSY
-              ? ErrorCodes.PARTNER_BUSY
-              : code === GoAwayCode.AUTH_REQUIRED || code === GoAwayCode.RESUME_REFUSED
-                ? ErrorCodes.AUTH
-                : ErrorCodes.HANDSHAKE;
-          finish(new TcpipeError(errCode, `refused by the partner: ${reason}`));
+          const message = `refused by the partner: ${reason}`;
+          finish(goAwayError(code, message) ?? new TcpipeError(ErrorCodes.HANDSHAKE, message));
         } else if (frame.type === FrameType.DATA) {
           finish(new ProtocolError(GoAwayCode.PROTOCOL_ERROR, 'DATA during the handshake'));
         } else {

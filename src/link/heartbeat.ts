@@ -11,7 +11,6 @@ export interface HeartbeatOptions {
   readonly timeoutMs: number;
   readonly intervalMs: number;
   readonly onDead: (silentMs: number) => void;
-  readonly onRtt?: (rttMs: number) => void;
 }
 
 export class Heartbeat {
@@ -47,9 +46,8 @@ export class Heartbeat {
     }
     void this.session.ping(this.options.timeoutMs).then((rtt) => {
       if (rtt === null || this.stopped) return;
+      // The session fed the round trip to its estimator.
       this.lastAnswerAt = this.clock.now();
-      this.session.recordRtt(rtt);
-      this.options.onRtt?.(rtt);
     });
     this.timer = this.clock.setTimer(this.options.intervalMs, () => this.tick());
   }

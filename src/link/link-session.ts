@@ -32,7 +32,6 @@ export interface LinkSettings {
 /** What the endpoints give the link: where streams go, and who hears of sessions. */
 export interface LinkHandlers {
   onStreamRequest(stream: Stream): void;
-  onStreamFinished(stream: Stream): void;
   /** A link is up: a new session, or a held one on its new link. */
   onSessionUp(session: Session, peer: LinkPeer): void;
   /** The session ended (its streams are reset). */
@@ -129,7 +128,6 @@ export class LinkedSession {
       peerSettings(settings, peer.hello),
       {
         onStreamRequest: (stream) => handlers.onStreamRequest(stream),
-        onStreamFinished: (stream) => handlers.onStreamFinished(stream),
         onEnd: (end) => {
           this.stopHeartbeat();
           handlers.onSessionDown(this.session, end, this.peer);
@@ -163,7 +161,7 @@ export class LinkedSession {
 
   private startHeartbeat(link: Duplex): void {
     const session = this.session;
-    if (session.isEnded || session.linkState === 'held') return;
+    if (session.isEnded || session.isHeld) return;
     const { settings } = this;
     const peer = this.peer;
     // The shorter of the two heartbeats rules, so both sides agree on when the link is dead.

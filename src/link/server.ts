@@ -2,39 +2,37 @@
  * The server side of the link: listens, admits one partner at a time.
  * A newcomer while a partner is attached: the current partner is pinged; if
  * it answers, the newcomer is refused (GOAWAY partner-busy); if not, the
- * newcomer replaces it. Admissions run one at a time.
+ * newcomer replaces it (admission.ts decides; this carries it out).
+ * Admissions run one at a time.
  */
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { GoAwayCode, PREFACE } from '../protocol/constants.js';
-import type { Session } from '../mux/session.js';
-import type { Duplex } from 'node:stream';
-import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
+import { encodeGoAway } from '../protocol/encode.js';
 import { unmetRequirement } from '../protocol/hello.js';
+import type { Session, SessionEnd } from '../mux/session.js';
+import { decideAdmission, needsPartnerCheck, type AdmissionRequest, type CurrentPartner, type OldPartnerFate } from './admission.js';
+import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
+import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { PenaltyBox } from './penalty.js';
+import { createKeyShare, deriveIdentity, linkExporter, type KeyShare, type LinkBinding } from './resume-auth.js';
+import { readResumeRequest, requestProves, sendFresh, sendResumed, type ResumeRequest } from './resume.js';
+import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
+import { remoteAddress, tuneSocket } from './transport.js';
 import type { WsAcceptor } from './websocket.js';
-
-/** Errors already answered with a GOAWAY on the link. */
-const answered = new WeakSet<Error>();
-
-/** Tells a partner that speaks our framing why it is refused: the preface, then a GOAWAY. */
-function refuse(link: Duplex, err: ProtocolError): ProtocolError {
-  if (!link.destroyed) sendRefusal(link, err.goAwayCode, err.message);
-  answered.add(err);
-  return err;
-}
 
 /** 'G' of an HTTP GET: a WebSocket upgrade (or some other HTTP request). */
 const HTTP_GET_BYTE = 0x47;
-import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
-import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
-import { createKeyShare, deriveIdentity, linkExporter, type KeyShare, type LinkBinding, type ResumeIdentity } from './resume-auth.js';
-import { encodeGoAway } from '../protocol/encode.js';
-import { readResumeRequest, requestProves, sendFresh, sendResumed, type ResumeRequest } from './resume.js';
-import type { SessionEnd } from '../mux/session.js';
-import { remoteAddress, tuneSocket } from './transport.js';
+
+/** The partner's session (live, or held while it may resume), with its current link's address and socket. */
+interface CurrentLink {
+  readonly linked: LinkedSession;
+  readonly address: string;
+  readonly socket: net.Socket;
+}
 
 /** Resumption's part of a server handshake: our key share, the link binding and the client's request. */
 interface ResumeOffer {
@@ -65,12 +63,14 @@ export interface LinkServerOptions {
 export class LinkServer {
   private readonly server: net.Server;
   /** The partner's session: live, or held (its link lost) while it may resume. */
-  private current: { linked: LinkedSession; address: string; socket: net.Socket } | null = null;
+  private current: CurrentLink | null = null;
   private admission: Promise<void> = Promise.resolve();
   private pendingHandshakes = 0;
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
   private readonly penalty: PenaltyBox;
+  /** Handshake errors already answered with a GOAWAY on the link (they get a moment to leave before the close). */
+  private readonly answered = new WeakSet<Error>();
   /** Loaded on the first WebSocket upgrade: `ws` and `http` cost memory a plain server does not need. */
   private wsAcceptor: Promise<WsAcceptor> | null = null;
 
@@ -172,7 +172,7 @@ export class LinkServer {
           { peer: address, reason },
         );
         // A refusal (GOAWAY) was written: give it a moment to leave before closing.
-        if (err instanceof Error && answered.has(err) && !timedOut) this.clock.setTimer(1000, () => socket.destroy());
+        if (err instanceof Error && this.answered.has(err) && !timedOut) this.clock.setTimer(1000, () => socket.destroy());
         else socket.destroy();
       },
     );
@@ -210,7 +210,7 @@ export class LinkServer {
       // Our HELLO is out: a refusal is a bare GOAWAY now.
       if (err instanceof ProtocolError && !link.destroyed) {
         link.end(encodeGoAway(err.goAwayCode, err.message));
-        answered.add(err);
+        this.answered.add(err);
       }
       throw err;
     }
@@ -227,7 +227,7 @@ export class LinkServer {
       link = await secureServer(stream, security);
       link.on('error', () => undefined);
     } else if (first === PREFACE[0] && security.kind !== 'none') {
-      throw refuse(
+      throw this.refuse(
         stream,
         new ProtocolError(
           GoAwayCode.AUTH_REQUIRED,
@@ -244,8 +244,15 @@ export class LinkServer {
       if (unmet !== null) throw new ProtocolError(GoAwayCode.MISSING_CAPABILITY, unmet, ErrorCodes.HANDSHAKE);
       return { link, hello };
     } catch (err) {
-      throw err instanceof ProtocolError ? refuse(link, err) : err;
+      throw err instanceof ProtocolError ? this.refuse(link, err) : err;
     }
+  }
+
+  /** Tells a partner that speaks our framing why it is refused: the preface, then a GOAWAY. */
+  private refuse(link: Duplex, err: ProtocolError): ProtocolError {
+    if (!link.destroyed) sendRefusal(link, err.goAwayCode, err.message);
+    this.answered.add(err);
+    return err;
   }
 
   private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult, resume: ResumeOffer | null): Promise<void> {
@@ -254,62 +261,59 @@ export class LinkServer {
       return;
     }
     const { settings } = this.options;
-    const hello = result.peer;
-    // HELLO already sent with resumption (see establish): a refusal is then a bare GOAWAY.
+    const live = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
+    const identity = live?.linked.identity ?? null;
+    const request: AdmissionRequest =
+      resume === null
+        ? 'plain'
+        : resume.request.kind === 'new'
+          ? 'new'
+          : live !== null && identity !== null && resume.request.id.equals(identity.id)
+            ? 'resume-current'
+            : 'resume-other';
+    let current: CurrentPartner = live === null ? 'none' : live.linked.session.isHeld ? 'held' : 'live';
+    if (live !== null && needsPartnerCheck(current, request)) {
+      const rtt = await live.linked.session.ping(this.options.partnerCheckTimeoutMs);
+      current = live.linked.session.isEnded ? 'none' : rtt !== null ? 'answering' : 'silent';
+      if (rtt !== null) {
+        this.logger.warn('partner_refused', `refused partner ${address}: already paired with ${live.address}, which answered in ${rtt.toFixed(1)} ms`);
+      }
+    }
+    const proofValid = resume !== null && identity !== null && request === 'resume-current' && requestProves(resume.request, identity, resume.binding);
+    const decision = decideAdmission({ current, currentResumable: identity !== null, request, proofValid });
+    // With resumption our HELLO is already out (see establish): a refusal is then a bare GOAWAY.
     const refuseWith = (code: number, reason: string): void => {
       if (resume === null) sendRefusal(link, code, reason);
       else if (!link.destroyed) link.end(encodeGoAway(code, reason));
+      this.clock.setTimer(1000, () => socket.destroy());
     };
-    const current = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
-    // A client naming the current session is checked by its proof below, not by pinging the old link.
-    const claimsCurrent =
-      resume !== null && resume.request.kind === 'resume' && current?.linked.identity?.id.equals(resume.request.id) === true;
-    if (current !== null && current.linked.session.linkState !== 'held' && !claimsCurrent) {
-      const rtt = await current.linked.session.ping(this.options.partnerCheckTimeoutMs);
-      if (rtt !== null && !current.linked.session.isEnded) {
-        const reason = `this server already has a live partner (${current.address})`;
-        this.logger.warn('partner_refused', `refused partner ${address}: already paired with ${current.address}, which answered in ${rtt.toFixed(1)} ms`);
-        refuseWith(GoAwayCode.PARTNER_BUSY, reason);
-        this.clock.setTimer(1000, () => socket.destroy());
-        return;
-      }
-      if (!current.linked.session.isEnded && resume === null) {
-        this.logger.warn(
-          'partner_replaced',
-          `partner ${current.address} did not answer within ${this.options.partnerCheckTimeoutMs / 1000}s: replacing it with ${address}`,
-        );
-        current.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
-      }
-    }
     if (socket.destroyed || this.stopped) {
       socket.destroy();
       return;
     }
-    if (resume === null) sendHello(link, helloFor('server', settings, this.options.software));
-    const peer = { address, hello };
+    const peer = { address, hello: result.peer };
     const onLinkGone = (end: SessionEnd): void => {
       if (this.current !== null && this.current.socket === socket && this.current.linked.session.isEnded) this.current = null;
       closeTransport(end, link, socket);
     };
-    let identity: ResumeIdentity | null = null;
-    if (resume !== null) {
-      const { share, binding, request } = resume;
-      const live = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
-      const liveIdentity = live?.linked.identity ?? null;
-      if (request.kind === 'resume' && live !== null && liveIdentity !== null && request.id.equals(liveIdentity.id)) {
-        if (!requestProves(request, liveIdentity, binding)) {
-          const delay = this.penalty.recordFailure(socket.remoteAddress ?? '?');
-          this.logger.warn('resume_refused', `refused resume from ${address}: proof does not match${delay > 0 ? `; its next links are refused for ${delay / 1000}s` : ''}`, {
-            peer: address,
-          });
-          refuseWith(GoAwayCode.RESUME_REFUSED, 'resume refused: proof does not match');
-          this.clock.setTimer(1000, () => socket.destroy());
-          return;
-        }
-        sendResumed(link, liveIdentity, binding);
+    switch (decision.kind) {
+      case 'refuse-busy':
+        refuseWith(GoAwayCode.PARTNER_BUSY, `this server already has a live partner (${live?.address ?? '?'})`);
+        return;
+      case 'refuse-proof': {
+        const delay = this.penalty.recordFailure(socket.remoteAddress ?? '?');
+        this.logger.warn('resume_refused', `refused resume from ${address}: proof does not match${delay > 0 ? `; its next links are refused for ${delay / 1000}s` : ''}`, {
+          peer: address,
+        });
+        refuseWith(GoAwayCode.RESUME_REFUSED, 'resume refused: proof does not match');
+        return;
+      }
+      case 'resume': {
+        if (live === null || identity === null || resume === null) return; // decided only with all three
+        sendResumed(link, identity, resume.binding);
         const session = live.linked.session;
         // The partner gave up on the old link; it may not know yet here.
-        if (session.linkState !== 'held') session.linkFailed(new TcpipeError(ErrorCodes.LINK_CLOSED, 'the partner resumed on a new link'));
+        if (!session.isHeld) session.linkFailed(new TcpipeError(ErrorCodes.LINK_CLOSED, 'the partner resumed on a new link'));
         if (session.isEnded) {
           socket.destroy();
           return;
@@ -318,23 +322,31 @@ export class LinkServer {
         live.linked.resume(link, result.decoder, peer, onLinkGone);
         return;
       }
-      sendFresh(link, request.kind === 'resume' ? 'the partner has no state for this session (it restarted, or its grace ran out)' : 'new session');
-      if (live !== null && live.linked.identity === null) {
-        this.logger.warn('partner_replaced', `partner ${live.address} did not answer: replacing it with ${address}`);
-        live.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
-      } else if (live !== null) {
-        const reason = request.kind === 'new' ? 'the partner started a new session' : 'the partner asked to resume another session';
-        live.linked.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, `cannot resume: ${reason}`), `cannot resume: ${reason}`);
+      case 'fresh': {
+        if (resume !== null) {
+          sendFresh(link, request === 'resume-other' ? 'the partner has no state for this session (it restarted, or its grace ran out)' : 'new session');
+        }
+        this.retire(live, decision.old, address);
+        if (resume === null) sendHello(link, helloFor('server', settings, this.options.software));
+        const newIdentity = resume !== null ? deriveIdentity(resume.share, resume.binding.clientShare, resume.binding) : null;
+        const linked = new LinkedSession(link, result.decoder, peer, settings, this.handlers, this.clock, this.logger, onLinkGone, newIdentity);
+        if (!linked.session.isEnded) this.current = { linked, address, socket };
+        return;
       }
-      identity = deriveIdentity(share, binding.clientShare, binding);
-    } else if (this.current !== null && !this.current.linked.session.isEnded) {
-      // A held session and a partner that does not resume: the held streams cannot go on.
-      this.current.linked.session.abandon(
-        new TcpipeError(ErrorCodes.RESUME_FAILED, 'cannot resume: the new partner does not resume sessions'),
-        'cannot resume: the new partner does not resume sessions',
-      );
     }
-    const linked = new LinkedSession(link, result.decoder, peer, settings, this.handlers, this.clock, this.logger, onLinkGone, identity);
-    if (!linked.session.isEnded) this.current = { linked, address, socket };
+  }
+
+  /** The current partner gives way to a newcomer that starts a fresh session. */
+  private retire(live: CurrentLink | null, fate: OldPartnerFate, newcomer: string): void {
+    if (live === null || live.linked.session.isEnded) return;
+    if (fate.kind === 'replace') {
+      this.logger.warn(
+        'partner_replaced',
+        `partner ${live.address} did not answer within ${this.options.partnerCheckTimeoutMs / 1000}s: replacing it with ${newcomer}`,
+      );
+      live.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
+    } else if (fate.kind === 'abandon') {
+      live.linked.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, fate.reason), fate.reason);
+    }
   }
 }

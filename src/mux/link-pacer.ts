@@ -20,33 +20,27 @@
  * congestion control keeps the path full; this loop only keeps the backlog
  * behind it to a few milliseconds.
  *
- * Pure logic: the session feeds it bytes written, probes and answers, with
- * times from its clock.
+ * Pure logic: the sender feeds it bytes written, probes and answers, with
+ * times from its clock; each answer's round trip goes to the session's one
+ * estimator (round-trip.ts), whose recent minimum the pacer steers by.
  */
+import type { RoundTrip } from './round-trip.js';
+import { PacerPolicy, RoundTripPolicy } from './tunables.js';
 
-/** The queueing delay the cap aims for, in ms. */
-export const TARGET_QUEUE_MS = 4;
-/** Bounds of the cap on bytes in flight. */
-export const MIN_CAP = 64 * 1024;
-export const MAX_CAP = 128 * 1024 * 1024;
-/** Where the cap starts before the first answer. */
-export const INITIAL_CAP = 1024 * 1024;
-/** The smallest round trip is forgotten after this long (the path may have changed). */
-const MIN_RTT_WINDOW_MS = 10_000;
-/** A probe goes out after at least this many bytes, or an eighth of the cap. */
-export const MIN_PROBE_SPACING = 32 * 1024;
-/** Nor sooner than an eighth of the smallest round trip after the last, and 1 ms at least: on a short fast path every probe's answer costs the partner a write of its own. */
-const MIN_PROBE_INTERVAL_MS = 1;
-/** Probes in flight at most; beyond this none is added until an answer comes. */
-export const MAX_PROBES = 32;
-/** After start-up, the cap grows by at most this share of the bytes delivered (an eighth per round trip). */
-const STEADY_GAIN = 0.125;
-/** Answers kept to measure the delivery rate over at least one round trip. */
-const RATE_HISTORY = 64;
-/** The cap holds this long after a small send found bulk in front of it. */
-const ENFORCE_MS = 2000;
-/** The standing round trip is the smallest of this many latest samples. */
-const STANDING_SAMPLES = 4;
+const {
+  TARGET_QUEUE_MS,
+  MIN_CAP,
+  MAX_CAP,
+  INITIAL_CAP,
+  MIN_PROBE_SPACING,
+  MIN_PROBE_INTERVAL_MS,
+  MAX_PROBES,
+  STEADY_GAIN,
+  RATE_HISTORY,
+  ENFORCE_MS,
+  STANDING_SAMPLES,
+} = PacerPolicy;
+const MIN_RTT_WINDOW_MS = RoundTripPolicy.RECENT_MIN_WINDOW_MS;
 
 /** First four bytes of a probe's 8-byte PING payload ("pace"); the last four are its sequence number. */
 const PROBE_MAGIC = 0x70616365;
@@ -54,9 +48,6 @@ const PROBE_MAGIC = 0x70616365;
 export class LinkPacer {
   /** Bytes in flight allowed on the link. */
   cap = INITIAL_CAP;
-  /** Smallest probe round trip within the last 10 s, ms (Infinity until the first). */
-  minRtt = Infinity;
-  private minRttAt = 0;
   private written = 0;
   private acked = 0;
   private lastProbeAt = 0;
@@ -77,6 +68,13 @@ export class LinkPacer {
   /** Recent answers: when, and the bytes acknowledged by then. */
   private readonly ackTimes: number[] = [];
   private readonly ackOffsets: number[] = [];
+
+  constructor(private readonly rtt: RoundTrip) {}
+
+  /** The smallest round trip of the last 10 s, ms (Infinity before the first sample). */
+  get minRtt(): number {
+    return this.rtt.recentMin;
+  }
 
   /** Bytes written to the link that the partner has not read yet (as far as the probes tell). */
   get inFlight(): number {
@@ -169,10 +167,7 @@ export class LinkPacer {
   private sample(rtt: number, now: number, delivered: number, wasUsed: boolean): void {
     this.lastSampleMs = rtt;
     if (this.enforcing && now > this.enforceUntil) this.enforcing = false;
-    if (rtt < this.minRtt || now - this.minRttAt > MIN_RTT_WINDOW_MS) {
-      this.minRtt = rtt;
-      this.minRttAt = now;
-    }
+    this.rtt.sample(rtt, 'probe', now);
     this.measureRate(now);
     if (this.recent.length === STANDING_SAMPLES) this.recent.shift();
     this.recent.push(rtt);

@@ -1,32 +1,28 @@
 /**
- * The receiving half of a session: decodes the link's bytes into frames and
- * routes each one to its stream. It checks what the partner may not do (an
- * unknown stream, a reused id, OPENs beyond the limits) and keeps the receive
- * budget: the link is paused while the bytes delivered to streams and not yet
- * consumed exceed it. What is not a stream's (a PING, a GOAWAY, a resumed
- * link's stream list) goes back to the session through ReceiveOwner.
+ * Frame dispatch: routes each frame the read gate decodes to its stream. It
+ * checks what the partner may not do (an unknown stream, a reused id, OPENs
+ * beyond the limits); what is not a stream's (a PING, a GOAWAY, a resumed
+ * link's stream list) goes back to the session through FrameOwner.
  */
-import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
-import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, goAwayError } from '../errors.js';
 import { Flag, FrameType, GoAwayCode, ResumeKind } from '../protocol/constants.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
+import { parseCodeAndReason, parseOpenPort, parseWindow } from '../protocol/decode.js';
 import type { Frame } from '../protocol/frame.js';
+import type { ReadGate } from './read-gate.js';
 import { TokenBucket } from './rate.js';
+import { SessionState, type SessionStateValue } from './session-state.js';
 import type { Stream } from './stream.js';
-import { GOAWAY_ERRORS, type LinkState, type MuxSettings } from './types.js';
+import type { MuxSettings } from './types.js';
 
 /**
- * The session as its receiver sees it. The session builds it once, so that
+ * The session as its router sees it. The session builds it once, so that
  * none of this needs to be public on the session itself.
  */
-export interface ReceiveOwner {
-  /** The session's streams by Stream.key. */
-  readonly streams: ReadonlyMap<number, Stream>;
-  readonly ended: boolean;
-  readonly linkState: LinkState;
-  /** The current link, if any: the receive budget pauses and resumes it. */
-  readonly link: Duplex | null;
+export interface FrameOwner {
+  readonly state: SessionStateValue;
+  /** The stream of a frame, by Stream.key. */
+  stream(key: number): Stream | undefined;
   /** Ids below this one were opened by this side. */
   readonly nextStreamId: number;
   /** Streams the partner opened that are not finished yet. */
@@ -47,82 +43,44 @@ export interface ReceiveOwner {
   fail(error: TcpipeError): void;
 }
 
-export class Receiver {
-  /** The current link's decoder (a resumed link brings its own). */
-  decoder: FrameDecoder;
-  /** Payload bytes of DATA frames received, on every link of the session. */
-  bytesIn = 0;
+export class FrameRouter {
   /** Highest stream id the partner opened. */
   lastPeerStreamId = 0;
-  /** Bytes delivered to streams and not consumed yet. */
-  private buffered = 0;
-  private readPaused = false;
   /** Limits the partner's OPENs per second. */
   private readonly openRate: TokenBucket;
 
   constructor(
-    decoder: FrameDecoder,
-    private readonly owner: ReceiveOwner,
+    private readonly gate: ReadGate,
+    private readonly owner: FrameOwner,
     private readonly settings: MuxSettings,
     private readonly clock: Clock,
-    now: number,
   ) {
-    this.decoder = decoder;
-    this.openRate = new TokenBucket(settings.maxOpenRate, now);
+    this.openRate = new TokenBucket(settings.maxOpenRate, clock.now());
   }
 
-  get bufferedBytes(): number {
-    return this.buffered;
-  }
-
-  receive(chunk: Buffer): void {
-    this.decoder.push(chunk);
-    this.drainDecoder();
-  }
-
-  /** Handles every frame the decoder holds, until the session ends. */
-  drainDecoder(): void {
+  /** Handles every frame the read gate holds, until the session ends. */
+  readonly drain = (): void => {
     try {
       let frame: Frame | null;
-      while (!this.owner.ended && (frame = this.decoder.next()) !== null) this.dispatch(frame);
+      while (this.owner.state !== SessionState.ENDED && (frame = this.gate.next()) !== null) this.dispatch(frame);
     } catch (err) {
       if (err instanceof TcpipeError) this.owner.fail(err);
       else this.owner.fail(new ProtocolError(GoAwayCode.INTERNAL_ERROR, `internal error: ${errorMessage(err)}`));
     }
-  }
-
-  /** `bytes` left the receive buffers (consumed or dropped): below half the budget, a paused link reads again. */
-  release(bytes: number): void {
-    this.buffered -= bytes;
-    if (this.readPaused && this.buffered <= this.settings.receiveBudget / 2) {
-      this.readPaused = false;
-      if (!this.owner.ended) this.owner.link?.resume();
-    }
-  }
-
-  /** The session let go of its link: whatever link comes next starts reading. */
-  linkDetached(): void {
-    this.readPaused = false;
-  }
+  };
 
   private dispatch(frame: Frame): void {
     switch (frame.type) {
       case FrameType.DATA: {
         const stream = this.streamFor(frame);
-        const length = frame.payload.length;
-        this.bytesIn += length;
-        if (stream === null) return; // stale: the stream ended on this side while the frame was in flight
-        this.buffered += length;
-        stream.handleData(frame.payload, (frame.flags & Flag.FIN) !== 0);
-        if (this.buffered > this.settings.receiveBudget && !this.readPaused) {
-          this.readPaused = true;
-          this.owner.link?.pause();
-        }
+        // A stale frame (the stream ended here while it was in flight) is counted in, and dropped.
+        this.gate.received(frame.payload.length, stream !== null);
+        if (stream !== null) stream.handleData(frame.payload, (frame.flags & Flag.FIN) !== 0);
         return;
       }
       case FrameType.WINDOW: {
         if ((frame.flags & Flag.RESUMED) !== 0) {
-          if (this.owner.linkState !== 'resuming') throw protocolError('a resumed stream entry outside a resumption');
+          if (this.owner.state !== SessionState.RESUMING) throw protocolError('a resumed stream entry outside a resumption');
           this.owner.resumedEntry(frame);
           return;
         }
@@ -135,8 +93,8 @@ export class Receiver {
       }
       case FrameType.RESUME: {
         const { payload } = frame;
-        if (payload[0] !== ResumeKind.DONE || payload.length !== 5 || this.owner.linkState !== 'resuming') {
-          throw protocolError(`unexpected RESUME (kind ${payload[0] ?? '?'}) on a ${this.owner.linkState} link`);
+        if (payload[0] !== ResumeKind.DONE || payload.length !== 5 || this.owner.state !== SessionState.RESUMING) {
+          throw protocolError(`unexpected RESUME (kind ${payload[0] ?? '?'}) on a ${this.owner.state} link`);
         }
         this.owner.resumeDone(payload.readUInt32BE(1));
         return;
@@ -163,9 +121,7 @@ export class Receiver {
         return;
       case FrameType.GOAWAY: {
         const { code, reason } = parseCodeAndReason(frame.payload);
-        const errorCode = GOAWAY_ERRORS[code];
-        const error = errorCode === undefined ? null : new TcpipeError(errorCode, `partner said goodbye: ${reason}`);
-        this.owner.partnerLeft(error, `partner said goodbye: ${reason}`);
+        this.owner.partnerLeft(goAwayError(code, `partner said goodbye: ${reason}`), `partner said goodbye: ${reason}`);
         return;
       }
       case FrameType.HELLO:
@@ -181,7 +137,7 @@ export class Receiver {
   private streamFor(frame: Frame): Stream | null {
     // LOCAL set: this side is the entry side, so this side opened the stream.
     const ours = (frame.flags & Flag.LOCAL) !== 0;
-    const stream = this.owner.streams.get(frame.streamId * 2 + (ours ? 0 : 1));
+    const stream = this.owner.stream(frame.streamId * 2 + (ours ? 0 : 1));
     if (stream !== undefined) return stream;
     const known = ours ? frame.streamId < this.owner.nextStreamId : frame.streamId <= this.lastPeerStreamId;
     if (!known) throw protocolError(`frame type ${frame.type} for unknown stream ${frame.streamId}`);

@@ -33,6 +33,8 @@ export class Resumption {
   private readonly tombstones = new Map<number, Tombstone>();
   private replayed = 0;
   private resumed = 0;
+  /** Streams the partner listed on the link now resuming (by Stream.key). */
+  private readonly listed = new Set<number>();
 
   /** A stream of a resumable session finished: remember how. */
   remember(stream: Stream): void {
@@ -47,6 +49,7 @@ export class Resumption {
   listFrames(held: HeldStreams): Buffer[] {
     this.replayed = 0;
     this.resumed = 0;
+    this.listed.clear();
     const frames: Buffer[] = [];
     for (const stream of held.streams.values()) {
       const entry = stream.resumeEntry();
@@ -64,7 +67,7 @@ export class Resumption {
     const update = parseWindow(frame.payload);
     const stream = held.streams.get(key);
     if (stream !== undefined) {
-      stream.listedByPeer = true;
+      this.listed.add(key);
       this.resumed++;
       this.replayed += stream.resumeFrom(parseResumedReceived(frame.payload), update.consumed, update.window, frame.flags);
       return;
@@ -88,13 +91,14 @@ export class Resumption {
    */
   finish(peerLastOpened: number, held: HeldStreams): ResumeInfo {
     for (const stream of held.streams.values()) {
-      if (stream.listedByPeer) stream.listedByPeer = false;
-      else if (stream.isEntry && stream.id > peerLastOpened) {
+      if (this.listed.has(stream.key)) continue;
+      if (stream.isEntry && stream.id > peerLastOpened) {
         held.write(encodeOpen(stream.id, 0, stream.port));
         this.replayed += stream.resumeFrom(0, 0, 0, 0);
         this.resumed++;
       }
     }
+    this.listed.clear();
     return { streams: this.resumed, replayedBytes: this.replayed };
   }
 }

@@ -5,9 +5,13 @@
  * nothing of sockets: the endpoint glue (endpoints/pipe) feeds it with
  * `write`/`end` and receives through a StreamSink.
  */
+import type { Clock } from '../clock.js';
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
-import { ReceiveWindow } from './receive-window.js';
+import { encodeAccept, encodeReset, encodeWindow } from '../protocol/encode.js';
+import { ReceiveWindow, type WindowBudget } from './receive-window.js';
+import type { RoundTripView } from './round-trip.js';
+import type { SendingStream, StreamSender } from './sender.js';
 import { ReplayBuffer } from './replay.js';
 import { channels } from '../observe.js';
 import {
@@ -34,26 +38,22 @@ export interface StreamSink {
   onWritable(): void;
 }
 
-/** The narrow view of the session a stream is given. */
-export interface StreamOwner {
-  readonly maxSendFrame: number;
-  readonly congested: boolean;
+/**
+ * What a stream is given: narrow callbacks, never the session. The session
+ * builds one per session and shares it among its streams.
+ */
+export interface StreamContext {
+  readonly sender: StreamSender;
+  /** Lends receive window beyond the initial one. */
+  readonly windows: WindowBudget;
+  /** `bytes` left the receive buffers (consumed or dropped). */
+  readonly released: (bytes: number) => void;
+  readonly roundTrip: RoundTripView;
+  readonly clock: Clock;
   /** Resumable session: keep sent bytes until the partner acknowledges them. */
   readonly resumable: boolean;
-  /** DATA and FIN go out only on a live link (not while it is held or resuming). */
-  readonly linkLive: boolean;
-  now(): number;
-  rttMs(): number;
-  writeData(streamId: number, flags: number, payload: Buffer): void;
-  writeAccept(streamId: number): void;
-  writeWindow(streamId: number, flags: number, consumed: number, window: number): void;
-  writeReset(streamId: number, flags: number, code: number, reason: string): void;
-  scheduleSend(stream: Stream): void;
-  /** Asks for `wanted` more bytes of receive window; returns what the session budget allows. */
-  growWindow(wanted: number): number;
-  /** `bytes` left the receive buffers (consumed or dropped). */
-  releaseBuffered(bytes: number): void;
-  streamFinished(stream: Stream): void;
+  /** The stream is done and may be forgotten. */
+  readonly finished: (stream: Stream) => void;
 }
 
 export interface StreamWindows {
@@ -62,10 +62,8 @@ export interface StreamWindows {
   readonly maxWindow: number;
 }
 
-export class Stream {
+export class Stream implements SendingStream {
   state: StreamStateValue = StreamState.OPENING;
-  /** Set while the stream sits in the session's send queue. */
-  queued = false;
   readonly openedAt: number;
   closeReason = '';
   resetCode = -1;
@@ -91,8 +89,6 @@ export class Stream {
   private finAcked = false;
   /** A resumed link lost our FIN: send it again after the replayed bytes. */
   private finResend = false;
-  /** Set while a resumed link's lists cross: the partner listed this stream. */
-  listedByPeer = false;
   /** Observers only: why this stream waits to send, as last published. */
   private blockedFor: 'window' | 'link' | null = null;
 
@@ -104,12 +100,12 @@ export class Stream {
     /** True when this side opened the stream (the entry side). */
     readonly isEntry: boolean,
     readonly port: number,
-    private readonly owner: StreamOwner,
+    private readonly context: StreamContext,
     windows: StreamWindows,
   ) {
     this.sendFlags = isEntry ? 0 : Flag.LOCAL;
     this.sendLimit = windows.sendWindow;
-    this.openedAt = owner.now();
+    this.openedAt = context.clock.now();
     this.receiveWindow = new ReceiveWindow(windows.receiveWindow, windows.maxWindow, this.openedAt);
   }
 
@@ -125,6 +121,10 @@ export class Stream {
 
   get bufferedToSend(): number {
     return this.pendingBytes;
+  }
+
+  get finished(): boolean {
+    return isFinished(this.state);
   }
 
   get hasSink(): boolean {
@@ -143,7 +143,7 @@ export class Stream {
     if (chunk.length === 0) return true;
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
-    this.owner.scheduleSend(this);
+    this.context.sender.schedule(this);
     if (this.pendingBytes === 0) return true;
     this.writableWanted = true;
     return false;
@@ -160,13 +160,13 @@ export class Stream {
   accept(): void {
     if (this.isEntry || this.state !== StreamState.OPENING) return;
     this.transition('accept');
-    this.owner.writeAccept(this.id);
+    this.context.sender.sendFrame(encodeAccept(this.id));
   }
 
   /** Tears the stream down and tells the partner. */
   reset(code: number, reason: string): void {
     if (isFinished(this.state)) return;
-    this.owner.writeReset(this.id, this.sendFlags, code, reason);
+    this.context.sender.sendFrame(encodeReset(this.id, this.sendFlags, code, reason));
     this.finishReset(code, reason, false);
   }
 
@@ -174,7 +174,7 @@ export class Stream {
   consume(bytes: number): void {
     if (this.state === StreamState.RESET) return;
     const due = this.receiveWindow.consume(bytes);
-    this.owner.releaseBuffered(bytes);
+    this.context.released(bytes);
     if (due && canReceive(this.state)) this.sendWindowUpdate();
   }
 
@@ -185,7 +185,7 @@ export class Stream {
     this.transition('accept');
     this.sink?.onAccept();
     this.sendFinIfReady();
-    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+    if (this.pendingBytes > 0) this.context.sender.schedule(this);
   }
 
   handleData(payload: Buffer, fin: boolean): void {
@@ -205,11 +205,11 @@ export class Stream {
       }
       this.transition('recv-fin');
       // Resumable: confirm the FIN, so the partner can forget the stream (a lost FIN would be resent).
-      if (this.owner.resumable) {
-        this.owner.writeWindow(this.id, this.sendFlags | Flag.FIN_RECEIVED, this.receiveWindow.consumed, this.receiveWindow.advertised);
+      if (this.context.resumable) {
+        this.context.sender.sendFrame(encodeWindow(this.id, this.sendFlags | Flag.FIN_RECEIVED, this.receiveWindow.consumed, this.receiveWindow.advertised));
       }
       this.sink?.onEnd();
-      if (this.canForget()) this.owner.streamFinished(this);
+      if (this.canForget()) this.context.finished(this);
     }
   }
 
@@ -221,7 +221,7 @@ export class Stream {
     }
     this.finAcked = true;
     this.replay.ackTo(this.sentBytes);
-    if (this.state === StreamState.CLOSED) this.owner.streamFinished(this);
+    if (this.state === StreamState.CLOSED) this.context.finished(this);
   }
 
   /** This side's entry in a resumed link's stream list. */
@@ -276,27 +276,27 @@ export class Stream {
   afterResume(): void {
     if (this.state === StreamState.RESET) return;
     if (this.state === StreamState.CLOSED && this.finAcked && this.pendingBytes === 0) {
-      this.owner.streamFinished(this);
+      this.context.finished(this);
       return;
     }
-    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+    if (this.pendingBytes > 0) this.context.sender.schedule(this);
     else this.sendFinIfReady();
   }
 
   /** A closed stream is forgotten once nothing of it may need sending again. */
   private canForget(): boolean {
-    return isFinished(this.state) && (this.state === StreamState.RESET || !this.owner.resumable || this.finAcked);
+    return isFinished(this.state) && (this.state === StreamState.RESET || !this.context.resumable || this.finAcked);
   }
 
   handleWindow(consumed: number, window: number): void {
     if (consumed > this.sentBytes) {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `WINDOW on stream ${this.id} acknowledges bytes never sent`);
     }
-    if (this.owner.resumable) this.replay.ackTo(consumed);
+    if (this.context.resumable) this.replay.ackTo(consumed);
     const limit = consumed + window;
     if (limit <= this.sendLimit) return;
     this.sendLimit = limit;
-    if (this.pendingBytes > 0) this.owner.scheduleSend(this);
+    if (this.pendingBytes > 0) this.context.sender.schedule(this);
     if (channels.blocked.hasSubscribers) this.observeBlocked();
   }
 
@@ -311,13 +311,14 @@ export class Stream {
   }
 
   /**
-   * Sends up to about `budget` bytes within the window as DATA frames.
-   * Returns true when data and window remain (the session queues it again).
+   * Sends up to `frames` DATA frames within the window. Returns true when
+   * data and window remain (the sender queues it again).
    */
-  flush(budget: number): boolean {
+  flush(frames: number): boolean {
     let sent = 0;
-    const frame = this.owner.maxSendFrame;
-    while (this.pendingBytes > 0 && sent < budget) {
+    const sender = this.context.sender;
+    const frame = sender.maxFrame;
+    while (this.pendingBytes > 0 && sent < frames) {
       const allowed = this.sendLimit - this.sentBytes;
       if (allowed <= 0) break;
       const chunk = this.pending[0] as Buffer;
@@ -334,10 +335,10 @@ export class Stream {
       }
       this.pendingBytes -= n;
       this.sentBytes += n;
-      sent += n;
-      if (this.owner.resumable) this.replay.push(piece);
-      this.owner.writeData(this.id, this.sendFlags, piece);
-      if (this.owner.congested) break;
+      sent++;
+      if (this.context.resumable) this.replay.push(piece);
+      sender.sendData(this.id, this.sendFlags, piece);
+      if (sender.congested) break;
     }
     if (channels.blocked.hasSubscribers) this.observeBlocked();
     if (this.pendingBytes === 0) {
@@ -362,25 +363,25 @@ export class Stream {
   }
 
   private sendFinIfReady(): void {
-    if (this.pendingBytes > 0 || !this.owner.linkLive) return;
+    if (this.pendingBytes > 0 || !this.context.sender.dataOpen) return;
     if (this.finResend) {
       this.finResend = false;
-      this.owner.writeData(this.id, this.sendFlags | Flag.FIN, EMPTY);
+      this.context.sender.sendData(this.id, this.sendFlags | Flag.FIN, EMPTY);
       return;
     }
     if (!this.finRequested) return;
     if (this.state !== StreamState.OPEN && this.state !== StreamState.REMOTE_CLOSED) return;
     this.finRequested = false;
     this.transition('send-fin');
-    this.owner.writeData(this.id, this.sendFlags | Flag.FIN, EMPTY);
-    if (this.canForget()) this.owner.streamFinished(this);
+    this.context.sender.sendData(this.id, this.sendFlags | Flag.FIN, EMPTY);
+    if (this.canForget()) this.context.finished(this);
   }
 
   private sendWindowUpdate(): void {
     const before = this.receiveWindow.size;
-    const rttMs = this.owner.rttMs();
-    const window = this.receiveWindow.update(this.owner.now(), rttMs, this.owner);
-    this.owner.writeWindow(this.id, this.sendFlags, this.receiveWindow.consumed, window);
+    const rttMs = this.context.roundTrip.forGrowth;
+    const window = this.receiveWindow.update(this.context.clock.now(), rttMs, this.context.windows);
+    this.context.sender.sendFrame(encodeWindow(this.id, this.sendFlags, this.receiveWindow.consumed, window));
     if (channels.window.hasSubscribers) {
       channels.window.publish({ stream: this.tag, before, after: this.receiveWindow.size, consumed: this.receiveWindow.consumed, rttMs });
     }
@@ -393,7 +394,7 @@ export class Stream {
 
   /** Observers only: tells when this stream starts or stops waiting with bytes to send. */
   private observeBlocked(): void {
-    const why = this.pendingBytes === 0 ? null : this.sentBytes >= this.sendLimit ? 'window' : this.owner.congested ? 'link' : null;
+    const why = this.pendingBytes === 0 ? null : this.sentBytes >= this.sendLimit ? 'window' : this.context.sender.congested ? 'link' : null;
     if (why === this.blockedFor) return;
     if (this.blockedFor !== null) channels.unblocked.publish({ stream: this.tag });
     if (why !== null) channels.blocked.publish({ stream: this.tag, why });
@@ -409,8 +410,8 @@ export class Stream {
     this.replay.clear();
     // Bytes delivered to the sink but never consumed are dropped with it.
     const unconsumed = this.receiveWindow.dropUnconsumed();
-    if (unconsumed > 0) this.owner.releaseBuffered(unconsumed);
-    this.owner.streamFinished(this);
+    if (unconsumed > 0) this.context.released(unconsumed);
+    this.context.finished(this);
     if (notifySink) this.sink?.onReset(code, reason);
   }
 }

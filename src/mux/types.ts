@@ -1,6 +1,5 @@
 /** The session's settings, what the partner announced, and the hooks its owner gives it. */
-import { ErrorCodes, type ErrorCode, type TcpipeError } from '../errors.js';
-import { GoAwayCode } from '../protocol/constants.js';
+import type { TcpipeError } from '../errors.js';
 import type { Stream } from './stream.js';
 
 export interface MuxSettings {
@@ -19,9 +18,6 @@ export interface MuxSettings {
   readonly resumeGraceMs?: number;
 }
 
-/** How a session relates to its link: live, held (link lost, resumable) or resuming (new link, stream lists crossing). */
-export type LinkState = 'live' | 'held' | 'resuming';
-
 /** What the partner announced in its HELLO. */
 export interface PeerSettings {
   readonly initialWindow: number;
@@ -39,7 +35,6 @@ export interface SessionEnd {
 export interface SessionHooks {
   /** The partner opened a stream: attach a sink, or reset it. */
   onStreamRequest(stream: Stream): void;
-  onStreamFinished?(stream: Stream): void;
   onEnd(end: SessionEnd): void;
   /** Resumable sessions: the link was lost and the streams are held for the next one. */
   onHeld?(end: SessionEnd): void;
@@ -53,15 +48,3 @@ export interface ResumeInfo {
   /** Bytes sent again because the partner had not received them. */
   readonly replayedBytes: number;
 }
-
-/** The error a GOAWAY code from the partner becomes on this side. */
-export const GOAWAY_ERRORS: Readonly<Record<number, ErrorCode>> = Object.freeze({
-  [GoAwayCode.PARTNER_BUSY]: ErrorCodes.PARTNER_BUSY,
-  [GoAwayCode.PROTOCOL_ERROR]: ErrorCodes.PROTOCOL,
-  [GoAwayCode.LIMIT_EXCEEDED]: ErrorCodes.LIMIT,
-  [GoAwayCode.HEARTBEAT_TIMEOUT]: ErrorCodes.HEARTBEAT_TIMEOUT,
-  [GoAwayCode.UNSUPPORTED_VERSION]: ErrorCodes.HANDSHAKE,
-  [GoAwayCode.AUTH_REQUIRED]: ErrorCodes.AUTH,
-  [GoAwayCode.RESUME_REFUSED]: ErrorCodes.AUTH,
-  [GoAwayCode.MISSING_CAPABILITY]: ErrorCodes.HANDSHAKE,
-});

@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { INITIAL_CAP, LinkPacer, MIN_CAP, TARGET_QUEUE_MS } from '../../src/mux/link-pacer.js';
+import { LinkPacer } from '../../src/mux/link-pacer.js';
+import { RoundTrip } from '../../src/mux/round-trip.js';
+import { PacerPolicy } from '../../src/mux/tunables.js';
+
+const { INITIAL_CAP, MIN_CAP, TARGET_QUEUE_MS } = PacerPolicy;
 
 const KiB = 1024;
 
@@ -46,7 +50,7 @@ function drive(
 }
 
 test('link pacer: a probe goes out after an eighth of the cap, and its answer acknowledges the bytes written before it', () => {
-  const pacer = new LinkPacer();
+  const pacer = new LinkPacer(new RoundTrip());
   pacer.wrote(100 * KiB);
   assert.equal(pacer.probeDue, false);
   pacer.wrote(INITIAL_CAP / 8 - 60 * KiB);
@@ -73,7 +77,7 @@ test('link pacer: a probe goes out after an eighth of the cap, and its answer ac
 });
 
 test('link pacer: the cap holds only after an interactive send met a backlog', () => {
-  const pacer = new LinkPacer();
+  const pacer = new LinkPacer(new RoundTrip());
   pacer.wrote(INITIAL_CAP * 3);
   assert.equal(pacer.backlogged, true);
   assert.equal(pacer.closed, false, 'a lone bulk transfer is not held back');
@@ -87,7 +91,7 @@ test('link pacer: the cap grows while the round trip stays at its minimum, and s
   const rate = 100 * KiB;
   const base = 20;
   const rttOf = (inFlight: number): number => base + Math.max(0, inFlight - rate * base) / rate;
-  const pacer = new LinkPacer();
+  const pacer = new LinkPacer(new RoundTrip());
   pacer.contended(0);
   const rtts = drive(pacer, 20_000, rttOf, { respectCap: true, stepMs: 0.1, chunk: 16 * KiB });
   assert.ok(pacer.cap > INITIAL_CAP, `the cap grew from ${INITIAL_CAP} to ${pacer.cap}`);
@@ -100,7 +104,7 @@ test('link pacer: the cap grows while the round trip stays at its minimum, and s
 });
 
 test('link pacer: a backlog above the target shrinks the cap, never below the minimum', () => {
-  const pacer = new LinkPacer();
+  const pacer = new LinkPacer(new RoundTrip());
   pacer.contended(0);
   const path: Path = { now: 0, pending: [] };
   drive(pacer, 100, () => 20, { chunk: 40 * KiB, stepMs: 1, path });
@@ -114,7 +118,7 @@ test('link pacer: a backlog above the target shrinks the cap, never below the mi
 test('link pacer: the cap stays at what the best recent delivery rate needs, whatever the round trips say', () => {
   // A lossy path: most answers come late (retransmissions hold delivery back), yet the path
   // delivers 50 KiB per ms at best. The cap must not fall below rate × (min RTT + target).
-  const pacer = new LinkPacer();
+  const pacer = new LinkPacer(new RoundTrip());
   pacer.contended(0);
   let n = 0;
   drive(pacer, 30_000, () => (n++ % 3 === 0 ? 20 : 90), { chunk: 5 * KiB, stepMs: 0.1 });

@@ -8,6 +8,7 @@
  *
  * Every wait is on an event (sink callbacks, session hooks) with a bounded timeout.
  */
+import { subscribe } from '../../src/observe.js';
 import { describe, test } from 'node:test';
 import { socketPair } from '../helpers/loopback.js';
 import assert from 'node:assert/strict';
@@ -125,7 +126,6 @@ interface Side {
   held: SessionEnd | null;
   resumed: ResumeInfo | null;
   ended: SessionEnd | null;
-  finished: number;
 }
 
 
@@ -144,8 +144,9 @@ function side(name: string, link: net.Socket, changes: Changes, settings: MuxSet
     held: null,
     resumed: null,
     ended: null,
-    finished: 0,
   };
+  // A stream forgotten by its session (FIN acknowledged) is a change too: the tests wait for it.
+  const unsubscribe = subscribe('tcpipe:stream:finished', () => changes.notify());
   self.session = new Session(
     link,
     newDecoder(),
@@ -160,12 +161,9 @@ function side(name: string, link: net.Socket, changes: Changes, settings: MuxSet
         else stream.accept();
         changes.notify();
       },
-      onStreamFinished: () => {
-        self.finished++;
-        changes.notify();
-      },
       onEnd: (end) => {
         self.ended = end;
+        unsubscribe();
         changes.notify();
       },
       onHeld: (end) => {
@@ -200,7 +198,7 @@ function describeSides(...sides: Side[]): string {
   return sides
     .map(
       (s) =>
-        `${s.name}: linkState ${s.session.linkState}, ended ${s.ended?.reason ?? 'no'}, streams ${s.session.streamCount}, resumed ${JSON.stringify(s.resumed)}\n` +
+        `${s.name}: linkState ${s.session.state}, ended ${s.ended?.reason ?? 'no'}, streams ${s.session.streamCount}, resumed ${JSON.stringify(s.resumed)}\n` +
         [...s.sinks.values()].map((sink) => `  ${sink.describe()}`).join('\n'),
     )
     .join('\n');
@@ -284,7 +282,7 @@ describe('session resumption over loopback', () => {
       await changes.until(() => a.held !== null && b.held !== null, 'both sessions held', all);
 
       for (const s of [a, b]) {
-        assert.equal(s.session.linkState, 'held', `${s.name} holds`);
+        assert.equal(s.session.state, 'held', `${s.name} holds`);
         assert.equal(s.session.isEnded, false);
         assert.equal(s.session.streamCount, 3, `${s.name} holds its three streams`);
         for (const sink of s.sinks.values()) {
@@ -320,16 +318,16 @@ describe('session resumption over loopback', () => {
       writeAll(fourth.stream, expected(4, 'A').add(200_000));
       fourth.stream.end();
       replies.set(4, expected(4, 'B').add(200_000));
-      assert.equal(a.session.linkState, 'held');
-      assert.equal(b.session.linkState, 'held');
+      assert.equal(a.session.state, 'held');
+      assert.equal(b.session.state, 'held');
 
       // A new connection: both sides resume on it (B sees stream 4's OPEN after the lists).
       const [link2a, link2b] = await socketPair();
       links.push(link2a, link2b);
       a.session.resumeOn(link2a, newDecoder(), PEER);
       b.session.resumeOn(link2b, newDecoder(), PEER);
-      assert.equal(a.session.linkState, 'resuming');
-      assert.equal(b.session.linkState, 'resuming');
+      assert.equal(a.session.state, 'resuming');
+      assert.equal(b.session.state, 'resuming');
       await changes.until(() => a.resumed !== null && b.resumed !== null, 'both sessions resumed', all);
       t.diagnostic(`resumed: A ${JSON.stringify(a.resumed)}, B ${JSON.stringify(b.resumed)}`);
 
@@ -361,7 +359,7 @@ describe('session resumption over loopback', () => {
       // Every stream closed both ways is forgotten once its FINs are acknowledged.
       await changes.until(() => a.session.streamCount === 0 && b.session.streamCount === 0, 'every stream forgotten', all);
       for (const s of [a, b]) {
-        assert.equal(s.session.linkState, 'live');
+        assert.equal(s.session.state, 'live');
         assert.equal(s.ended, null, `${s.name} still running`);
       }
     } finally {
@@ -434,7 +432,7 @@ describe('session resumption over loopback', () => {
       await changes.until(() => a.ended !== null && b.held !== null, 'A ended and B held', all);
       assert.equal(a.held, null);
       assert.equal(sink.reset?.code, ResetCode.SHUTDOWN);
-      assert.equal(b.session.linkState, 'held');
+      assert.equal(b.session.state, 'held');
     } finally {
       a.session.destroy('test over');
       b.session.destroy('test over');
@@ -554,7 +552,7 @@ describe('session resumption against a raw partner', () => {
         assert.equal(consumed + window, 64 * 1024, 'the limit advertised so far');
       }
       assert.equal(hex(done.payload), hex(Buffer.from([ResumeKind.DONE, 0, 0, 0, 0])));
-      assert.equal(s.session.linkState, 'resuming');
+      assert.equal(s.session.state, 'resuming');
       // While the lists cross, no DATA goes out.
       assert.equal(peer2.frames.filter(isType(FrameType.DATA)).length, 0);
 
@@ -694,7 +692,7 @@ describe('session resumption against a raw partner', () => {
       assert.deepEqual(parseCodeAndReason(reset.payload), { code: ResetCode.TARGET_UNREACHABLE, reason: 'target went away' });
       assert.equal(s.resumed?.streams, 1);
       assert.equal(s.ended, null);
-      assert.equal(s.session.linkState, 'live');
+      assert.equal(s.session.state, 'live');
     } finally {
       s.session.destroy('test over');
       for (const link of links) link.destroy();
@@ -725,10 +723,10 @@ describe('session resumption against a raw partner', () => {
       s.held = null;
       s.session.resumeOn(link2, newDecoder(), PEER);
       await peer2.next(isType(FrameType.RESUME), "S's DONE on the second link");
-      assert.equal(s.session.linkState, 'resuming');
+      assert.equal(s.session.state, 'resuming');
       raw2.destroy();
       await changes.until(() => s.held !== null, 'S held again', all);
-      assert.equal(s.session.linkState, 'held');
+      assert.equal(s.session.state, 'held');
       assert.equal(one.stream.state, 'open');
       one.stream.write(Buffer.from('ABC'));
       // Third link: the partner has 4 bytes.
@@ -741,7 +739,7 @@ describe('session resumption against a raw partner', () => {
       raw3.write(Buffer.concat([encodeResumedWindow(1, Flag.LOCAL | Flag.ACCEPTED, 4, 64 * 1024, 4), encodeResume(ResumeKind.DONE, u32(0))]));
       await peer3.until(() => dataOf(peer3.frames, 1).bytes.length >= 9, 'the bytes on the third link');
       assert.equal(dataOf(peer3.frames, 1).bytes.toString(), '456789ABC');
-      assert.equal(s.session.linkState, 'live');
+      assert.equal(s.session.state, 'live');
       assert.equal(s.ended, null);
     } finally {
       s.session.destroy('test over');

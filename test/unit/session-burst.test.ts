@@ -13,7 +13,8 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings } from '../../src/mux/session.js';
 import type { Stream, StreamSink } from '../../src/mux/stream.js';
 import { FrameDecoder } from '../../src/protocol/decode.js';
-import { FrameType } from '../../src/protocol/constants.js';
+import { Flag, FrameType } from '../../src/protocol/constants.js';
+import { encodePing } from '../../src/protocol/encode.js';
 import type { Clock } from '../../src/clock.js';
 import { DEFAULTS } from '../../src/config/defaults.js';
 import { socketPair, withTimeout } from '../helpers/loopback.js';
@@ -45,8 +46,8 @@ interface Counted {
   close(): void;
 }
 
-/** A started session on `link` that has measured a smallest round trip of `minRttMs`. */
-function startedSession(link: Duplex, clock: Clock, minRttMs: number): Session {
+/** A started session on `link`. */
+function startedSession(link: Duplex, clock: Clock): Session {
   const session = new Session(
     link,
     new FrameDecoder({ maxDataPayload: 64 * 1024, expectPreface: false }),
@@ -56,11 +57,32 @@ function startedSession(link: Duplex, clock: Clock, minRttMs: number): Session {
     clock,
   );
   session.start();
-  session.recordRtt(minRttMs);
   return session;
 }
 
-async function countedSession(t: { after(fn: () => void): void }, clock: Clock, minRttMs: number): Promise<Counted> {
+/**
+ * The session measures a round trip of `minRttMs` the way it does on a real link: its PING is
+ * answered by the partner (`raw`) once the manual clock has moved on by `minRttMs`.
+ */
+async function measureRtt(session: Session, raw: net.Socket, setNow: (ms: number) => void, minRttMs: number): Promise<void> {
+  const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
+  const answer = (chunk: Buffer): void => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f !== null; f = decoder.next()) {
+      if (f.type !== FrameType.PING) continue;
+      raw.off('data', answer);
+      setNow(minRttMs);
+      raw.write(encodePing(Flag.ACK, f.payload));
+    }
+  };
+  raw.on('data', answer);
+  const rtt = await withTimeout(session.ping(1000), 2000, 'the PING answered');
+  setNow(0);
+  assert.equal(rtt, minRttMs);
+  assert.equal(session.roundTrip.min, minRttMs);
+}
+
+async function countedSession(t: { after(fn: () => void): void }, clock: Clock, setNow: (ms: number) => void, minRttMs: number): Promise<Counted> {
   const [link, raw] = await socketPair();
   link.setNoDelay(true); // as link/transport.ts sets it: each write is a segment of its own
   let writes = 0;
@@ -70,7 +92,9 @@ async function countedSession(t: { after(fn: () => void): void }, clock: Clock, 
   const writev = socket._writev.bind(socket);
   socket._write = (...a: unknown[]) => (writes++, write(...a));
   socket._writev = (...a: unknown[]) => (writes++, writev(...a));
-  const session = startedSession(link, clock, minRttMs);
+  const session = startedSession(link, clock);
+  await measureRtt(session, raw, setNow, minRttMs);
+  writes = 0;
   let seen = 0;
   const waiters: { count: number; resolve: () => void }[] = [];
   const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
@@ -131,7 +155,7 @@ function manualClock(): { clock: Clock; setNow(ms: number): void; runTimers(): v
 
 test('on a distant link, streams opened in turns under 2 ms apart leave in one write after the first', async (t) => {
   const { clock, setNow, runTimers } = manualClock();
-  const c = await countedSession(t, clock, 50);
+  const c = await countedSession(t, clock, setNow, 50);
   await openInTurns(c.session, setNow, [0, 0.5, 0.9, 1.3]);
   assert.equal(c.writes(), 1, 'the three later OPENs wait for the hold');
   runTimers();
@@ -142,7 +166,7 @@ test('on a distant link, streams opened in turns under 2 ms apart leave in one w
 
 test('a lone stream, and streams opened more than 2 ms apart, go at once', async (t) => {
   const { clock, setNow } = manualClock();
-  const c = await countedSession(t, clock, 50);
+  const c = await countedSession(t, clock, setNow, 50);
   await openInTurns(c.session, setNow, [0, 3, 6]);
   await c.opens(3);
   assert.equal(c.writes(), 3);
@@ -150,7 +174,7 @@ test('a lone stream, and streams opened more than 2 ms apart, go at once', async
 
 test('on a near link (round trip under 16 ms) a burst is not held: each turn writes', async (t) => {
   const { clock, setNow } = manualClock();
-  const c = await countedSession(t, clock, 0.2);
+  const c = await countedSession(t, clock, setNow, 0.2);
   await openInTurns(c.session, setNow, [0, 0.5, 0.9, 1.3]);
   await c.opens(4);
   assert.equal(c.writes(), 4);
@@ -158,7 +182,8 @@ test('on a near link (round trip under 16 ms) a burst is not held: each turn wri
 
 test('a burst that goes on is held longer at each turn, up to a sixteenth of the round trip', async (t) => {
   const { clock, setNow, runTimers, holds } = manualClock();
-  const c = await countedSession(t, clock, 64);
+  const c = await countedSession(t, clock, setNow, 64);
+  holds.length = 0; // the measuring PING's timer
   // Each stream opens just after the previous hold ended: one burst of eight turns.
   let now = 0;
   setNow(now);
@@ -180,7 +205,7 @@ test('a burst that goes on is held longer at each turn, up to a sixteenth of the
 
 test('on a long link, small frames a 32nd of the round trip apart are still one burst', async (t) => {
   const { clock, setNow, runTimers } = manualClock();
-  const c = await countedSession(t, clock, 200);
+  const c = await countedSession(t, clock, setNow, 200);
   // 5 ms apart: beyond the 2 ms gap, within 200 / 32 = 6.25 ms.
   await openInTurns(c.session, setNow, [0, 5]);
   assert.equal(c.writes(), 1, 'the second OPEN is held');
@@ -191,7 +216,7 @@ test('on a long link, small frames a 32nd of the round trip apart are still one 
 
 test('a lone DATA frame goes at once in one write, header and payload together', async (t) => {
   const { clock, setNow } = manualClock();
-  const c = await countedSession(t, clock, 50);
+  const c = await countedSession(t, clock, setNow, 50);
   const stream = open(c.session);
   await c.opens(1);
   const before = c.writes();
@@ -209,9 +234,19 @@ test('a burst is held even while the link has bytes waiting (a TLS link until it
   const { clock, setNow, holds } = manualClock();
   // A link whose writes never complete: its writableLength stays above 0, as a TLS socket's
   // does until the encrypted bytes reach the TCP socket.
-  const link = new Duplex({ read: () => undefined, write: () => undefined, writev: () => undefined });
-  const session = startedSession(link, clock, 50);
+  const written = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
+  const link = new Duplex({ read: () => undefined, write: (chunk: Buffer) => written.push(chunk), writev: () => undefined });
+  const session = startedSession(link, clock);
   t.after(() => session.destroy('test over'));
+  // The first write, never completed, is the session's PING: answered 50 ms later.
+  const measured = session.ping(1000);
+  const ping = written.next();
+  assert.ok(ping !== null && ping.type === FrameType.PING);
+  setNow(50);
+  link.push(encodePing(Flag.ACK, ping.payload));
+  assert.equal(await withTimeout(measured, 2000, 'the PING answered'), 50);
+  setNow(0);
+  holds.length = 0; // the measuring PING's timer
   await openInTurns(session, setNow, [0, 0.5, 0.9, 1.3]);
   assert.ok(link.writableLength > 0, 'the link holds bytes');
   assert.ok(holds.length >= 1, `the burst was held (${holds.length} holds)`);

@@ -18,7 +18,9 @@ import type net from 'node:net';
 import { MiB, socketPair, waitForEvent } from '../helpers/loopback.js';
 import { Session, type MuxSettings, type PeerSettings, type SessionHooks } from '../../src/mux/session.js';
 import type { Stream } from '../../src/mux/stream.js';
-import { INITIAL_CAP, MAX_PROBES, MIN_PROBE_SPACING, type LinkPacer } from '../../src/mux/link-pacer.js';
+import { PacerPolicy } from '../../src/mux/tunables.js';
+
+const { INITIAL_CAP, MAX_PROBES, MIN_PROBE_SPACING } = PacerPolicy;
 import { FrameDecoder } from '../../src/protocol/decode.js';
 import { Flag, FrameType, HEADER_LENGTH, MAX_DATA_PAYLOAD_LIMIT } from '../../src/protocol/constants.js';
 import { systemClock, type Clock } from '../../src/clock.js';
@@ -272,11 +274,11 @@ test('after a small send met a backlog, bulk waits while the bytes in flight exc
 });
 
 /**
- * The session's link pacer, a private field: read only to tell the cap's hold apart from any
- * other bound on bulk (a looser one that applies when the cap is not held would hold bulk too).
+ * The session's link pacer as observers see it (observe.ts): read to tell the cap's hold apart
+ * from any other bound on bulk (a looser one that applies when the cap is not held would hold bulk too).
  */
-function pacerOf(session: Session): LinkPacer {
-  return (session as unknown as { readonly writer: { readonly pacer: LinkPacer } }).writer.pacer;
+function pacerOf(session: Session): { readonly cap: number; readonly inFlight: number; readonly holding: boolean } {
+  return session.snapshot().pacer;
 }
 
 test('an interactive stream that keeps sending keeps the cap held past ENFORCE_MS', async (t) => {
@@ -345,7 +347,7 @@ test('an interactive stream that keeps sending keeps the cap held past ENFORCE_M
   // Held by the cap itself, not by some looser bound: the write stopped at the first frame
   // (16 KiB, a header, perhaps a probe) that reached the cap.
   assert.ok(
-    pacer.inFlight - 2 * KiB - 16 * KiB < cap && data.length - held <= cap - inFlightBefore + 16 * KiB,
+    pacerOf(l.a).inFlight - 2 * KiB - 16 * KiB < cap && data.length - held <= cap - inFlightBefore + 16 * KiB,
     `bulk stopped at the cap (${cap} bytes): ${data.length - held} bytes sent with ${inFlightBefore} in flight before`,
   );
 
