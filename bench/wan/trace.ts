@@ -117,7 +117,7 @@ if (file !== '') {
         buffered: s.bufferedBytes,
         grown: num(s, 'grownWindows'),
         linkQueued: queued,
-        congested: s.congested,
+        congested: s.snapshot().congested,
         bytesIn: s.bytesIn,
         bytesOut: s.bytesOut,
         streams: s.streamCount,

@@ -22,7 +22,7 @@ import { Resumption, type HeldStreams } from './resumption.js';
 import { RoundTrip, type RoundTripView } from './round-trip.js';
 import { Sender } from './sender.js';
 import { SessionState, hasLink, nextSessionState, type SessionEvent, type SessionStateValue } from './session-state.js';
-import { Stream, type StreamContext } from './stream.js';
+import { Stream, type StreamContext, type StreamWindows } from './stream.js';
 import { ReceivePolicy } from './tunables.js';
 import type { MuxSettings, PeerSettings, SessionEnd, SessionHooks } from './types.js';
 import { SessionWindows } from './window-budget.js';
@@ -39,6 +39,8 @@ export class Session {
   private peerOpenStreams = 0;
   private link: Duplex | null;
   private peer: PeerSettings;
+  /** The windows a new stream starts with: the partner's initial window, ours, and our maximum. */
+  private newStreamWindows: StreamWindows;
   private graceTimer: Timer | null = null;
   /** Called once per link when that link is gone (held or ended): closes its transport. */
   private linkGone: ((end: SessionEnd) => void) | null = null;
@@ -68,6 +70,7 @@ export class Session {
   ) {
     this.link = link;
     this.peer = peer;
+    this.newStreamWindows = { sendWindow: peer.initialWindow, receiveWindow: settings.initialWindow, maxWindow: settings.maxWindow };
     this.resumable = (settings.resumeGraceMs ?? 0) > 0;
     this.sender = new Sender(clock, this.rtt, settings.linkWriteBound, peer.maxFramePayload);
     this.firstDecoder = decoder;
@@ -133,11 +136,6 @@ export class Session {
     return this.rtt;
   }
 
-  /** Streams stop sending: the link socket is full, or the link pacer's cap is reached. */
-  get congested(): boolean {
-    return this.sender.congested;
-  }
-
   /** Observers' view of the session (observe.ts). */
   snapshot(): SessionSnapshot {
     return {
@@ -163,7 +161,7 @@ export class Session {
   openStream(port: number): Stream | null {
     if (this.isEnded || this.nextStreamId > MAX_STREAM_ID) return null;
     if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
-    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.windowsForNewStream());
+    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.newStreamWindows);
     this.streams.set(stream.key, stream);
     // While the link is down or resuming, the OPEN waits: the resumption sends it in id order.
     if (this.stateValue === SessionState.LIVE) this.sender.sendFrame(encodeOpen(stream.id, 0, port));
@@ -217,6 +215,7 @@ export class Session {
     this.graceTimer = null;
     this.link = link;
     this.peer = peer;
+    this.newStreamWindows = { ...this.newStreamWindows, sendWindow: peer.initialWindow };
     this.rtt.newPath();
     this.sender.attach(link, peer.maxFramePayload);
     const corked = this.sender.cork();
@@ -230,15 +229,12 @@ export class Session {
     this.terminate(error, reason, false);
   }
 
-  // ---- the one transition point ------------------------------------------
-
+  /** The one transition point of the session's state. */
   private enter(event: SessionEvent): void {
     const next = nextSessionState(this.stateValue, event);
     if (next === null) throw new Error(`session: ${event} not allowed while ${this.stateValue}`);
     this.stateValue = next;
   }
-
-  // ---- the link's lifecycle ----------------------------------------------
 
   /** Reads the current link: frames its decoder already holds are handled first. */
   private listen(decoder: FrameDecoder): void {
@@ -330,12 +326,6 @@ export class Session {
     this.hooks.onEnd(end);
   }
 
-  // ---- streams -----------------------------------------------------------
-
-  private windowsForNewStream(): { sendWindow: number; receiveWindow: number; maxWindow: number } {
-    return { sendWindow: this.peer.initialWindow, receiveWindow: this.settings.initialWindow, maxWindow: this.settings.maxWindow };
-  }
-
   private streamFinished(stream: Stream): void {
     if (this.streams.get(stream.key) !== stream) return;
     this.streams.delete(stream.key);
@@ -347,7 +337,7 @@ export class Session {
 
   /** Exit side: the partner opened a stream (the router checked the limits); the hooks attach a sink or reset it. */
   private openPeerStream(id: number, port: number): void {
-    const stream = new Stream(id, false, port, this.streamContext, this.windowsForNewStream());
+    const stream = new Stream(id, false, port, this.streamContext, this.newStreamWindows);
     this.streams.set(stream.key, stream);
     this.peerOpenStreams++;
     this.hooks.onStreamRequest(stream);
@@ -383,8 +373,6 @@ export class Session {
       fail: (error) => this.fail(error),
     };
   }
-
-  // ---- resumption ------------------------------------------------------
 
   private heldStreams(): HeldStreams {
     return {

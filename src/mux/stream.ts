@@ -1,6 +1,6 @@
 /**
  * One relayed user connection inside a session: its state, its send side
- * (credit granted by the partner, the bytes waiting, the replay buffer) and
+ * (in send-buffer.ts: the bytes waiting, the credit granted by the partner, the replay) and
  * its receive side (credit this side grants, in receive-window.ts). It knows
  * nothing of sockets: the endpoint glue (endpoints/pipe) feeds it with
  * `write`/`end` and receives through a StreamSink.
@@ -12,7 +12,7 @@ import { encodeAccept, encodeReset, encodeWindow } from '../protocol/encode.js';
 import { ReceiveWindow, type WindowBudget } from './receive-window.js';
 import type { RoundTripView } from './round-trip.js';
 import type { SendingStream, StreamSender } from './sender.js';
-import { ReplayBuffer } from './replay.js';
+import { SendBuffer } from './send-buffer.js';
 import { channels } from '../observe.js';
 import {
   StreamState,
@@ -72,19 +72,10 @@ export class Stream implements SendingStream {
   /** LOCAL flag for frames this side sends: set when the receiver is the entry side. */
   private readonly sendFlags: number;
 
-  // Send side: bytes handed to the link, and the limit the partner granted.
-  sentBytes = 0;
-  private sendLimit: number;
-  private readonly pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /** Send side: bytes waiting, the partner's credit, and what a resumed link may send again. */
+  private readonly sendBuffer: SendBuffer;
   private finRequested = false;
   private writableWanted = false;
-  /**
-   * Resumable sessions keep what was sent until the partner acknowledges it
-   * (WINDOW's consumed, or a resumed link's received count): the bytes from
-   * `replay.start` to `sentBytes`.
-   */
-  private readonly replay = new ReplayBuffer();
   /** The partner confirmed our FIN (WINDOW with FIN_RECEIVED): nothing of this direction is left to replay. */
   private finAcked = false;
   /** A resumed link lost our FIN: send it again after the replayed bytes. */
@@ -104,7 +95,7 @@ export class Stream implements SendingStream {
     windows: StreamWindows,
   ) {
     this.sendFlags = isEntry ? 0 : Flag.LOCAL;
-    this.sendLimit = windows.sendWindow;
+    this.sendBuffer = new SendBuffer(windows.sendWindow, context.resumable);
     this.openedAt = context.clock.now();
     this.receiveWindow = new ReceiveWindow(windows.receiveWindow, windows.maxWindow, this.openedAt);
   }
@@ -120,7 +111,12 @@ export class Stream implements SendingStream {
   }
 
   get bufferedToSend(): number {
-    return this.pendingBytes;
+    return this.sendBuffer.waiting;
+  }
+
+  /** Payload bytes sent to the partner. */
+  get sentBytes(): number {
+    return this.sendBuffer.sent;
   }
 
   get finished(): boolean {
@@ -141,10 +137,9 @@ export class Stream implements SendingStream {
   write(chunk: Buffer): boolean {
     if (!canSend(this.state) || this.finRequested) return true;
     if (chunk.length === 0) return true;
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
+    this.sendBuffer.push(chunk);
     this.context.sender.schedule(this);
-    if (this.pendingBytes === 0) return true;
+    if (this.sendBuffer.waiting === 0) return true;
     this.writableWanted = true;
     return false;
   }
@@ -185,7 +180,7 @@ export class Stream implements SendingStream {
     this.transition('accept');
     this.sink?.onAccept();
     this.sendFinIfReady();
-    if (this.pendingBytes > 0) this.context.sender.schedule(this);
+    if (this.sendBuffer.waiting > 0) this.context.sender.schedule(this);
   }
 
   handleData(payload: Buffer, fin: boolean): void {
@@ -220,7 +215,7 @@ export class Stream implements SendingStream {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: FIN acknowledged before it was sent`);
     }
     this.finAcked = true;
-    this.replay.ackTo(this.sentBytes);
+    this.sendBuffer.acknowledgeAll();
     if (this.state === StreamState.CLOSED) this.context.finished(this);
   }
 
@@ -240,25 +235,18 @@ export class Stream implements SendingStream {
    * it); its window and ACCEPT are taken as if they had just arrived.
    */
   resumeFrom(received: number, consumed: number, window: number, flags: number): number {
-    if (received < this.replay.start || received > this.sentBytes || consumed > received) {
+    const send = this.sendBuffer;
+    if (received < send.replayStart || received > send.sent || consumed > received) {
       throw new ProtocolError(
         GoAwayCode.PROTOCOL_ERROR,
-        `stream ${this.id}: resumed at byte ${received}, outside the ${this.replay.start}..${this.sentBytes} this side can replay`,
+        `stream ${this.id}: resumed at byte ${received}, outside the ${send.replayStart}..${send.sent} this side can replay`,
       );
     }
-    const again = this.sentBytes - received;
-    if (again > 0) {
-      // Unsent again: the oldest bytes go first, before what the socket gave since.
-      this.pending.unshift(...this.replay.takeFrom(received));
-      this.pendingBytes += again;
-    } else {
-      this.replay.ackTo(received);
-    }
-    this.sentBytes = received;
-    if (consumed + window > this.sendLimit) this.sendLimit = consumed + window;
+    const again = send.rewindTo(received);
+    send.grant(consumed, window);
     const sentFin = this.state === StreamState.LOCAL_CLOSED || this.state === StreamState.CLOSED;
     if ((flags & Flag.FIN_RECEIVED) !== 0) {
-      if (!sentFin || this.pendingBytes !== 0) {
+      if (!sentFin || send.waiting !== 0) {
         throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `stream ${this.id}: resumed with a FIN this side did not send`);
       }
       this.finAcked = true;
@@ -275,11 +263,11 @@ export class Stream implements SendingStream {
   /** The link is live again after a resumption: send what waits. */
   afterResume(): void {
     if (this.state === StreamState.RESET) return;
-    if (this.state === StreamState.CLOSED && this.finAcked && this.pendingBytes === 0) {
+    if (this.state === StreamState.CLOSED && this.finAcked && this.sendBuffer.waiting === 0) {
       this.context.finished(this);
       return;
     }
-    if (this.pendingBytes > 0) this.context.sender.schedule(this);
+    if (this.sendBuffer.waiting > 0) this.context.sender.schedule(this);
     else this.sendFinIfReady();
   }
 
@@ -289,14 +277,10 @@ export class Stream implements SendingStream {
   }
 
   handleWindow(consumed: number, window: number): void {
-    if (consumed > this.sentBytes) {
+    if (consumed > this.sendBuffer.sent) {
       throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `WINDOW on stream ${this.id} acknowledges bytes never sent`);
     }
-    if (this.context.resumable) this.replay.ackTo(consumed);
-    const limit = consumed + window;
-    if (limit <= this.sendLimit) return;
-    this.sendLimit = limit;
-    if (this.pendingBytes > 0) this.context.sender.schedule(this);
+    if (this.sendBuffer.grant(consumed, window) && this.sendBuffer.waiting > 0) this.context.sender.schedule(this);
     if (channels.blocked.hasSubscribers) this.observeBlocked();
   }
 
@@ -315,33 +299,15 @@ export class Stream implements SendingStream {
    * data and window remain (the sender queues it again).
    */
   flush(frames: number): boolean {
-    let sent = 0;
     const sender = this.context.sender;
+    const send = this.sendBuffer;
     const frame = sender.maxFrame;
-    while (this.pendingBytes > 0 && sent < frames) {
-      const allowed = this.sendLimit - this.sentBytes;
-      if (allowed <= 0) break;
-      const chunk = this.pending[0] as Buffer;
-      let n = chunk.length;
-      if (n > allowed) n = allowed;
-      if (n > frame) n = frame;
-      let piece: Buffer;
-      if (n === chunk.length) {
-        piece = chunk;
-        this.pending.shift();
-      } else {
-        piece = chunk.subarray(0, n);
-        this.pending[0] = chunk.subarray(n);
-      }
-      this.pendingBytes -= n;
-      this.sentBytes += n;
-      sent++;
-      if (this.context.resumable) this.replay.push(piece);
-      sender.sendData(this.id, this.sendFlags, piece);
+    for (let sent = 0; send.waiting > 0 && sent < frames && send.credit > 0; sent++) {
+      sender.sendData(this.id, this.sendFlags, send.take(frame));
       if (sender.congested) break;
     }
     if (channels.blocked.hasSubscribers) this.observeBlocked();
-    if (this.pendingBytes === 0) {
+    if (send.waiting === 0) {
       this.sendFinIfReady();
       if (this.writableWanted) {
         this.writableWanted = false;
@@ -349,7 +315,7 @@ export class Stream implements SendingStream {
       }
       return false;
     }
-    return this.sentBytes < this.sendLimit;
+    return send.credit > 0;
   }
 
   // ---- internals -------------------------------------------------------
@@ -363,7 +329,7 @@ export class Stream implements SendingStream {
   }
 
   private sendFinIfReady(): void {
-    if (this.pendingBytes > 0 || !this.context.sender.dataOpen) return;
+    if (this.sendBuffer.waiting > 0 || !this.context.sender.dataOpen) return;
     if (this.finResend) {
       this.finResend = false;
       this.context.sender.sendData(this.id, this.sendFlags | Flag.FIN, EMPTY);
@@ -394,7 +360,8 @@ export class Stream implements SendingStream {
 
   /** Observers only: tells when this stream starts or stops waiting with bytes to send. */
   private observeBlocked(): void {
-    const why = this.pendingBytes === 0 ? null : this.sentBytes >= this.sendLimit ? 'window' : this.context.sender.congested ? 'link' : null;
+    const send = this.sendBuffer;
+    const why = send.waiting === 0 ? null : send.credit <= 0 ? 'window' : this.context.sender.congested ? 'link' : null;
     if (why === this.blockedFor) return;
     if (this.blockedFor !== null) channels.unblocked.publish({ stream: this.tag });
     if (why !== null) channels.blocked.publish({ stream: this.tag, why });
@@ -405,9 +372,7 @@ export class Stream implements SendingStream {
     this.transition('reset');
     this.resetCode = code;
     this.closeReason = reason;
-    this.pending.length = 0;
-    this.pendingBytes = 0;
-    this.replay.clear();
+    this.sendBuffer.clear();
     // Bytes delivered to the sink but never consumed are dropped with it.
     const unconsumed = this.receiveWindow.dropUnconsumed();
     if (unconsumed > 0) this.context.released(unconsumed);

@@ -262,7 +262,7 @@ test('after a small send met a backlog, bulk waits while the bytes in flight exc
 
   // Still contended: a bulk write stops where the bytes in flight reach the cap. (The cap grew at
   // most by the bytes acknowledged so far, about 5 MiB, from 1 MiB: well under 16 MiB.)
-  await l.until(() => !l.a.congested, 'the answers to bring the bytes in flight under the cap');
+  await l.until(() => !l.a.snapshot().congested, 'the answers to bring the bytes in flight under the cap');
   bulk.write(data);
   const held = bulk.bufferedToSend;
   assert.ok(held > 0 && held < data.length, `bulk sends up to the cap and stops there (${held} of ${data.length} bytes held)`);
@@ -306,7 +306,7 @@ test('an interactive stream that keeps sending keeps the cap held past ENFORCE_M
   assert.ok(pacerOf(l.a).holding, 'a small send that met a backlog makes the cap hold');
   // The answers bring the bytes in flight back under the cap (only what followed the last probe stays).
   await l.until(
-    () => delivered(bulk) === backlog && delivered(small) === 100 && allAnswered() && !l.a.congested,
+    () => delivered(bulk) === backlog && delivered(small) === 100 && allAnswered() && !l.a.snapshot().congested,
     'the backlog delivered, every probe answered, the bytes in flight under the cap',
   );
 
