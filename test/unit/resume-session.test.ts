@@ -9,8 +9,10 @@
  * Every wait is on an event (sink callbacks, session hooks) with a bounded timeout.
  */
 import { subscribe } from '../../src/observe.js';
+import type { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
 import { socketPair } from '../helpers/loopback.js';
+import { LINK_KINDS, linkPair } from '../helpers/link-pairs.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import net from 'node:net';
@@ -135,7 +137,7 @@ const newDecoder = (): FrameDecoder => new FrameDecoder({ maxDataPayload: 64 * 1
  * A session on `link`. `onRequest` runs when the partner opens a stream (after
  * the recording sink is attached); by default the stream is accepted.
  */
-function side(name: string, link: net.Socket, changes: Changes, settings: MuxSettings, onRequest?: (stream: Stream, sink: Recorder) => void): Side {
+function side(name: string, link: Duplex, changes: Changes, settings: MuxSettings, onRequest?: (stream: Stream, sink: Recorder) => void): Side {
   const sinks = new Map<number, Recorder>();
   const self: { -readonly [K in keyof Side]: Side[K] } = {
     name,
@@ -234,213 +236,215 @@ function assertSame(got: Buffer, want: Buffer, what: string): void {
   }
 }
 
-describe('session resumption over loopback', () => {
-  test('streams survive a lost link: every byte exactly once and in order, FIN, OPEN and RESET made while held included', { timeout: 60_000 }, async (t) => {
-    const changes = new Changes();
-    const [link1a, link1b] = await socketPair();
-    const links = [link1a, link1b];
-    // A is the entry side (it opens the streams), B the exit side: it accepts each stream
-    // and answers those it has a reply for with the reply and a FIN.
-    const replies = new Map<number, Buffer>();
-    const a = side('A', link1a, changes, SETTINGS);
-    const b = side('B', link1b, changes, SETTINGS, (stream) => {
-      stream.accept();
-      const reply = replies.get(stream.id);
-      if (reply !== undefined) {
-        writeAll(stream, reply);
-        stream.end();
+for (const kind of LINK_KINDS) {
+  describe(`session resumption over ${kind}`, () => {
+    test('streams survive a lost link: every byte exactly once and in order, FIN, OPEN and RESET made while held included', { timeout: 60_000 }, async (t) => {
+      const changes = new Changes();
+      const [link1a, link1b] = await linkPair(kind);
+      const links = [link1a, link1b];
+      // A is the entry side (it opens the streams), B the exit side: it accepts each stream
+      // and answers those it has a reply for with the reply and a FIN.
+      const replies = new Map<number, Buffer>();
+      const a = side('A', link1a, changes, SETTINGS);
+      const b = side('B', link1b, changes, SETTINGS, (stream) => {
+        stream.accept();
+        const reply = replies.get(stream.id);
+        if (reply !== undefined) {
+          writeAll(stream, reply);
+          stream.end();
+        }
+      });
+      const all = (): string => describeSides(a, b);
+      try {
+        a.session.start();
+        b.session.start();
+
+        // Three streams, 4 MiB each way on each.
+        const BULK = 4 * 1024 * 1024;
+        const out = new Map<string, Expected>(); // key: `${id}:${from}`
+        const expected = (id: number, from: 'A' | 'B'): Expected => {
+          const key = `${id}:${from}`;
+          let e = out.get(key);
+          if (e === undefined) out.set(key, (e = new Expected()));
+          return e;
+        };
+        const entryStreams = [1, 2, 3].map(() => open(a, changes));
+        await changes.until(() => b.sinks.size === 3 && entryStreams.every((s) => s.sink.accepted), 'three streams open', all);
+        const exitStream = (id: number): Stream => b.sinks.get(id)?.stream ?? assert.fail(`B has no stream ${id}`);
+        for (const { stream } of entryStreams) {
+          writeAll(stream, expected(stream.id, 'A').add(BULK));
+          writeAll(exitStream(stream.id), expected(stream.id, 'B').add(BULK));
+        }
+
+        // Mid-transfer: once some data has arrived both ways, the link dies under both.
+        const aSink = (id: number): Recorder => a.sinks.get(id) ?? assert.fail(`A has no stream ${id}`);
+        const bSink = (id: number): Recorder => b.sinks.get(id) ?? assert.fail(`B has no stream ${id}`);
+        await changes.until(() => aSink(1).bytes >= 256 * 1024 && bSink(1).bytes >= 256 * 1024, 'the transfer under way', all);
+        link1a.destroy();
+        link1b.destroy();
+        await changes.until(() => a.held !== null && b.held !== null, 'both sessions held', all);
+
+        for (const s of [a, b]) {
+          assert.equal(s.session.state, 'held', `${s.name} holds`);
+          assert.equal(s.session.isEnded, false);
+          assert.equal(s.session.streamCount, 3, `${s.name} holds its three streams`);
+          for (const sink of s.sinks.values()) {
+            assert.equal(sink.reset, null, `${s.name}: ${sink.describe()} was not reset`);
+            assert.notEqual(sink.stream.state, 'reset');
+          }
+        }
+        for (const id of [1, 2, 3]) {
+          assert.ok(aSink(id).bytes < BULK || bSink(id).bytes < BULK, `stream ${id} was still transferring when the link died`);
+        }
+        t.diagnostic(`when held: ${[1, 2, 3].map((id) => `stream ${id} A got ${aSink(id).bytes} B got ${bSink(id).bytes}`).join('; ')}`);
+        // Bytes handed to the old link that the partner never received: they must be sent again.
+        let lost = 0;
+        for (const id of [1, 2, 3]) {
+          lost += aSink(id).stream.sentBytes - bSink(id).stream.receivedBytes;
+          lost += bSink(id).stream.sentBytes - aSink(id).stream.receivedBytes;
+        }
+        t.diagnostic(`${lost} bytes were lost with the old link`);
+        assert.ok(lost > 0, 'some sent bytes were lost with the old link (else nothing is replayed)');
+
+        // While held:
+        // - stream 1: A writes more and sends its FIN; B writes more.
+        writeAll(aSink(1).stream, expected(1, 'A').add(100_000));
+        aSink(1).stream.end();
+        writeAll(exitStream(1), expected(1, 'B').add(100_000));
+        // - stream 2: B sends its FIN.
+        exitStream(2).end();
+        // - stream 3: A resets it.
+        aSink(3).stream.reset(ResetCode.PEER_RESET, 'reset while the link was down');
+        // - stream 4: A opens it, writes and sends its FIN; B answers with data and a FIN once it sees it.
+        const fourth = open(a, changes);
+        assert.equal(fourth.stream.id, 4);
+        writeAll(fourth.stream, expected(4, 'A').add(200_000));
+        fourth.stream.end();
+        replies.set(4, expected(4, 'B').add(200_000));
+        assert.equal(a.session.state, 'held');
+        assert.equal(b.session.state, 'held');
+
+        // A new connection: both sides resume on it (B sees stream 4's OPEN after the lists).
+        const [link2a, link2b] = await linkPair(kind);
+        links.push(link2a, link2b);
+        a.session.resumeOn(link2a, newDecoder(), PEER);
+        b.session.resumeOn(link2b, newDecoder(), PEER);
+        assert.equal(a.session.state, 'resuming');
+        assert.equal(b.session.state, 'resuming');
+        await changes.until(() => a.resumed !== null && b.resumed !== null, 'both sessions resumed', all);
+        t.diagnostic(`resumed: A ${JSON.stringify(a.resumed)}, B ${JSON.stringify(b.resumed)}`);
+
+        // After the resumption: stream 1 B writes more, then its FIN; stream 2 A writes more, then its FIN.
+        writeAll(exitStream(1), expected(1, 'B').add(150_000));
+        exitStream(1).end();
+        writeAll(aSink(2).stream, expected(2, 'A').add(150_000));
+        aSink(2).stream.end();
+
+        await changes.until(
+          () => [1, 2, 4].every((id) => aSink(id).ended && bSink(id).ended) && bSink(3).reset !== null,
+          'every FIN and the RESET across',
+          all,
+        );
+        for (const id of [1, 2, 4]) {
+          assertSame(bSink(id).data, expected(id, 'A').data, `stream ${id}, A to B`);
+          assertSame(aSink(id).data, expected(id, 'B').data, `stream ${id}, B to A`);
+        }
+        // Stream 3: B learns of A's reset; what arrived before it is a prefix of what was sent, once.
+        assert.deepEqual(bSink(3).reset, { code: ResetCode.PEER_RESET, reason: 'reset while the link was down' });
+        assert.equal(aSink(3).reset, null, "A's own reset does not call its sink");
+        for (const [sink, from] of [[bSink(3), 'A'], [aSink(3), 'B']] as const) {
+          const sent = expected(3, from).data;
+          assertSame(sink.data, sent.subarray(0, sink.bytes), `stream 3, from ${from} (prefix)`);
+        }
+
+        assert.deepEqual(a.resumed, { streams: 3, replayedBytes: a.resumed?.replayedBytes }, 'A carried streams 1 and 2 over and opened 4');
+        assert.equal(b.resumed?.streams, 2, 'B carried streams 1 and 2 over');
+        // Every stream closed both ways is forgotten once its FINs are acknowledged.
+        await changes.until(() => a.session.streamCount === 0 && b.session.streamCount === 0, 'every stream forgotten', all);
+        for (const s of [a, b]) {
+          assert.equal(s.session.state, 'live');
+          assert.equal(s.ended, null, `${s.name} still running`);
+        }
+      } finally {
+        a.session.destroy('test over');
+        b.session.destroy('test over');
+        for (const link of links) link.destroy();
       }
     });
-    const all = (): string => describeSides(a, b);
-    try {
-      a.session.start();
-      b.session.start();
 
-      // Three streams, 4 MiB each way on each.
-      const BULK = 4 * 1024 * 1024;
-      const out = new Map<string, Expected>(); // key: `${id}:${from}`
-      const expected = (id: number, from: 'A' | 'B'): Expected => {
-        const key = `${id}:${from}`;
-        let e = out.get(key);
-        if (e === undefined) out.set(key, (e = new Expected()));
-        return e;
-      };
-      const entryStreams = [1, 2, 3].map(() => open(a, changes));
-      await changes.until(() => b.sinks.size === 3 && entryStreams.every((s) => s.sink.accepted), 'three streams open', all);
-      const exitStream = (id: number): Stream => b.sinks.get(id)?.stream ?? assert.fail(`B has no stream ${id}`);
-      for (const { stream } of entryStreams) {
-        writeAll(stream, expected(stream.id, 'A').add(BULK));
-        writeAll(exitStream(stream.id), expected(stream.id, 'B').add(BULK));
-      }
-
-      // Mid-transfer: once some data has arrived both ways, the link dies under both.
-      const aSink = (id: number): Recorder => a.sinks.get(id) ?? assert.fail(`A has no stream ${id}`);
-      const bSink = (id: number): Recorder => b.sinks.get(id) ?? assert.fail(`B has no stream ${id}`);
-      await changes.until(() => aSink(1).bytes >= 256 * 1024 && bSink(1).bytes >= 256 * 1024, 'the transfer under way', all);
-      link1a.destroy();
-      link1b.destroy();
-      await changes.until(() => a.held !== null && b.held !== null, 'both sessions held', all);
-
-      for (const s of [a, b]) {
-        assert.equal(s.session.state, 'held', `${s.name} holds`);
-        assert.equal(s.session.isEnded, false);
-        assert.equal(s.session.streamCount, 3, `${s.name} holds its three streams`);
-        for (const sink of s.sinks.values()) {
-          assert.equal(sink.reset, null, `${s.name}: ${sink.describe()} was not reset`);
-          assert.notEqual(sink.stream.state, 'reset');
-        }
-      }
-      for (const id of [1, 2, 3]) {
-        assert.ok(aSink(id).bytes < BULK || bSink(id).bytes < BULK, `stream ${id} was still transferring when the link died`);
-      }
-      t.diagnostic(`when held: ${[1, 2, 3].map((id) => `stream ${id} A got ${aSink(id).bytes} B got ${bSink(id).bytes}`).join('; ')}`);
-      // Bytes handed to the old link that the partner never received: they must be sent again.
-      let lost = 0;
-      for (const id of [1, 2, 3]) {
-        lost += aSink(id).stream.sentBytes - bSink(id).stream.receivedBytes;
-        lost += bSink(id).stream.sentBytes - aSink(id).stream.receivedBytes;
-      }
-      t.diagnostic(`${lost} bytes were lost with the old link`);
-      assert.ok(lost > 0, 'some sent bytes were lost with the old link (else nothing is replayed)');
-
-      // While held:
-      // - stream 1: A writes more and sends its FIN; B writes more.
-      writeAll(aSink(1).stream, expected(1, 'A').add(100_000));
-      aSink(1).stream.end();
-      writeAll(exitStream(1), expected(1, 'B').add(100_000));
-      // - stream 2: B sends its FIN.
-      exitStream(2).end();
-      // - stream 3: A resets it.
-      aSink(3).stream.reset(ResetCode.PEER_RESET, 'reset while the link was down');
-      // - stream 4: A opens it, writes and sends its FIN; B answers with data and a FIN once it sees it.
-      const fourth = open(a, changes);
-      assert.equal(fourth.stream.id, 4);
-      writeAll(fourth.stream, expected(4, 'A').add(200_000));
-      fourth.stream.end();
-      replies.set(4, expected(4, 'B').add(200_000));
-      assert.equal(a.session.state, 'held');
-      assert.equal(b.session.state, 'held');
-
-      // A new connection: both sides resume on it (B sees stream 4's OPEN after the lists).
-      const [link2a, link2b] = await socketPair();
-      links.push(link2a, link2b);
-      a.session.resumeOn(link2a, newDecoder(), PEER);
-      b.session.resumeOn(link2b, newDecoder(), PEER);
-      assert.equal(a.session.state, 'resuming');
-      assert.equal(b.session.state, 'resuming');
-      await changes.until(() => a.resumed !== null && b.resumed !== null, 'both sessions resumed', all);
-      t.diagnostic(`resumed: A ${JSON.stringify(a.resumed)}, B ${JSON.stringify(b.resumed)}`);
-
-      // After the resumption: stream 1 B writes more, then its FIN; stream 2 A writes more, then its FIN.
-      writeAll(exitStream(1), expected(1, 'B').add(150_000));
-      exitStream(1).end();
-      writeAll(aSink(2).stream, expected(2, 'A').add(150_000));
-      aSink(2).stream.end();
-
-      await changes.until(
-        () => [1, 2, 4].every((id) => aSink(id).ended && bSink(id).ended) && bSink(3).reset !== null,
-        'every FIN and the RESET across',
-        all,
-      );
-      for (const id of [1, 2, 4]) {
-        assertSame(bSink(id).data, expected(id, 'A').data, `stream ${id}, A to B`);
-        assertSame(aSink(id).data, expected(id, 'B').data, `stream ${id}, B to A`);
-      }
-      // Stream 3: B learns of A's reset; what arrived before it is a prefix of what was sent, once.
-      assert.deepEqual(bSink(3).reset, { code: ResetCode.PEER_RESET, reason: 'reset while the link was down' });
-      assert.equal(aSink(3).reset, null, "A's own reset does not call its sink");
-      for (const [sink, from] of [[bSink(3), 'A'], [aSink(3), 'B']] as const) {
-        const sent = expected(3, from).data;
-        assertSame(sink.data, sent.subarray(0, sink.bytes), `stream 3, from ${from} (prefix)`);
-      }
-
-      assert.deepEqual(a.resumed, { streams: 3, replayedBytes: a.resumed?.replayedBytes }, 'A carried streams 1 and 2 over and opened 4');
-      assert.equal(b.resumed?.streams, 2, 'B carried streams 1 and 2 over');
-      // Every stream closed both ways is forgotten once its FINs are acknowledged.
-      await changes.until(() => a.session.streamCount === 0 && b.session.streamCount === 0, 'every stream forgotten', all);
-      for (const s of [a, b]) {
-        assert.equal(s.session.state, 'live');
-        assert.equal(s.ended, null, `${s.name} still running`);
-      }
-    } finally {
-      a.session.destroy('test over');
-      b.session.destroy('test over');
-      for (const link of links) link.destroy();
-    }
-  });
-
-  test('the grace timer ends a held session with TCPIPE_ERR_RESUME_EXPIRED and resets its streams', { timeout: 30_000 }, async () => {
-    const changes = new Changes();
-    const [linkA, linkB] = await socketPair();
-    const grace = 300;
-    const a = side('A', linkA, changes, { ...SETTINGS, resumeGraceMs: grace });
-    const b = side('B', linkB, changes, { ...SETTINGS, resumeGraceMs: grace });
-    const all = (): string => describeSides(a, b);
-    try {
-      a.session.start();
-      b.session.start();
-      const { stream, sink } = open(a, changes);
-      stream.write(Buffer.from('hello'));
-      await changes.until(() => sink.accepted && (b.sinks.get(1)?.bytes ?? 0) === 5, 'a stream with data', all);
-      linkA.destroy();
-      linkB.destroy();
-      await changes.until(() => a.held !== null && b.held !== null, 'both sessions held', all);
-      const heldAt = performance.now();
-      assert.equal(a.ended, null);
-      assert.equal(sink.reset, null);
-      await changes.until(() => a.ended !== null && b.ended !== null, 'the grace to run out', all, 10_000);
-      assert.ok(performance.now() - heldAt >= grace - 50, `ended after ${Math.round(performance.now() - heldAt)} ms, grace ${grace} ms`);
-      for (const s of [a, b]) {
-        assert.equal(s.ended?.error?.code, ErrorCodes.RESUME_EXPIRED, `${s.name}: ${s.ended?.reason ?? ''}`);
-        assert.match(s.ended?.reason ?? '', /resume grace of 0\.3s ran out/);
-        assert.equal(s.session.isEnded, true);
-        assert.equal(s.session.streamCount, 0);
-        const streamSink = s.sinks.get(1);
-        assert.equal(streamSink?.reset?.code, ResetCode.SHUTDOWN, `${s.name}: its held stream is reset`);
-      }
-      // A new link is too late now.
-      const [late1, late2] = await socketPair();
+    test('the grace timer ends a held session with TCPIPE_ERR_RESUME_EXPIRED and resets its streams', { timeout: 30_000 }, async () => {
+      const changes = new Changes();
+      const [linkA, linkB] = await linkPair(kind);
+      const grace = 300;
+      const a = side('A', linkA, changes, { ...SETTINGS, resumeGraceMs: grace });
+      const b = side('B', linkB, changes, { ...SETTINGS, resumeGraceMs: grace });
+      const all = (): string => describeSides(a, b);
       try {
-        assert.throws(() => a.session.resumeOn(late1, newDecoder(), PEER), /not held/);
+        a.session.start();
+        b.session.start();
+        const { stream, sink } = open(a, changes);
+        stream.write(Buffer.from('hello'));
+        await changes.until(() => sink.accepted && (b.sinks.get(1)?.bytes ?? 0) === 5, 'a stream with data', all);
+        linkA.destroy();
+        linkB.destroy();
+        await changes.until(() => a.held !== null && b.held !== null, 'both sessions held', all);
+        const heldAt = performance.now();
+        assert.equal(a.ended, null);
+        assert.equal(sink.reset, null);
+        await changes.until(() => a.ended !== null && b.ended !== null, 'the grace to run out', all, 10_000);
+        assert.ok(performance.now() - heldAt >= grace - 50, `ended after ${Math.round(performance.now() - heldAt)} ms, grace ${grace} ms`);
+        for (const s of [a, b]) {
+          assert.equal(s.ended?.error?.code, ErrorCodes.RESUME_EXPIRED, `${s.name}: ${s.ended?.reason ?? ''}`);
+          assert.match(s.ended?.reason ?? '', /resume grace of 0\.3s ran out/);
+          assert.equal(s.session.isEnded, true);
+          assert.equal(s.session.streamCount, 0);
+          const streamSink = s.sinks.get(1);
+          assert.equal(streamSink?.reset?.code, ResetCode.SHUTDOWN, `${s.name}: its held stream is reset`);
+        }
+        // A new link is too late now.
+        const [late1, late2] = await linkPair(kind);
+        try {
+          assert.throws(() => a.session.resumeOn(late1, newDecoder(), PEER), /not held/);
+        } finally {
+          late1.destroy();
+          late2.destroy();
+        }
       } finally {
-        late1.destroy();
-        late2.destroy();
+        a.session.destroy('test over');
+        b.session.destroy('test over');
+        linkA.destroy();
+        linkB.destroy();
       }
-    } finally {
-      a.session.destroy('test over');
-      b.session.destroy('test over');
-      linkA.destroy();
-      linkB.destroy();
-    }
-  });
+    });
 
-  test('a live session cannot be resumed; a session without resumption ends when its link is lost', { timeout: 30_000 }, async () => {
-    const changes = new Changes();
-    const [linkA, linkB] = await socketPair();
-    const a = side('A', linkA, changes, { ...SETTINGS, resumeGraceMs: 0 });
-    const b = side('B', linkB, changes, SETTINGS);
-    const all = (): string => describeSides(a, b);
-    try {
-      a.session.start();
-      b.session.start();
-      assert.equal(a.session.resumable, false);
-      assert.equal(b.session.resumable, true);
-      assert.throws(() => b.session.resumeOn(linkB, newDecoder(), PEER), /not held/);
-      const { sink } = open(a, changes);
-      await changes.until(() => sink.accepted, 'the stream accepted', all);
-      linkA.destroy();
-      await changes.until(() => a.ended !== null && b.held !== null, 'A ended and B held', all);
-      assert.equal(a.held, null);
-      assert.equal(sink.reset?.code, ResetCode.SHUTDOWN);
-      assert.equal(b.session.state, 'held');
-    } finally {
-      a.session.destroy('test over');
-      b.session.destroy('test over');
-      linkA.destroy();
-      linkB.destroy();
-    }
+    test('a live session cannot be resumed; a session without resumption ends when its link is lost', { timeout: 30_000 }, async () => {
+      const changes = new Changes();
+      const [linkA, linkB] = await linkPair(kind);
+      const a = side('A', linkA, changes, { ...SETTINGS, resumeGraceMs: 0 });
+      const b = side('B', linkB, changes, SETTINGS);
+      const all = (): string => describeSides(a, b);
+      try {
+        a.session.start();
+        b.session.start();
+        assert.equal(a.session.resumable, false);
+        assert.equal(b.session.resumable, true);
+        assert.throws(() => b.session.resumeOn(linkB, newDecoder(), PEER), /not held/);
+        const { sink } = open(a, changes);
+        await changes.until(() => sink.accepted, 'the stream accepted', all);
+        linkA.destroy();
+        await changes.until(() => a.ended !== null && b.held !== null, 'A ended and B held', all);
+        assert.equal(a.held, null);
+        assert.equal(sink.reset?.code, ResetCode.SHUTDOWN);
+        assert.equal(b.session.state, 'held');
+      } finally {
+        a.session.destroy('test over');
+        b.session.destroy('test over');
+        linkA.destroy();
+        linkB.destroy();
+      }
+    });
   });
-});
+}
 
 // ---------------------------------------------------------------------------
 // Against a raw partner that writes frames by hand: exact resumption frames
