@@ -10,8 +10,8 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import { Flag, FrameType, GoAwayCode, ResumeKind } from '../protocol/constants.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow, type FrameDecoder } from '../protocol/decode.js';
-import type { Frame } from '../protocol/frame.js';
+import { parseCodeAndReason, parseOpen, parseWindow, type FrameDecoder } from '../protocol/decode.js';
+import type { Frame, Origin } from '../protocol/frame.js';
 import { TokenBucket } from './rate.js';
 import type { Stream } from './stream.js';
 import { GOAWAY_ERRORS, type LinkState, type MuxSettings } from './types.js';
@@ -32,7 +32,7 @@ export interface ReceiveOwner {
   /** Streams the partner opened that are not finished yet. */
   readonly peerOpenStreams: number;
   /** The partner opened stream `id` to `port`, within the limits: create it and offer it. */
-  openPeerStream(id: number, port: number): void;
+  openPeerStream(id: number, port: number, origin: Origin | null): void;
   /** A PING without ACK: answer it. */
   answerPing(payload: Buffer): void;
   /** A PING with ACK: the answer to one of this side's pings or link pacer probes. */
@@ -191,7 +191,7 @@ export class Receiver {
   private handleOpen(frame: Frame): void {
     const id = frame.streamId;
     if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
-    const port = parseOpenPort(frame.payload);
+    const { port, origin } = parseOpen(frame.payload);
     this.lastPeerStreamId = id;
     if (!this.openRate.take(this.clock.now())) {
       throw new ProtocolError(
@@ -207,7 +207,7 @@ export class Receiver {
         ErrorCodes.LIMIT,
       );
     }
-    this.owner.openPeerStream(id, port);
+    this.owner.openPeerStream(id, port, origin);
   }
 }
 

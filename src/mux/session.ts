@@ -11,12 +11,13 @@ import { Flag, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constant
 import {
   encodeAccept,
   encodeGoAway,
-  encodeOpen,
+  encodeOpenWithOrigin,
   encodePing,
   encodeReset,
   encodeWindow,
 } from '../protocol/encode.js';
 import type { FrameDecoder } from '../protocol/decode.js';
+import type { Origin } from '../protocol/frame.js';
 import { Fifo } from './fifo.js';
 import { channels, type SessionSnapshot } from '../observe.js';
 import { PingTracker } from './pings.js';
@@ -181,13 +182,14 @@ export class Session implements StreamOwner {
   }
 
   /** Entry side: opens a stream to the partner's target on `port`; attach a sink before returning to the event loop. */
-  openStream(port: number): Stream | null {
+  openStream(port: number, origin: Origin | null = null): Stream | null {
     if (this.ended || this.nextStreamId > MAX_STREAM_ID) return null;
     if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
-    const stream = new Stream(this.nextStreamId++, true, port, this, this.windowsForNewStream());
+    // `origin` only when both HELLOs listed capability origin (the caller knows): it goes in the OPEN.
+    const stream = new Stream(this.nextStreamId++, true, port, this, this.windowsForNewStream(), origin);
     this.streams.set(stream.key, stream);
     // While the link is down or resuming, the OPEN waits: finishResumption sends it in id order.
-    if (this.linkState === 'live') this.writeFrame(encodeOpen(stream.id, 0, port));
+    if (this.linkState === 'live') this.writeFrame(encodeOpenWithOrigin(stream.id, 0, port, origin));
     return stream;
   }
 
@@ -358,7 +360,7 @@ export class Session implements StreamOwner {
       get peerOpenStreams() {
         return session.peerOpenStreams;
       },
-      openPeerStream: (id, port) => this.openPeerStream(id, port),
+      openPeerStream: (id, port, origin) => this.openPeerStream(id, port, origin),
       answerPing: (payload) => this.writeFrame(encodePing(Flag.ACK, payload)),
       pingAnswered: (payload) => this.pingAnswered(payload),
       resumedEntry: (frame) => this.resumption.applyEntry(frame, this.heldStreams()),
@@ -373,8 +375,8 @@ export class Session implements StreamOwner {
   }
 
   /** Exit side: the partner opened a stream (the receiver checked the limits); the hooks attach a sink or reset it. */
-  private openPeerStream(id: number, port: number): void {
-    const stream = new Stream(id, false, port, this, this.windowsForNewStream());
+  private openPeerStream(id: number, port: number, origin: Origin | null): void {
+    const stream = new Stream(id, false, port, this, this.windowsForNewStream(), origin);
     this.streams.set(stream.key, stream);
     this.peerOpenStreams++;
     this.hooks.onStreamRequest(stream);

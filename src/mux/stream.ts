@@ -7,6 +7,7 @@
  */
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
+import type { Origin } from '../protocol/frame.js';
 import { ReceiveWindow } from './receive-window.js';
 import { ReplayBuffer } from './replay.js';
 import { channels } from '../observe.js';
@@ -106,6 +107,8 @@ export class Stream {
     readonly port: number,
     private readonly owner: StreamOwner,
     windows: StreamWindows,
+    /** The user's addresses carried by the OPEN (capability origin); null when it carried none. */
+    readonly origin: Origin | null = null,
   ) {
     this.sendFlags = isEntry ? 0 : Flag.LOCAL;
     this.sendLimit = windows.sendWindow;

@@ -27,6 +27,9 @@ import {
   type ProxyParse,
 } from '../../src/protocol/proxy-header.js';
 import { ipv6Bytes, ipv6Text, unmapIPv4 } from '../../src/protocol/ip.js';
+import { FrameDecoder, parseOpen } from '../../src/protocol/decode.js';
+import { encodeOpen, encodeOpenWithOrigin } from '../../src/protocol/encode.js';
+import { ProtocolError } from '../../src/errors.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
 const ascii = (text: string): Buffer => Buffer.from(text, 'latin1');
@@ -303,6 +306,67 @@ describe('properties', () => {
         if (read.kind === 'error' && whole.kind === 'error' && cut === bytes.length) assert.equal(read.reason, whole.reason);
       }),
       { numRuns: 2000 },
+    );
+  });
+});
+
+describe('OPEN with an origin (capability 1, docs/PROTOCOL.md "Origin addresses")', () => {
+  const decoder = (origin: boolean): FrameDecoder => {
+    const d = new FrameDecoder({ maxDataPayload: 65536, expectPreface: false });
+    if (origin) d.acceptOpenOrigin();
+    return d;
+  };
+  const decodeOne = (bytes: Buffer, origin = true): { port: number; origin: ProxyAddresses | null } => {
+    const d = decoder(origin);
+    d.push(bytes);
+    const frame = d.next();
+    assert.ok(frame !== null);
+    return parseOpen(frame.payload);
+  };
+
+  test('the documented example, byte for byte', () => {
+    const bytes = encodeOpenWithOrigin(1, 0, 5432, tcp4('127.0.0.9', '127.0.0.2', 40000, 5432));
+    assert.deepEqual(bytes, hex('02 00 00000001 0000000f 1538 11 7f000009 7f000002 9c40 1538'));
+    assert.deepEqual(decodeOne(bytes), { port: 5432, origin: tcp4('127.0.0.9', '127.0.0.2', 40000, 5432) });
+  });
+
+  test('IPv6: 39 bytes; no origin: the plain 2-byte OPEN', () => {
+    const bytes = encodeOpenWithOrigin(7, 0, 80, tcp6('::1', '2001:db8::2', 1, 80));
+    assert.equal(bytes.readUInt32BE(6), 39);
+    assert.equal(bytes[12], 0x21);
+    assert.deepEqual(decodeOne(bytes).origin, tcp6('::1', '2001:db8::2', 1, 80));
+    assert.deepEqual(encodeOpenWithOrigin(7, 0, 80, null), encodeOpen(7, 0, 80));
+    assert.deepEqual(decodeOne(encodeOpen(7, 0, 80)), { port: 80, origin: null });
+  });
+
+  test('without the capability, an OPEN with an origin closes the link (protocol-error)', () => {
+    const bytes = encodeOpenWithOrigin(1, 0, 5432, tcp4('1.2.3.4', '5.6.7.8', 1, 2));
+    assert.throws(() => decodeOne(bytes, false), (err: unknown) => err instanceof ProtocolError && /must carry 2 bytes, not 15/.test(err.message));
+  });
+
+  test('bad lengths and families are protocol errors', () => {
+    const raw = (payload: Buffer): Buffer => Buffer.concat([hex('02 00 00000001'), Buffer.from([0, 0, 0, payload.length]), payload]);
+    for (const length of [3, 14, 16, 38, 40]) {
+      assert.throws(() => decodeOne(raw(Buffer.alloc(length, 1))), /OPEN must carry 2, 15 or 39 bytes/);
+    }
+    assert.throws(() => decodeOne(raw(Buffer.concat([hex('0050 21'), Buffer.alloc(12)]))), /origin family 0x21 with 13 bytes/);
+    assert.throws(() => decodeOne(raw(Buffer.concat([hex('0050 31'), Buffer.alloc(12)]))), /origin family 0x31/);
+    assert.throws(() => decodeOne(raw(Buffer.concat([hex('0000 11'), Buffer.alloc(12)]))), /OPEN for port 0/);
+  });
+
+  test('round trip, any origin', () => {
+    const port = fc.integer({ min: 0, max: 65535 });
+    const arb = fc.oneof(
+      fc.record({ family: fc.constant(4 as const), transport: fc.constantFrom('stream' as const, 'dgram' as const), sourceAddress: fc.ipV4(), destinationAddress: fc.ipV4(), sourcePort: port, destinationPort: port }),
+      fc.record({ family: fc.constant(6 as const), transport: fc.constantFrom('stream' as const, 'dgram' as const), sourceAddress: fc.ipV6(), destinationAddress: fc.ipV6(), sourcePort: port, destinationPort: port }),
+    );
+    fc.assert(
+      fc.property(arb, fc.integer({ min: 1, max: 65535 }), (origin, openPort) => {
+        const decoded = decodeOne(encodeOpenWithOrigin(3, 0, openPort, origin));
+        assert.equal(decoded.port, openPort);
+        const text = (t: string): string => (origin.family === 4 ? t : ipv6Text(ipv6Bytes(t) ?? Buffer.alloc(16)));
+        assert.deepEqual(decoded.origin, { ...origin, sourceAddress: text(origin.sourceAddress), destinationAddress: text(origin.destinationAddress) });
+      }),
     );
   });
 });
