@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
 import type { RouteSpec } from '../instance.js';
 import { readConfigFile, type OptionValues } from '../config/file.js';
+import { parseProxyFlags, parseRouteOptions } from './proxy-args.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -251,12 +252,7 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     return spec.port;
   });
 
-  const proxyProtocol = values['proxy-protocol'];
-  if (proxyProtocol !== undefined && proxyProtocol !== 'v1' && proxyProtocol !== 'v2') {
-    throw new UsageError(`--proxy-protocol must be v1 or v2, not '${proxyProtocol}'`);
-  }
-  const acceptProxyProtocol = values['accept-proxy-protocol'] === true;
-  if (acceptProxyProtocol && ports.length === 0) throw new UsageError('--accept-proxy-protocol applies to the entry ports: give -p too');
+  const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0);
 
   let maxHandshakes: number | undefined;
   if (values['max-handshakes'] !== undefined) {
@@ -394,19 +390,6 @@ export function parseTargets(items: readonly string[]): { target: string | undef
     }
   }
   return { target, routes };
-}
-
-/** A route's options after its address: `proxy-protocol=v1|v2|none` (the header written to its target). */
-function parseRouteOptions(options: readonly string[], what: string): Pick<RouteSpec, 'proxyProtocol'> {
-  let proxyProtocol: 'v1' | 'v2' | 'none' | undefined;
-  for (const option of options) {
-    const [key, value] = option.split('=', 2);
-    if (key !== 'proxy-protocol') throw new UsageError(`${what}: unknown route option '${option}' (known: proxy-protocol=v1|v2|none)`);
-    if (value !== 'v1' && value !== 'v2' && value !== 'none') throw new UsageError(`${what}: proxy-protocol must be v1, v2 or none, not '${value ?? ''}'`);
-    if (proxyProtocol !== undefined) throw new UsageError(`${what}: proxy-protocol given twice`);
-    proxyProtocol = value;
-  }
-  return proxyProtocol === undefined ? {} : { proxyProtocol };
 }
 
 function validateHost(host: string, what: string): void {
