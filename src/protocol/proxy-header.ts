@@ -258,25 +258,25 @@ function canonical(family: 4 | 6, text: string): string {
 
 /** Version 2: PROXY with the addresses (STREAM or DGRAM, AF_INET or AF_INET6); without them, LOCAL. */
 export function encodeProxyV2(addresses: ProxyAddresses | null): Buffer {
-  const usable = addresses !== null && validAddresses(addresses) ? addresses : null;
-  const source = usable === null ? null : addressBytes(usable.family, usable.sourceAddress);
-  const destination = usable === null ? null : addressBytes(usable.family, usable.destinationAddress);
-  if (usable === null || source === null || destination === null) {
+  const a = addresses;
+  const source = a === null ? null : addressBytes(a.family, a.sourceAddress);
+  const destination = a === null ? null : addressBytes(a.family, a.destinationAddress);
+  if (a === null || source === null || destination === null || !validPort(a.sourcePort) || !validPort(a.destinationPort)) {
     const local = Buffer.alloc(PROXY_V2_FIXED_LENGTH);
     PROXY_V2_SIGNATURE.copy(local);
     local[12] = V2_LOCAL;
     return local; // family 0x00, length 0
   }
   const size = source.length;
-  const buf = Buffer.alloc(PROXY_V2_FIXED_LENGTH + size * 2 + 4);
+  const buf = Buffer.allocUnsafe(PROXY_V2_FIXED_LENGTH + size * 2 + 4);
   PROXY_V2_SIGNATURE.copy(buf);
   buf[12] = V2_PROXY;
-  buf[13] = ((usable.family === 4 ? 1 : 2) << 4) | (usable.transport === 'dgram' ? 2 : 1);
+  buf[13] = ((a.family === 4 ? 1 : 2) << 4) | (a.transport === 'dgram' ? 2 : 1);
   buf.writeUInt16BE(size * 2 + 4, 14);
   source.copy(buf, 16);
   destination.copy(buf, 16 + size);
-  buf.writeUInt16BE(usable.sourcePort, 16 + size * 2);
-  buf.writeUInt16BE(usable.destinationPort, 18 + size * 2);
+  buf.writeUInt16BE(a.sourcePort, 16 + size * 2);
+  buf.writeUInt16BE(a.destinationPort, 18 + size * 2);
   return buf;
 }
 
@@ -289,7 +289,10 @@ export function addressBytes(family: 4 | 6, text: string): Buffer | null {
   return family === 4 ? ipv4Bytes(text) : ipv6Bytes(text);
 }
 
+function validPort(port: number): boolean {
+  return Number.isInteger(port) && port >= 0 && port <= 65535;
+}
+
 function validAddresses(a: ProxyAddresses): boolean {
-  const port = (p: number): boolean => Number.isInteger(p) && p >= 0 && p <= 65535;
-  return addressBytes(a.family, a.sourceAddress) !== null && addressBytes(a.family, a.destinationAddress) !== null && port(a.sourcePort) && port(a.destinationPort);
+  return addressBytes(a.family, a.sourceAddress) !== null && addressBytes(a.family, a.destinationAddress) !== null && validPort(a.sourcePort) && validPort(a.destinationPort);
 }
