@@ -16,7 +16,8 @@
  */
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import net from 'node:net';
@@ -29,6 +30,7 @@ import { linkSettingsFrom } from '../../src/config/resolve.js';
 import { LinkClient } from '../../src/link/client.js';
 import { LinkServer } from '../../src/link/server.js';
 import type { LinkHandlers } from '../../src/link/link-session.js';
+import { CLI_MAIN } from '../helpers/loopback.js';
 import { renderStatus } from '../../src/cli/status.js';
 import { encodeProxyV2 } from '../../src/protocol/proxy-header.js';
 import { generateSecret } from '../../src/security/secret.js';
@@ -40,6 +42,7 @@ import {
   freePort,
   nextEvent,
   recordEvents,
+  spawnCli,
   track,
   withTimeout,
   type LogCapture,
@@ -465,6 +468,30 @@ describe('PROXY protocol with nginx and HAProxy', { skip: SKIP, concurrency: fal
     assert.equal(opened.length, 3);
     assert.equal(downs.length, 0, 'the link never went down');
     assert.ok(p.exit.linkUp && p.entry.linkUp);
+  });
+
+  test('the command line: --accept-proxy-protocol, a TOML route with proxy-protocol=v2, and `tcpipe status` naming the user', { timeout: 60_000 }, async (t) => {
+    const linkPort = await freePort(LINK_HOST);
+    const entryPort = await freePort(ENTRY_V4);
+    const metricsPort = await freePort(LINK_HOST);
+    const server = spawnCli(t, ['-s', String(linkPort), '-p', `${ENTRY_V4}:${entryPort}`, '--accept-proxy-protocol', `--metrics=${LINK_HOST}:${metricsPort}`, '-v']);
+    await server.waitFor(/metrics on http/, MS);
+    const toml = join(dir, `client-${entryPort}.toml`);
+    writeFileSync(toml, `client = "${LINK_HOST}:${linkPort}"\ntarget = ["${entryPort}=${TARGET_HOST}:${nginxPort()},proxy-protocol=v2"]\n`);
+    const client = spawnCli(t, [`--config=${toml}`]);
+    await server.waitFor(/link up with/, MS);
+    await client.waitFor(/link up with/, MS);
+
+    const user = track(net.connect({ host: ENTRY_V4, port: entryPort, localAddress: USER_V4 }));
+    await once(user.socket, 'connect');
+    user.socket.write(`PROXY TCP4 203.0.113.7 ${ENTRY_V4} 5555 ${entryPort}\r\n`);
+    await server.waitFor(/open on port \d+ \(entry, 203\.0\.113\.7:5555\)/, MS);
+    const { stdout } = await promisify(execFile)(process.execPath, [CLI_MAIN, 'status', `--metrics=${LINK_HOST}:${metricsPort}`], { timeout: MS });
+    assert.match(stdout, /entry\s+203\.0\.113\.7:5555/);
+    user.socket.write('GET / HTTP/1.0\r\n\r\n');
+    await user.closedWithin(MS);
+    const text = user.data().toString('latin1');
+    assert.equal(text.slice(text.indexOf('\r\n\r\n') + 4).trim(), `203.0.113.7 5555 ${ENTRY_V4} ${entryPort}`);
   });
 
   test('a partner without capability origin is refused by a side with --proxy-protocol, the same line on both sides', { timeout: 30_000 }, async (t) => {
