@@ -32,6 +32,7 @@ import type {
 } from './options.js';
 import { ResetCode } from './protocol/constants.js';
 import type { LinkSecurity } from './link/security.js';
+import { formatAddress } from './link/transport.js';
 
 const KIND_BY_RESET: Readonly<Record<number, RefusalKind>> = Object.freeze({
   [ResetCode.TARGET_REFUSED]: 'target_refused',
@@ -320,10 +321,13 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     this.streamsTotal++;
     const { stream } = pipe;
     const side = stream.isEntry ? 'entry' : 'exit';
-    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer})`, {
+    // The exit side names the user too when the OPEN carried the origin (capability origin).
+    const user = !stream.isEntry && stream.origin !== null ? formatAddress(stream.origin.sourceAddress, stream.origin.sourcePort) : null;
+    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer}${user !== null ? `, user ${user}` : ''})`, {
       stream: stream.id,
       port: stream.port,
       peer,
+      ...(user !== null ? { user } : {}),
     });
     this.emit('stream-open', { id: stream.id, port: stream.port, side, peer });
   }

@@ -295,6 +295,9 @@ describe('PROXY protocol with nginx and HAProxy', { skip: SKIP, concurrency: fal
             opened.map((o) => o.peer),
             [`${USER_V4}:${four.userPort}`, `[::1]:${six.userPort}`],
           );
+          // The exit side's log names the user as well as the target.
+          await p.exitLog.waitFor(new RegExp(`open on port ${v4} \\(exit, ${TARGET_HOST}:${nginxPort()}, user ${USER_V4}:${four.userPort}\\)`), MS);
+          await p.exitLog.waitFor(new RegExp(`open on port ${v6} \\(exit, ${TARGET_HOST}:${nginxPort()}, user \\[::1\\]:${six.userPort}\\)`), MS);
         });
       }
     }
