@@ -13,8 +13,8 @@ import { ExitDialer } from './endpoints/exit.js';
 import type { StreamPipe } from './endpoints/pipe.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
-import { clientProxy, clientTarget, linkSettingsFrom, routeTable, securityFrom } from './config/resolve.js';
-import type { LinkHandlers, LinkPeer } from './link/link-session.js';
+import { clientProxy, clientTarget, linkSettingsFrom, requirementsFrom, routeTable, securityFrom } from './config/resolve.js';
+import { originNegotiated, type LinkHandlers, type LinkPeer, type LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
 import { LinkReport } from './link-report.js';
@@ -32,6 +32,7 @@ import type {
 } from './options.js';
 import { ResetCode } from './protocol/constants.js';
 import type { LinkSecurity } from './link/security.js';
+import { formatAddress } from './link/transport.js';
 
 const KIND_BY_RESET: Readonly<Record<number, RefusalKind>> = Object.freeze({
   [ResetCode.TARGET_REFUSED]: 'target_refused',
@@ -75,6 +76,9 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   private pastBytesIn = 0;
   private pastBytesOut = 0;
   private readonly limits: Limits;
+  private readonly linkSettings: LinkSettings;
+  /** Sessions whose HELLOs both listed capability origin. */
+  private readonly originSessions = new WeakSet<Session>();
   private readonly security: LinkSecurity;
   private readonly logger: Logger;
   private readonly clock: Clock;
@@ -89,12 +93,24 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
     this.security = securityFrom(options);
+    this.linkSettings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, requirementsFrom(options));
     const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
     const listen = (options.ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
     this.entry = new EntryPorts(
-      { listen, onePerPort: options.onePerPort ?? false, keepAliveMs },
+      {
+        listen,
+        onePerPort: options.onePerPort ?? false,
+        keepAliveMs,
+        acceptProxyProtocol: options.acceptProxyProtocol ?? false,
+        proxyHeaderTimeoutMs: this.limits.proxyHeaderTimeoutMs,
+      },
       {
         currentSession: () => this.session,
+        carriesOrigin: (session) => this.originSessions.has(session),
+        onBadProxyHeader: (port, peer, reason) => {
+          this.logger.warn('proxy_header', `closed connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
+          this.emit('refused', { port, peer, reason, kind: 'bad_proxy_header' });
+        },
         onRefused: (port, peer, reason, session) => {
           this.logger.warn('stream_refused', `refused connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
           this.emit('refused', { port, peer, reason, kind: session === null ? 'no_partner' : 'link_full' });
@@ -153,7 +169,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       );
     }
     await this.entry.listen();
-    const settings = linkSettingsFrom(this.limits, this.options.resumeSeconds ?? 0);
+    const settings = this.linkSettings;
     const handlers = this.linkHandlers();
     const software = `tcpipe/${VERSION} node/${process.versions.node}`;
     if (this.role === 'server') {
@@ -247,6 +263,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
       onSessionUp: (session: Session, peer: LinkPeer) => {
         this.session = session;
+        if (originNegotiated(this.linkSettings, peer.hello)) this.originSessions.add(session);
+        else this.originSessions.delete(session);
         this.linkPeer = peer.address;
         this.linkUpSince = Date.now();
         this.linksUp++;
@@ -302,10 +320,13 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     this.streamsTotal++;
     const { stream } = pipe;
     const side = stream.isEntry ? 'entry' : 'exit';
-    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer})`, {
+    // The exit side names the user too when the OPEN carried the origin (capability origin).
+    const user = !stream.isEntry && stream.origin !== null ? formatAddress(stream.origin.sourceAddress, stream.origin.sourcePort) : null;
+    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer}${user !== null ? `, user ${user}` : ''})`, {
       stream: stream.id,
       port: stream.port,
       peer,
+      ...(user !== null ? { user } : {}),
     });
     this.emit('stream-open', { id: stream.id, port: stream.port, side, peer });
   }

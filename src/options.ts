@@ -16,6 +16,19 @@ export interface CommonOptions {
   readonly target?: string;
   /** Per-port routes (-t PORT=HOST[:TPORT]): the partner's port P goes to host:port instead. */
   readonly routes?: readonly RouteSpec[];
+  /**
+   * Exit side: write a PROXY protocol header (HAProxy's v1 text or v2 binary)
+   * to every target before any relayed byte, naming the user's address and
+   * the entry address it connected to. A route may say otherwise (RouteSpec).
+   * The partner must speak capability origin: an older one is refused.
+   */
+  readonly proxyProtocol?: 'v1' | 'v2';
+  /**
+   * Entry side: every connection on the entry ports starts with a PROXY
+   * header (v1 or v2) from a load balancer; the address it names is the
+   * user's. A connection without a valid header is closed and logged.
+   */
+  readonly acceptProxyProtocol?: boolean;
   /** Ports the partner may ask for; default any. */
   readonly allow?: readonly number[];
   /** The seed's exact behaviour: one connection at a time per port. */
@@ -45,10 +58,12 @@ export interface RouteSpec {
   readonly host: string;
   /** Default: the same port. */
   readonly targetPort?: number;
+  /** The PROXY header written to this route's target; default: proxyProtocol's; 'none': no header. */
+  readonly proxyProtocol?: 'v1' | 'v2' | 'none';
 }
 
 /** What SIGHUP (or `reload`) may change without touching the link. */
-export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow'>;
+export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow' | 'proxyProtocol'>;
 
 export interface ServerOptions extends CommonOptions {
   /** Port the link listens on (0 picks a free one: see `linkAddress`). */
@@ -98,7 +113,16 @@ export interface StreamCloseInfo extends StreamInfo {
 }
 
 /** Why a connection or stream was refused, as a small fixed set (metric labels). */
-export type RefusalKind = 'no_partner' | 'link_full' | 'not_allowed' | 'target_refused' | 'target_unreachable' | 'limit' | 'other';
+export type RefusalKind =
+  | 'no_partner'
+  | 'link_full'
+  | 'not_allowed'
+  | 'target_refused'
+  | 'target_unreachable'
+  | 'limit'
+  /** --accept-proxy-protocol: the connection did not start with a valid PROXY header in time. */
+  | 'bad_proxy_header'
+  | 'other';
 
 export interface RefusedInfo {
   readonly port: number;

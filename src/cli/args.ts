@@ -9,6 +9,7 @@ import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
 import type { RouteSpec } from '../instance.js';
 import { readConfigFile, type OptionValues } from '../config/file.js';
+import { parseProxyFlags, parseRouteOptions } from './proxy-args.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -46,6 +47,10 @@ export interface RunCommand {
   readonly wsCaFile: string | undefined;
   /** --metrics=HOST:PORT: where to serve Prometheus metrics and status. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** --proxy-protocol: the PROXY header written to targets (routes may choose their own). */
+  readonly proxyProtocol: 'v1' | 'v2' | undefined;
+  /** --accept-proxy-protocol: entry connections start with a load balancer's PROXY header. */
+  readonly acceptProxyProtocol: boolean;
 }
 
 export type Command =
@@ -82,6 +87,8 @@ const OPTIONS = {
   'max-handshakes': { type: 'string' },
   'max-window': { type: 'string' },
   'session-budget': { type: 'string' },
+  'proxy-protocol': { type: 'string' },
+  'accept-proxy-protocol': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -245,6 +252,8 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     return spec.port;
   });
 
+  const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0);
+
   let maxHandshakes: number | undefined;
   if (values['max-handshakes'] !== undefined) {
     const text = values['max-handshakes'];
@@ -281,6 +290,8 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     wsPath,
     wsCaFile: wsCaOnly ? values['tls-ca'] : tls !== undefined && linkUrl !== undefined ? tls.ca : undefined,
     metrics: values.metrics === undefined ? undefined : parseHostPort(values.metrics, '--metrics'),
+    proxyProtocol,
+    acceptProxyProtocol,
   };
 }
 
@@ -340,13 +351,17 @@ export function parseSize(text: string, what: string, min: number, max: number):
   return value;
 }
 
-/** `-t HOST` (once) and `-t PORT=HOST[:TPORT]` (any number, one per port). */
+/** `-t HOST` (once) and `-t PORT=HOST[:TPORT][,OPTION...]` (any number, one per port). */
 export function parseTargets(items: readonly string[]): { target: string | undefined; routes: RouteSpec[] } {
   let target: string | undefined;
   const routes: RouteSpec[] = [];
   const seen = new Set<number>();
   for (const item of items) {
     const eq = item.indexOf('=');
+    const comma = item.indexOf(',');
+    if (comma >= 0 && (eq < 0 || comma < eq)) {
+      throw new UsageError(`-t/--target: '${item}': options follow a route (-t PORT=HOST,proxy-protocol=v2); for every port use --proxy-protocol`);
+    }
     if (eq < 0) {
       if (target !== undefined) throw new UsageError(`-t/--target: two default hosts ('${target}' and '${item}'); route one port with -t PORT=HOST[:TPORT]`);
       const host = item.replace(/^\[(.+)\]$/, '$1');
@@ -361,16 +376,17 @@ export function parseTargets(items: readonly string[]): { target: string | undef
     const port = parsePort(item.slice(0, eq), what);
     if (seen.has(port)) throw new UsageError(`-t/--target: port ${port} has two routes`);
     seen.add(port);
-    const rest = item.slice(eq + 1);
+    const [rest = '', ...options] = item.slice(eq + 1).split(',');
+    const routeOptions = parseRouteOptions(options, what);
     if (rest === '') throw new UsageError(`${what}: no host after '='`);
     const withPort = /^\[.+\]:\d+$/.test(rest) || (/^[^:]+:\d+$/.test(rest) && !rest.startsWith('['));
     if (withPort) {
       const address = parseHostPort(rest, what);
-      routes.push({ port, host: address.host, targetPort: address.port });
+      routes.push({ port, host: address.host, targetPort: address.port, ...routeOptions });
     } else {
       const host = rest.replace(/^\[(.+)\]$/, '$1');
       validateHost(host, what);
-      routes.push({ port, host });
+      routes.push({ port, host, ...routeOptions });
     }
   }
   return { target, routes };

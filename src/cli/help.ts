@@ -39,6 +39,18 @@ Relaying (both modes, either or both):
                                Without a default <host>, only routed ports are
                                served; any other port is refused.
 
+The user's real address (PROXY protocol, see README):
+      --proxy-protocol=v1|v2   Write a PROXY header (HAProxy's v1 text or v2 binary)
+                               to each target before any byte: the user's address
+                               and the entry address it reached. Per route:
+                               -t <port>=<host>[:<tport>],proxy-protocol=v1|v2|none
+                               An older partner, which cannot send the address, is
+                               refused.
+      --accept-proxy-protocol  The entry ports are behind a load balancer that sends
+                               a PROXY header (v1 or v2): the address it names is the
+                               user's. A connection without a valid header within
+                               ${DEFAULTS.proxyHeaderTimeoutMs / 1000}s is closed and logged.
+
 Security (both ends alike; without either, tcpipe warns that the link is open):
       --secret-file=<path>     Read the shared secret from <path> (one per line:
                                the first dials, all are accepted, for rotation).

@@ -125,8 +125,9 @@ function reload(instance: Tcpipe, started: RunCommand, logger: Logger): void {
     ...(next.target !== undefined ? { target: next.target } : {}),
     routes: next.routes,
     ...(next.allow !== undefined ? { allow: next.allow } : {}),
+    ...(next.proxyProtocol !== undefined ? { proxyProtocol: next.proxyProtocol } : {}),
   });
-  const reloadable = new Set(['target', 'routes', 'allow']);
+  const reloadable = new Set(['target', 'routes', 'allow', 'proxyProtocol']);
   const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
     (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
   );
@@ -161,6 +162,8 @@ async function run(command: RunCommand): Promise<number> {
     onePerPort: command.onePerPort,
     ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),
     ...(command.resumeSeconds !== undefined ? { resumeSeconds: command.resumeSeconds } : {}),
+    ...(command.proxyProtocol !== undefined ? { proxyProtocol: command.proxyProtocol } : {}),
+    acceptProxyProtocol: command.acceptProxyProtocol,
     logger,
   };
   if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0) {

@@ -23,6 +23,8 @@ export const DEFAULTS = Object.freeze({
   linkWriteBound: 256 * 1024,
   /** Time for a new link to finish its handshake. */
   handshakeTimeoutMs: 10_000,
+  /** --accept-proxy-protocol: time for a connection's PROXY header to arrive whole (a load balancer sends it at once). */
+  proxyHeaderTimeoutMs: 5_000,
   /** Time for a target connection to be established. */
   connectTimeoutMs: 10_000,
   /** A server asks its current partner for a PONG within this time before replacing it. */

@@ -4,7 +4,7 @@
  *
  *   server = 50000
  *   ports = [40000, 40001]
- *   target = ["appli2", "5432=db.internal:15432"]
+ *   target = ["appli2", "5432=db.internal:15432,proxy-protocol=v2"]
  *   secret-file = "/etc/tcpipe/secret"
  *
  * This module reads the file and checks each key's name and type; the values
@@ -46,6 +46,8 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = Object.freeze({
   transport: 'list',
   'ws-path': 'string',
   metrics: 'string',
+  'proxy-protocol': 'string',
+  'accept-proxy-protocol': 'boolean',
 });
 
 function scalar(value: unknown): string | null {

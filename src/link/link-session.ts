@@ -6,9 +6,9 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { GoAwayCode } from '../protocol/constants.js';
+import { Capability, GoAwayCode } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
-import type { CapabilityRequirement, HelloInfo } from '../protocol/hello.js';
+import { bothSpeak, type CapabilityRequirement, type HelloInfo } from '../protocol/hello.js';
 import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../mux/session.js';
 import type { Stream } from '../mux/stream.js';
 import { Heartbeat } from './heartbeat.js';
@@ -84,6 +84,11 @@ export function helloFor(
   };
 }
 
+/** Both HELLOs listed capability origin: OPEN may carry the user's addresses, both ways. */
+export function originNegotiated(settings: LinkSettings, peer: HelloInfo): boolean {
+  return bothSpeak(Capability.ORIGIN, settings.capabilities, peer);
+}
+
 /** Both HELLOs announced resumption. */
 export function resumeNegotiated(settings: LinkSettings, peer: HelloInfo): boolean {
   return settings.resumeGraceMs > 0 && (peer.resumeGraceMs ?? 0) > 0 && peer.keyShare !== null && peer.keyShare !== undefined;
@@ -120,6 +125,7 @@ export class LinkedSession {
     readonly identity: ResumeIdentity | null,
   ) {
     this.peer = peer;
+    if (originNegotiated(settings, peer.hello)) decoder.acceptOpenOrigin();
     const mux: MuxSettings = { ...settings.mux, resumeGraceMs: identity !== null ? settings.resumeGraceMs : 0 };
     this.session = new Session(
       link,
@@ -153,6 +159,7 @@ export class LinkedSession {
   /** Carries the held session over to a new link (its resumption handshake succeeded). */
   resume(link: Duplex, decoder: FrameDecoder, peer: LinkPeer, onLinkGone: (end: SessionEnd) => void): void {
     this.peer = peer;
+    if (originNegotiated(this.settings, peer.hello)) decoder.acceptOpenOrigin();
     this.session.setLinkGone(onLinkGone);
     this.handlers.onSessionUp(this.session, peer);
     this.session.resumeOn(link, decoder, peerSettings(this.settings, peer.hello));

@@ -7,8 +7,8 @@
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, goAwayError } from '../errors.js';
 import { Flag, FrameType, GoAwayCode, ResumeKind } from '../protocol/constants.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow } from '../protocol/decode.js';
-import type { Frame } from '../protocol/frame.js';
+import { parseCodeAndReason, parseOpen, parseWindow } from '../protocol/decode.js';
+import type { Frame, Origin } from '../protocol/frame.js';
 import type { ReadGate } from './read-gate.js';
 import { TokenBucket } from './rate.js';
 import { SessionState, type SessionStateValue } from './session-state.js';
@@ -28,7 +28,7 @@ export interface FrameOwner {
   /** Streams the partner opened that are not finished yet. */
   readonly peerOpenStreams: number;
   /** The partner opened stream `id` to `port`, within the limits: create it and offer it. */
-  openPeerStream(id: number, port: number): void;
+  openPeerStream(id: number, port: number, origin: Origin | null): void;
   /** A PING without ACK: answer it. */
   answerPing(payload: Buffer): void;
   /** A PING with ACK: the answer to one of this side's pings or link pacer probes. */
@@ -147,7 +147,7 @@ export class FrameRouter {
   private handleOpen(frame: Frame): void {
     const id = frame.streamId;
     if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
-    const port = parseOpenPort(frame.payload);
+    const { port, origin } = parseOpen(frame.payload);
     this.lastPeerStreamId = id;
     if (!this.openRate.take(this.clock.now())) {
       throw new ProtocolError(
@@ -163,7 +163,7 @@ export class FrameRouter {
         ErrorCodes.LIMIT,
       );
     }
-    this.owner.openPeerStream(id, port);
+    this.owner.openPeerStream(id, port, origin);
   }
 }
 

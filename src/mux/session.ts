@@ -12,7 +12,8 @@ import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
 import { Flag, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
-import { encodeGoAway, encodeOpen, encodePing } from '../protocol/encode.js';
+import { encodeGoAway, encodeOpenWithOrigin, encodePing } from '../protocol/encode.js';
+import type { Origin } from '../protocol/frame.js';
 import type { FrameDecoder } from '../protocol/decode.js';
 import { channels, type SessionSnapshot } from '../observe.js';
 import { PingTracker } from './pings.js';
@@ -158,13 +159,14 @@ export class Session {
   }
 
   /** Entry side: opens a stream to the partner's target on `port`; attach a sink before returning to the event loop. */
-  openStream(port: number): Stream | null {
+  openStream(port: number, origin: Origin | null = null): Stream | null {
     if (this.isEnded || this.nextStreamId > MAX_STREAM_ID) return null;
     if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
-    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.newStreamWindows);
+    // `origin` only when both HELLOs listed capability origin (the caller knows): it goes in the OPEN.
+    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.newStreamWindows, origin);
     this.streams.set(stream.key, stream);
     // While the link is down or resuming, the OPEN waits: the resumption sends it in id order.
-    if (this.stateValue === SessionState.LIVE) this.sender.sendFrame(encodeOpen(stream.id, 0, port));
+    if (this.stateValue === SessionState.LIVE) this.sender.sendFrame(encodeOpenWithOrigin(stream.id, 0, port, origin));
     return stream;
   }
 
@@ -336,8 +338,8 @@ export class Session {
   }
 
   /** Exit side: the partner opened a stream (the router checked the limits); the hooks attach a sink or reset it. */
-  private openPeerStream(id: number, port: number): void {
-    const stream = new Stream(id, false, port, this.streamContext, this.newStreamWindows);
+  private openPeerStream(id: number, port: number, origin: Origin | null): void {
+    const stream = new Stream(id, false, port, this.streamContext, this.newStreamWindows, origin);
     this.streams.set(stream.key, stream);
     this.peerOpenStreams++;
     this.hooks.onStreamRequest(stream);
@@ -358,7 +360,7 @@ export class Session {
       get peerOpenStreams() {
         return session.peerOpenStreams;
       },
-      openPeerStream: (id, port) => this.openPeerStream(id, port),
+      openPeerStream: (id, port, origin) => this.openPeerStream(id, port, origin),
       answerPing: (payload) => this.sender.sendFrame(encodePing(Flag.ACK, payload)),
       pingAnswered: (payload) => {
         if (!this.sender.probeAnswered(payload)) this.pings.answered(payload);

@@ -170,5 +170,21 @@ export const ResumeKind = Object.freeze({
   DONE: 5,
 } as const);
 
+/**
+ * "With capability origin, OPEN may carry the user's connection after the port:
+ * family u8, source and destination address, source and destination port u16:
+ * 15 payload bytes for IPv4, 39 for IPv6" ("Origin addresses (capability 1)").
+ */
+export const OPEN_LENGTH = 2;
+export const OPEN_ORIGIN_LENGTH_V4 = 15;
+export const OPEN_ORIGIN_LENGTH_V6 = 39;
+/** The origin's family byte: PROXY protocol v2's "address family and transport" byte. */
+export const OriginFamily = Object.freeze({
+  TCP4: 0x11,
+  UDP4: 0x12,
+  TCP6: 0x21,
+  UDP6: 0x22,
+} as const);
+
 /** "A resumed link's stream entries: WINDOW with RESUMED carries 20 bytes." */
 export const RESUMED_WINDOW_LENGTH = 20;
