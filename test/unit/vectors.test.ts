@@ -255,3 +255,15 @@ test('vectors: the encoder writes what a HELLO vector says (software cut to 64 b
   const [frame] = decodeAll(bytes(v.hex));
   assert.equal(encodeHello(parseHello(frame?.payload ?? Buffer.alloc(0))).toString('hex'), v.hex);
 });
+
+test('docs/PROTOCOL.md: every line of "Example bytes" is one frame that decodes', () => {
+  const text = readFileSync(join(REPO_ROOT, 'docs', 'PROTOCOL.md'), 'utf8');
+  const block = /### Example bytes\n\n```\n([\s\S]*?)```/.exec(text)?.[1] ?? '';
+  const lines = block.split('\n').filter((line) => /^\S.*:\s+[0-9a-f]{2} /.test(line));
+  assert.ok(lines.length >= 12, `examples found: ${lines.length}`);
+  for (const line of lines) {
+    const hex = (line.split(':')[1] ?? '').split('(')[0]?.replace(/\s+/g, '') ?? '';
+    const frames = decodeAll(bytes(hex));
+    assert.equal(frames.length, 1, line);
+  }
+});
