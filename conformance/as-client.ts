@@ -10,6 +10,7 @@ import {
   encodeGoAway,
   encodeOpen,
   encodePing,
+  encodeReset,
   encodeResume,
   encodeSmallData,
   encodeWindow,
@@ -288,6 +289,105 @@ export const CLIENT_CHECKS: readonly Check<ClientContext>[] = [
       return passIf(problems.length === 0, problems.length === 0 ? 'ACCEPT, echo with LOCAL, FIN after the data' : problems.join('; '));
     },
   },
+  {
+    id: 'sender-respects-window',
+    section: 'Flow control',
+    must: "the sender of DATA never goes beyond the receiver's limit (initial-window, then consumed + window of its WINDOWs); the receiver's WINDOWs keep a stream moving",
+    async run(ctx) {
+      if (ctx.echoPort === null) return { skip: 'needs --echo-port' };
+      // The kit grants the minimum window (1,024) and moves 64 KiB through the echo: the peer's
+      // exit side must wait for the kit's WINDOWs, and must send its own so the kit can go on.
+      const up = await handshake(ctx, { initialWindow: 1024 });
+      if (typeof up === 'string') return passIf(false, up);
+      const total = 64 * 1024;
+      const payload = crypto.randomBytes(total);
+      const frameMax = Math.min(up.peer.maxFramePayload, 16 * 1024);
+      let sendLimit = up.peer.initialWindow;
+      let sent = 0;
+      let limit = 1024;
+      let received = 0;
+      const back: Buffer[] = [];
+      const problems: string[] = [];
+      const pump = (): void => {
+        while (sent < total && sent < sendLimit) {
+          const n = Math.min(frameMax, total - sent, sendLimit - sent);
+          up.link.send(encodeSmallData(1, 0, payload.subarray(sent, sent + n)));
+          sent += n;
+        }
+      };
+      up.link.send(encodeOpen(1, 0, ctx.echoPort));
+      pump();
+      while (received < total) {
+        const seen = await up.link.next(ctx.timeoutMs, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
+        if (seen.kind !== 'frame' || seen.frame.type === FrameType.GOAWAY || seen.frame.type === FrameType.RESET) {
+          problems.push(`after ${sent} bytes sent and ${received} back: ${describe(seen)}`);
+          break;
+        }
+        const f = seen.frame;
+        if (f.type === FrameType.WINDOW) {
+          const consumed = Number(f.payload.readBigUInt64BE(0));
+          sendLimit = Math.max(sendLimit, consumed + f.payload.readUInt32BE(8));
+          pump();
+        } else if (f.type === FrameType.DATA) {
+          received += f.payload.length;
+          back.push(Buffer.from(f.payload));
+          if (received > limit) {
+            problems.push(`the peer sent ${received} bytes against a limit of ${limit}`);
+            break;
+          }
+          // Consumed at once: grant more every 512 bytes.
+          if (received + 1024 - limit >= 512) {
+            limit = received + 1024;
+            up.link.send(encodeWindow(1, 0, received, 1024));
+          }
+        }
+      }
+      if (problems.length === 0 && !Buffer.concat(back).equals(payload)) problems.push('the echo differs');
+      await closeAndWait(up.link, ctx.timeoutMs);
+      return passIf(problems.length === 0, problems.length === 0 ? `64 KiB each way through a 1,024-byte window, never beyond it (peer's window ${up.peer.initialWindow})` : problems.join('; '));
+    },
+  },
+  {
+    id: 'reset-not-answered',
+    section: 'States',
+    must: 'a RESET is not answered with a RESET; the stream ends and the link lives on',
+    async run(ctx) {
+      if (ctx.echoPort === null) return { skip: 'needs --echo-port' };
+      const up = await handshake(ctx);
+      if (typeof up === 'string') return passIf(false, up);
+      up.link.send(encodeOpen(1, 0, ctx.echoPort));
+      const accept = await up.link.next(ctx.timeoutMs, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
+      up.link.send(encodeReset(1, 0, 0, 'conformance: the user reset'));
+      const after = await up.link.next(1000, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
+      const alive = await pingAnswered(up.link, ctx.timeoutMs);
+      await closeAndWait(up.link, ctx.timeoutMs);
+      const accepted = accept.kind === 'frame' && accept.frame.type === FrameType.ACCEPT;
+      const quiet = after.kind === 'timeout';
+      const living = !('skip' in alive) && alive.pass;
+      return passIf(accepted && quiet && living, `${accepted ? 'ACCEPT' : describe(accept)}, then ${quiet ? 'nothing more on the stream' : describe(after)}; link ${living ? 'alive' : 'gone'}`);
+    },
+  },
+  {
+    id: 'data-after-fin',
+    section: 'States',
+    must: "DATA after its sender's FIN: GOAWAY protocol-error (2)",
+    async run(ctx) {
+      if (ctx.echoPort === null) return { skip: 'needs --echo-port' };
+      const up = await handshake(ctx);
+      if (typeof up === 'string') return passIf(false, up);
+      up.link.send(encodeOpen(1, 0, ctx.echoPort));
+      const accept = await up.link.next(ctx.timeoutMs, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
+      if (accept.kind !== 'frame' || accept.frame.type !== FrameType.ACCEPT) {
+        up.link.destroy();
+        return passIf(false, `OPEN answered ${describe(accept)}`);
+      }
+      up.link.send(Buffer.concat([encodeSmallData(1, Flag.FIN, Buffer.alloc(0)), encodeSmallData(1, 0, Buffer.from('x'))]));
+      const outcome = goAwayWith(await up.link.goAway(ctx.timeoutMs), 2);
+      up.link.destroy();
+      return outcome;
+    },
+  },
+  violation('accept-not-opened', 'States', 'ACCEPT for a stream the receiver did not open: GOAWAY protocol-error (2)', 2, () => Buffer.from('0380000000010000000000', 'hex').subarray(0, 10)),
   {
     id: 'max-streams',
     section: 'Limits',

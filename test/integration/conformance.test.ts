@@ -11,7 +11,7 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
-import { REPO_ROOT, freePort, spawnCli, startTarget } from '../helpers/loopback.js';
+import { REPO_ROOT, freePort, spawnCli, startTarget, startTestServer } from '../helpers/loopback.js';
 import { generateSecret } from '../../src/security/secret.js';
 
 const KIT = join(REPO_ROOT, 'dist', 'conformance', 'main.js');
@@ -99,4 +99,14 @@ test('conformance: tcpipe as client dials the kit, plaintext and with a secret',
     });
     assertAllPass(t, run, 5);
   }
+});
+
+test('conformance: max-streams, against a tcpipe server whose limit the kit can reach (8 streams, through the library)', { timeout: 60_000 }, async (t) => {
+  // The CLI has no option for max-streams (65,536 by default, more than the kit opens).
+  const echo = await startTarget(t, (socket) => socket.pipe(socket));
+  const { server } = await startTestServer(t, { limits: { maxStreams: 8 } });
+  const port = server.linkAddress?.port;
+  assert.ok(port !== undefined);
+  const run = await runKit(t, ['--peer', `127.0.0.1:${port}`, '--echo-port', String(echo.port), '--only', '^max-streams$']);
+  assertAllPass(t, run, 1);
 });
