@@ -19,6 +19,7 @@ import {
 import type { HelloInfo } from '../src/protocol/hello.js';
 import { createKeyShare, deriveIdentity, linkExporter, resumeProof, type ResumeIdentity } from '../src/link/resume-auth.js';
 import { goAwayWith, passIf, type Check, type Outcome } from './check.js';
+import { echoThrough } from './echo.js';
 import { describe, dial, kitHello, type Endpoint, type KitHello, type RawLink, readPeerHello } from './wire.js';
 
 export interface ClientContext {
@@ -186,13 +187,22 @@ export const CLIENT_CHECKS: readonly Check<ClientContext>[] = [
   {
     id: 'ping',
     section: 'Frames',
-    must: 'every PING is answered with a PING with ACK carrying the same 8 bytes',
+    must: 'every PING is answered with a PING with ACK carrying the same 8 bytes, in the order received',
     async run(ctx) {
       const up = await handshake(ctx);
       if (typeof up === 'string') return passIf(false, up);
-      const outcome = await pingAnswered(up.link, ctx.timeoutMs);
+      const sent = [1, 2, 3].map(() => crypto.randomBytes(8));
+      up.link.send(Buffer.concat(sent.map((opaque) => encodePing(0, opaque))));
+      const answers: string[] = [];
+      const ours = new Set(sent.map((b) => b.toString('hex')));
+      while (answers.length < sent.length) {
+        const seen = await up.link.next(ctx.timeoutMs, (f) => f.type === FrameType.PING && (f.flags & Flag.ACK) !== 0 && ours.has(f.payload.toString('hex')));
+        if (seen.kind !== 'frame') break;
+        answers.push(seen.frame.payload.toString('hex'));
+      }
       await closeAndWait(up.link, ctx.timeoutMs);
-      return outcome;
+      const inOrder = answers.join() === sent.map((b) => b.toString('hex')).join();
+      return passIf(inOrder, `${answers.length} of 3 answered${answers.length === 3 ? (inOrder ? ', in order, same bytes' : ', out of order') : ''}`);
     },
   },
   {
@@ -295,56 +305,13 @@ export const CLIENT_CHECKS: readonly Check<ClientContext>[] = [
     must: "the sender of DATA never goes beyond the receiver's limit (initial-window, then consumed + window of its WINDOWs); the receiver's WINDOWs keep a stream moving",
     async run(ctx) {
       if (ctx.echoPort === null) return { skip: 'needs --echo-port' };
-      // The kit grants the minimum window (1,024) and moves 64 KiB through the echo: the peer's
-      // exit side must wait for the kit's WINDOWs, and must send its own so the kit can go on.
+      // The kit grants the minimum window (1,024): the peer's exit side must wait for the
+      // kit's WINDOWs, and must send its own so that the kit can go on.
       const up = await handshake(ctx, { initialWindow: 1024 });
       if (typeof up === 'string') return passIf(false, up);
-      const total = 64 * 1024;
-      const payload = crypto.randomBytes(total);
-      const frameMax = Math.min(up.peer.maxFramePayload, 16 * 1024);
-      let sendLimit = up.peer.initialWindow;
-      let sent = 0;
-      let limit = 1024;
-      let received = 0;
-      const back: Buffer[] = [];
-      const problems: string[] = [];
-      const pump = (): void => {
-        while (sent < total && sent < sendLimit) {
-          const n = Math.min(frameMax, total - sent, sendLimit - sent);
-          up.link.send(encodeSmallData(1, 0, payload.subarray(sent, sent + n)));
-          sent += n;
-        }
-      };
-      up.link.send(encodeOpen(1, 0, ctx.echoPort));
-      pump();
-      while (received < total) {
-        const seen = await up.link.next(ctx.timeoutMs, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
-        if (seen.kind !== 'frame' || seen.frame.type === FrameType.GOAWAY || seen.frame.type === FrameType.RESET) {
-          problems.push(`after ${sent} bytes sent and ${received} back: ${describe(seen)}`);
-          break;
-        }
-        const f = seen.frame;
-        if (f.type === FrameType.WINDOW) {
-          const consumed = Number(f.payload.readBigUInt64BE(0));
-          sendLimit = Math.max(sendLimit, consumed + f.payload.readUInt32BE(8));
-          pump();
-        } else if (f.type === FrameType.DATA) {
-          received += f.payload.length;
-          back.push(Buffer.from(f.payload));
-          if (received > limit) {
-            problems.push(`the peer sent ${received} bytes against a limit of ${limit}`);
-            break;
-          }
-          // Consumed at once: grant more every 512 bytes.
-          if (received + 1024 - limit >= 512) {
-            limit = received + 1024;
-            up.link.send(encodeWindow(1, 0, received, 1024));
-          }
-        }
-      }
-      if (problems.length === 0 && !Buffer.concat(back).equals(payload)) problems.push('the echo differs');
+      const result = await echoThrough(up.link, up.peer, { port: ctx.echoPort, bytes: 64 * 1024, kitWindow: 1024, timeoutMs: ctx.timeoutMs });
       await closeAndWait(up.link, ctx.timeoutMs);
-      return passIf(problems.length === 0, problems.length === 0 ? `64 KiB each way through a 1,024-byte window, never beyond it (peer's window ${up.peer.initialWindow})` : problems.join('; '));
+      return passIf(result.pass, result.saw);
     },
   },
   {

@@ -7,9 +7,10 @@ import crypto from 'node:crypto';
 import type net from 'node:net';
 import { Flag, FrameType, PREFACE } from '../src/protocol/constants.js';
 import { parseHello } from '../src/protocol/decode.js';
-import { encodeOpen, encodePing, encodeSmallData } from '../src/protocol/encode.js';
+import { encodeOpen, encodePing } from '../src/protocol/encode.js';
 import type { LinkSecurity } from '../src/link/security.js';
 import { goAwayWith, passIf, type Check, type Outcome } from './check.js';
+import { echoThrough } from './echo.js';
 import { acceptNext, describe, kitHello, readPeerHello, type KitHello, type RawLink } from './wire.js';
 import type { HelloInfo } from '../src/protocol/hello.js';
 
@@ -73,16 +74,16 @@ export const SERVER_CHECKS: readonly Check<ServerContext>[] = [
   {
     id: 'client-handshake',
     section: 'Handshake',
-    must: 'a client opens with the preface and its HELLO: role 0 and the required keys (initial-window >= 1024, max-frame 1024..1 MiB, max-streams >= 1), software <= 64 bytes; it answers PINGs',
+    must: 'a client opens with the preface and its HELLO: role 0 and the required keys (initial-window >= 1024, max-frame 1024..1 MiB, max-streams >= 1), software <= 64 bytes; it answers PINGs; as exit side it answers OPEN with ACCEPT, sets LOCAL, and never sends beyond the window granted',
     async run(ctx) {
-      const up = await nextLink(ctx, serverHello());
+      const up = await nextLink(ctx, serverHello({ initialWindow: 1024 }));
       if (typeof up === 'string') return passIf(false, up);
       const software = parseHello(up.rawHello).get(6)?.length ?? 0;
       const ping = await pingAnswered(up.link, ctx.timeoutMs);
       const pinged = !('skip' in ping) && ping.pass;
       const ok = up.prefaced && up.peer.role === 'client' && software <= 64 && pinged;
       const saw = `${up.prefaced ? 'preface' : 'no preface'}, HELLO role ${up.peer.role}, software ${software} bytes, PING ${pinged ? 'answered' : 'not answered'}`;
-      const echo = ctx.echoPort === null ? { pass: true, saw: 'no stream (no --echo-port)' } : await streamEcho(ctx, up.link, ctx.echoPort);
+      const echo = ctx.echoPort === null ? { pass: true, saw: 'no stream (no --echo-port)' } : await echoThrough(up.link, up.peer, { port: ctx.echoPort, bytes: 64 * 1024, kitWindow: 1024, timeoutMs: ctx.timeoutMs });
       up.link.destroy();
       return passIf(ok && echo.pass, `${saw}; stream: ${echo.saw}`);
     },
@@ -121,27 +122,3 @@ export const SERVER_CHECKS: readonly Check<ServerContext>[] = [
   },
 ];
 
-/** Opens a stream to the peer's target on `port` (an echo server) and checks the round trip. */
-async function streamEcho(ctx: ServerContext, link: RawLink, port: number): Promise<{ pass: boolean; saw: string }> {
-  const message = Buffer.from('tcpipe conformance: from the server side');
-  link.send(Buffer.concat([encodeOpen(1, 0, port), encodeSmallData(1, 0, message)]));
-  const back: Buffer[] = [];
-  let accepted = false;
-  const problems: string[] = [];
-  while (Buffer.concat(back).length < message.length) {
-    const seen = await link.next(ctx.timeoutMs, (f) => f.streamId === 1 || f.type === FrameType.GOAWAY);
-    if (seen.kind !== 'frame' || seen.frame.type === FrameType.GOAWAY || seen.frame.type === FrameType.RESET) {
-      problems.push(describe(seen));
-      break;
-    }
-    const f = seen.frame;
-    if ((f.flags & Flag.LOCAL) === 0) problems.push(`frame type ${f.type} without LOCAL`);
-    if (f.type === FrameType.ACCEPT) accepted = true;
-    if (f.type === FrameType.DATA) {
-      if (!accepted) problems.push('DATA before ACCEPT');
-      back.push(Buffer.from(f.payload));
-    }
-  }
-  if (!Buffer.concat(back).equals(message)) problems.push('the echo differs');
-  return { pass: problems.length === 0, saw: problems.length === 0 ? 'ACCEPT, then the echo with LOCAL' : problems.join('; ') };
-}

@@ -32,6 +32,7 @@ add('DATA stream 1 from the entry side, "hi"', T.DATA, 0x00, 1, Buffer.from('hi'
 add('DATA stream 1 from the exit side, "hi"', T.DATA, 0x80, 1, Buffer.from('hi'), { data: hex('hi') });
 add('DATA stream 1 from the entry side, "bye" and FIN', T.DATA, 0x01, 1, Buffer.from('bye'), { data: hex('bye') });
 add('DATA stream 1 from the exit side, FIN alone', T.DATA, 0x81, 1, undefined, { data: '' });
+add('DATA stream 1, empty without FIN (a sender never sends it; a receiver ignores it)', T.DATA, 0x00, 1, undefined, { data: '' });
 add('WINDOW stream 1 from the exit side', T.WINDOW, 0x80, 1, Buffer.concat([u64(131072), u32(262144)]), { consumed: 131072, window: 262144 });
 add('WINDOW stream 7 from the entry side, consumed above 2^32', T.WINDOW, 0x00, 7, Buffer.concat([u64(2 ** 32 + 5), u32(1024)]), { consumed: 2 ** 32 + 5, window: 1024 });
 add('WINDOW with FIN_RECEIVED (resumable link), stream 1 from the exit side', T.WINDOW, 0x81, 1, Buffer.concat([u64(2048), u32(262144)]), { consumed: 2048, window: 262144 });
