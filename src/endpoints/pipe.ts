@@ -22,6 +22,13 @@ const EMPTY = Buffer.alloc(0);
 const COALESCE_BYTES = 256 * 1024;
 /** A first piece smaller than this is written at once, uncorked: interactive traffic pays no extra latency. */
 const DIRECT_BYTES = 2048;
+/**
+ * While the socket is paused, it is probed this often for a reset: a paused
+ * socket whose read buffer is full stops reading, so the kernel's RST goes
+ * unseen until it reads again. docs/PROTOCOL.md bounds the relay of a reset
+ * at 1 s; a probe is one empty write (no byte on the wire).
+ */
+const RESET_PROBE_MS = 250;
 
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
@@ -38,7 +45,20 @@ export class StreamPipe implements StreamSink {
   closeCode = -1;
 
   private readonly onSocketData = (chunk: Buffer): void => {
-    if (!this.stream.write(chunk)) this.socket.pause();
+    if (!this.stream.write(chunk)) this.pauseSocket();
+  };
+  /** Probes a paused socket for a reset while it waits for window (see RESET_PROBE_MS). */
+  private resetProbe: NodeJS.Timeout | null = null;
+  private readonly probeForReset = (): void => {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.isPaused()) return this.stopResetProbe();
+    // An empty write reports a pending ECONNRESET (the kernel checks the socket's error
+    // before the length); Node then destroys the socket and handleSocketClose relays the reset.
+    // Once this side has ended its writes, only reading again would see the RST.
+    if (socket.writable && !socket.writableEnded && !this.corked) socket.write(EMPTY, this.onResetProbed);
+  };
+  private readonly onResetProbed = (err?: Error | null): void => {
+    if (err !== null && err !== undefined) this.socketError ??= err;
   };
   private readEnded = false;
   private readonly onSocketEnd = (): void => {
@@ -139,7 +159,22 @@ export class StreamPipe implements StreamSink {
   }
 
   onWritable(): void {
+    this.stopResetProbe();
     if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  private pauseSocket(): void {
+    this.socket.pause();
+    if (this.resetProbe === null) {
+      this.resetProbe = setInterval(this.probeForReset, RESET_PROBE_MS);
+      this.resetProbe.unref();
+    }
+  }
+
+  private stopResetProbe(): void {
+    if (this.resetProbe === null) return;
+    clearInterval(this.resetProbe);
+    this.resetProbe = null;
   }
 
   /** Closes the local socket abortively and tells the partner (shutdown, limits). */
@@ -159,6 +194,7 @@ export class StreamPipe implements StreamSink {
   }
 
   private handleSocketClose(): void {
+    this.stopResetProbe();
     const { stream } = this;
     // Whatever was written is delivered or lost with the socket: either way it leaves the receive budget.
     this.onSocketDrain();
