@@ -21,6 +21,8 @@ import type { MuxSettings } from './types.js';
  */
 export interface FrameOwner {
   readonly state: SessionStateValue;
+  /** Both sides resume: the resumption flags of WINDOW may be used. */
+  readonly resumable: boolean;
   /** The stream of a frame, by Stream.key. */
   stream(key: number): Stream | undefined;
   /** Ids below this one were opened by this side. */
@@ -79,6 +81,9 @@ export class FrameRouter {
         return;
       }
       case FrameType.WINDOW: {
+        // The resumption flags belong to resumable sessions; ACCEPTED only to a resumed link's entries.
+        if ((frame.flags & RESUMPTION_FLAGS) !== 0 && !this.owner.resumable) throw protocolError('a resumption flag on a WINDOW of a link without resumption');
+        if ((frame.flags & (Flag.ACCEPTED | Flag.RESUMED)) === Flag.ACCEPTED) throw protocolError('ACCEPTED on a WINDOW that is not a resumed stream entry');
         if ((frame.flags & Flag.RESUMED) !== 0) {
           if (this.owner.state !== SessionState.RESUMING) throw protocolError('a resumed stream entry outside a resumption');
           this.owner.resumedEntry(frame);
@@ -166,6 +171,8 @@ export class FrameRouter {
     this.owner.openPeerStream(id, port, origin);
   }
 }
+
+const RESUMPTION_FLAGS = Flag.FIN_RECEIVED | Flag.RESUMED | Flag.ACCEPTED;
 
 function protocolError(message: string): ProtocolError {
   return new ProtocolError(GoAwayCode.PROTOCOL_ERROR, message);

@@ -353,6 +353,7 @@ export class Session {
       get state() {
         return session.stateValue;
       },
+      resumable: this.resumable,
       stream: (key) => this.streams.get(key),
       get nextStreamId() {
         return session.nextStreamId;

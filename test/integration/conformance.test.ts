@@ -16,7 +16,7 @@ import { generateSecret } from '../../src/security/secret.js';
 
 const KIT = join(REPO_ROOT, 'dist', 'conformance', 'main.js');
 /** docs/PROTOCOL.md, "Known deviations of tcpipe 0.1": checks that fail until the listed src/mux change lands. */
-const KNOWN_DEVIATIONS = ['resume-flags-plain'];
+const KNOWN_DEVIATIONS: string[] = [];
 
 interface KitRun {
   readonly code: number | null;
@@ -70,7 +70,7 @@ test('conformance: the kit dials tcpipe as server (plaintext, with resumption) a
   const run = await runKit(t, ['--peer', `127.0.0.1:${port}`, '--echo-port', String(echo.port)]);
   assertAllPass(t, run, 30);
   assert.ok(run.lines.some((l) => /^PASS\s+resume-proof/.test(l)), 'the resumption checks ran');
-  assert.ok(run.lines.some((l) => /^(XFAIL|XPASS)\s+resume-flags-plain/.test(l)), 'the known deviation is reported');
+  assert.ok(run.lines.some((l) => /^PASS\s+resume-flags-plain/.test(l)), 'resumption flags on a plain link are refused');
 });
 
 test('conformance: the kit dials tcpipe as server over TLS with a shared secret (with resumption: proofs over the TLS exporter)', { timeout: 120_000 }, async (t) => {
