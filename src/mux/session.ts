@@ -271,6 +271,19 @@ export class Session implements StreamOwner {
     if (!this.ended && this.linkState === 'live') this.writer.writeData(streamId, flags, payload);
   }
 
+  /**
+   * One encoded datagram frame (capability udp), written now or not at all:
+   * false when the link is not live or its write buffer is full (the caller
+   * counts a drop). Datagrams never wait in the session.
+   */
+  sendDatagramFrame(frame: Buffer): boolean {
+    const link = this.link;
+    if (this.ended || this.linkState !== 'live' || link === null || this.writer.full) return false;
+    if (link.writableLength >= this.settings.linkWriteBound) return false;
+    this.writer.writeFrame(frame);
+    return true;
+  }
+
   writeAccept(streamId: number): void {
     this.writeFrame(encodeAccept(streamId));
   }
@@ -369,6 +382,10 @@ export class Session implements StreamOwner {
         link?.destroy();
       },
       fail: (error) => this.fail(error),
+      datagramFrame: (frame) => {
+        if (this.hooks.onDatagramFrame === undefined) throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `frame type ${frame.type} without capability udp`);
+        this.hooks.onDatagramFrame(frame);
+      },
     };
   }
 
