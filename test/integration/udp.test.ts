@@ -9,7 +9,13 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
-import { FlowCloseCode } from '../../src/protocol/constants.js';
+import net from 'node:net';
+import { startClient, startServer } from '../../src/index.js';
+import { FlowCloseCode, FrameType, GoAwayCode, PREFACE } from '../../src/protocol/constants.js';
+import { FrameDecoder, parseCodeAndReason } from '../../src/protocol/decode.js';
+import { encodeHelloInfo } from '../../src/protocol/hello.js';
+import { generateSecret } from '../../src/security/secret.js';
+import { captureLog, LINK_HOST, nextEvent, startChaosRelay, TEST_LIMITS, withTimeout, type ChaosRelay } from '../helpers/loopback.js';
 import { startUdpEcho, udpPair, udpUser, roundTrip, closeQuietly } from '../helpers/udp.js';
 
 describe('udp flows', () => {
@@ -150,5 +156,157 @@ describe('udp refusals and errors', () => {
     await pair.entryLog.waitFor(/flow 1 closed .*the partner ended it: udp: port \d+ is not in --allow/, 3000);
     assert.equal(pair.entry.status().udp.flows, 0);
     assert.equal(FlowCloseCode.NOT_ALLOWED, 3);
+  });
+});
+
+/** Reads frames from a raw socket until a GOAWAY (after the preface), within 5 s. */
+async function readGoAway(socket: net.Socket, expectPreface: boolean): Promise<{ code: number; reason: string }> {
+  const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface });
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      socket.on('data', (chunk: Buffer) => {
+        decoder.push(chunk);
+        try {
+          let frame;
+          while ((frame = decoder.next()) !== null) if (frame.type === FrameType.GOAWAY) resolve(parseCodeAndReason(frame.payload));
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+      socket.on('error', () => undefined);
+    }),
+    5000,
+    'a GOAWAY',
+  );
+}
+
+/** The HELLO of a tcpipe that predates capability udp (no key 10). */
+function oldHello(role: 'client' | 'server'): Buffer {
+  return encodeHelloInfo({ role, initialWindow: 256 * 1024, maxFramePayload: 64 * 1024, maxStreams: 1024, heartbeatMs: 15_000, software: 'tcpipe/0.0.9', capabilities: [] });
+}
+
+describe('udp with everything else', () => {
+  test('a partner without udp is refused with the same clear line on both sides (server with a /udp port)', async (t) => {
+    const log = captureLog('server');
+    const server = await startServer({ port: 0, host: LINK_HOST, ports: [{ host: '127.0.0.2', port: 0, protocol: 'udp' }], logger: log.logger, limits: TEST_LIMITS });
+    t.after(() => server.stop());
+    const old = net.connect(server.linkAddress?.port ?? 0, LINK_HOST);
+    t.after(() => old.destroy());
+    old.write(Buffer.concat([PREFACE, oldHello('client')]));
+    const { code, reason } = await readGoAway(old, true);
+    assert.equal(code, GoAwayCode.MISSING_CAPABILITY);
+    assert.match(reason, /the partner \(tcpipe\/0\.0\.9\) lacks capability 'udp', which the \/udp port 0 needs/);
+    await log.waitFor(/refused link from .*lacks capability 'udp'/, 3000);
+    assert.equal(server.linkUp, false);
+  });
+
+  test('a partner without udp is refused with the same clear line on both sides (client with a /udp route)', async (t) => {
+    const goaway = new Promise<{ code: number; reason: string }>((resolve, reject) => {
+      const fake = net.createServer((socket) => {
+        socket.write(Buffer.concat([PREFACE, oldHello('server')]));
+        readGoAway(socket, true).then(resolve, reject);
+      });
+      fake.listen(0, LINK_HOST);
+      t.after(() => fake.close());
+      fake.once('listening', () => {
+        const log = captureLog('client');
+        startClient({
+          host: LINK_HOST,
+          port: (fake.address() as net.AddressInfo).port,
+          proxy: null,
+          routes: [{ port: 5353, protocol: 'udp', host: '127.0.0.3', targetPort: 53 }],
+          logger: log.logger,
+          limits: TEST_LIMITS,
+        }).then((client) => {
+          t.after(() => client.stop());
+          log.waitFor(/refused the partner: .*lacks capability 'udp', which the \/udp route for port 5353 needs/, 5000).catch(reject);
+        }, reject);
+      });
+    });
+    const { code, reason } = await goaway;
+    assert.equal(code, GoAwayCode.MISSING_CAPABILITY);
+    assert.match(reason, /lacks capability 'udp', which the \/udp route for port 5353 needs/);
+  });
+
+  test('with a shared secret, and over a WebSocket link', async (t) => {
+    const secret = generateSecret();
+    for (const websocket of [false, true]) {
+      const target = await startUdpEcho(t);
+      const pair = await udpPair(t, { websocket, entryIs: 'client', common: { secret }, target: { host: '127.0.0.3', port: target.port } });
+      const user = await udpUser(t, pair.address);
+      for (const size of [0, 100, 65_000]) {
+        const d = randomBytes(size);
+        assert.ok((await roundTrip(user, d)).equals(d), `${size} bytes ${websocket ? 'over WebSocket' : 'with a secret'}`);
+      }
+      await Promise.all([pair.entry.stop(), pair.exit.stop()]);
+    }
+  });
+
+  test('flows carry on after a resumed link; datagrams sent meanwhile are dropped and counted', async (t) => {
+    const target = await startUdpEcho(t);
+    let relay: ChaosRelay | null = null;
+    const pair = await udpPair(t, {
+      common: { resumeSeconds: 30 },
+      target: { host: '127.0.0.3', port: target.port },
+      dialPort: async (linkPort) => {
+        relay = await startChaosRelay(t, LINK_HOST, linkPort);
+        return relay.port;
+      },
+    });
+    const user = await udpUser(t, pair.address);
+    assert.equal((await roundTrip(user, 'before')).toString(), 'before');
+    const held = nextEvent(pair.entry, 'link-held', 5000);
+    (relay as ChaosRelay | null)?.cut();
+    await held;
+    user.send('meanwhile');
+    await pair.entryLog.waitFor(/dropped a datagram \((held|no-link)\)/, 3000);
+    await nextEvent(pair.entry, 'link-resumed', 10_000);
+    assert.equal((await roundTrip(user, 'after')).toString(), 'after');
+    const entry = pair.entry.status().udp;
+    assert.equal(entry.flowsTotal, 1, 'the same flow');
+    assert.equal(pair.exit.status().udp.flowsTotal, 1);
+    assert.equal(entry.dropped.held + entry.dropped['no-link'], 1);
+  });
+
+  test('under overload datagrams are dropped and counted, never queued without bound', async (t) => {
+    const target = await startUdpEcho(t);
+    // A relay that stops reading: the link backs up as far as the kernel lets it.
+    let stalled: net.Socket[] = [];
+    let linkPort = 0;
+    const stall = net.createServer((down) => {
+      const up = net.connect(linkPort, LINK_HOST);
+      down.pipe(up).pipe(down);
+      stalled = [down, up];
+      for (const s of stalled) s.on('error', () => undefined);
+    });
+    stall.listen(0, LINK_HOST);
+    await once(stall, 'listening');
+    t.after(() => {
+      for (const s of stalled) s.destroy();
+      stall.close();
+    });
+    const pair = await udpPair(t, {
+      entryIs: 'client',
+      target: { host: '127.0.0.3', port: target.port },
+      dialPort: async (p) => {
+        linkPort = p;
+        return (stall.address() as net.AddressInfo).port;
+      },
+    });
+    const user = await udpUser(t, pair.address);
+    assert.equal((await roundTrip(user, 'warm')).toString(), 'warm');
+    stalled[0]?.unpipe();
+    stalled[0]?.pause();
+    const datagram = Buffer.alloc(1200, 1);
+    let sent = 0;
+    for (let burst = 0; burst < 200 && pair.entry.status().udp.dropped.congested === 0; burst++) {
+      for (let i = 0; i < 100; i++, sent++) user.send(datagram);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const udp = pair.entry.status().udp;
+    assert.ok(udp.dropped.congested > 0, `congested drops after ${sent} datagrams: ${JSON.stringify(udp)}`);
+    // What went to the link is bounded by the kernel's buffers and the link write bound, not by what was sent.
+    assert.ok(udp.bytesOut < 32 * 1024 * 1024, `bytes written ${udp.bytesOut}`);
+    await pair.entryLog.waitFor(/dropped a datagram \(congested\): the link is congested/, 1000);
   });
 });
