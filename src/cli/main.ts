@@ -125,8 +125,9 @@ function reload(instance: Tcpipe, started: RunCommand, logger: Logger): void {
     ...(next.target !== undefined ? { target: next.target } : {}),
     routes: next.routes,
     ...(next.allow !== undefined ? { allow: next.allow } : {}),
+    ...(next.allowUdp !== undefined ? { allowUdp: next.allowUdp } : {}),
   });
-  const reloadable = new Set(['target', 'routes', 'allow']);
+  const reloadable = new Set(['target', 'routes', 'allow', 'allowUdp']);
   const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
     (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
   );
@@ -151,7 +152,10 @@ async function run(command: RunCommand): Promise<number> {
     ports: command.ports,
     ...security.options,
     ...(command.allow !== undefined ? { allow: command.allow } : {}),
+    ...(command.allowUdp !== undefined ? { allowUdp: command.allowUdp } : {}),
     limits: {
+      ...(command.udpTimeoutSeconds !== undefined ? { udpTimeoutSeconds: command.udpTimeoutSeconds } : {}),
+      ...(command.udpMaxFlows !== undefined ? { udpMaxFlows: command.udpMaxFlows } : {}),
       ...(command.maxHandshakes !== undefined ? { maxPendingHandshakes: command.maxHandshakes } : {}),
       ...(command.maxWindow !== undefined ? { maxWindow: command.maxWindow } : {}),
       ...(command.sessionBudget !== undefined ? { receiveBudget: command.sessionBudget } : {}),
@@ -193,7 +197,9 @@ async function run(command: RunCommand): Promise<number> {
     logger.error('start_failed', errorMessage(err));
     return EXIT_FAILURE;
   }
-  const ports = command.ports.map((p) => (p.host !== undefined ? `${p.host}:${p.port}` : String(p.port))).join(',');
+  const ports = command.ports
+    .map((p) => `${p.host !== undefined ? `${p.host}:${p.port}` : String(p.port)}${p.protocol === 'udp' ? '/udp' : ''}`)
+    .join(',');
   const where =
     command.mode === 'server'
       ? `link port ${instance.linkAddress?.port ?? command.linkPort}`
