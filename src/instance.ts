@@ -14,7 +14,7 @@ import type { StreamPipe } from './endpoints/pipe.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
 import { clientProxy, clientTarget, linkSettingsFrom, routeTable, securityFrom, udpRequirement, udpRouteTable } from './config/resolve.js';
-import { UdpRelay } from './endpoints/udp-relay.js';
+import { UdpRelay, type UdpStats } from './endpoints/udp-relay.js';
 import { UdpEntryPorts } from './endpoints/udp-entry.js';
 import { UdpExitDialer } from './endpoints/udp-exit.js';
 import type { LinkHandlers, LinkPeer } from './link/link-session.js';
@@ -292,6 +292,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => report.resumed(peer, info),
       onDatagramFrame: (_session: Session, frame) => this.udp.handleFrame(frame),
     };
+  }
+
+  /** UDP counters (cheap: no flow list), for the metrics. */
+  udpStats(): UdpStats {
+    return this.udp.stats();
   }
 
   /** A snapshot for `tcpipe status` and the metrics. */

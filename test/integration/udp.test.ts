@@ -15,7 +15,7 @@ import { FlowCloseCode, FrameType, GoAwayCode, PREFACE } from '../../src/protoco
 import { FrameDecoder, parseCodeAndReason } from '../../src/protocol/decode.js';
 import { encodeHelloInfo } from '../../src/protocol/hello.js';
 import { generateSecret } from '../../src/security/secret.js';
-import { captureLog, LINK_HOST, nextEvent, startChaosRelay, TEST_LIMITS, withTimeout, type ChaosRelay } from '../helpers/loopback.js';
+import { captureLog, freePort, LINK_HOST, nextEvent, spawnCli, startChaosRelay, TEST_LIMITS, withTimeout, type ChaosRelay } from '../helpers/loopback.js';
 import { startUdpEcho, udpPair, udpUser, roundTrip, closeQuietly } from '../helpers/udp.js';
 
 describe('udp flows', () => {
@@ -310,3 +310,41 @@ describe('udp with everything else', () => {
     await pair.entryLog.waitFor(/dropped a datagram \(congested\): the link is congested/, 1000);
   });
 });
+
+describe('udp in the CLI, logs, metrics and status', () => {
+  test('two CLIs: -p N/udp and -t N/udp=HOST:PORT, -v JSON logs of flows, metrics and tcpipe status', async (t) => {
+    const target = await startUdpEcho(t);
+    const [linkPort, udpPort, metricsPort] = [await freePort(), await freeUdpPort('127.0.0.2'), await freePort()];
+    const server = spawnCli(t, ['-s', String(linkPort), '-p', `127.0.0.2:${udpPort}/udp`, '-v', '--log-format=json', `--metrics=127.0.0.1:${metricsPort}`]);
+    await server.waitFor(/"event":"started"/, 10_000);
+    const client = spawnCli(t, ['-c', `127.0.0.1:${linkPort}`, '-t', `${udpPort}/udp=127.0.0.3:${target.port}`, '-v', '--log-format=json']);
+    await server.waitFor(/"event":"link_up"|link up/, 10_000);
+    await client.waitFor(/link up/, 10_000);
+    const user = await udpUser(t, { host: '127.0.0.2', port: udpPort });
+    assert.equal((await roundTrip(user, 'hello over the CLI')).toString(), 'hello over the CLI');
+    const open = JSON.parse(await server.waitFor(/"event":"flow_open"/, 5000)) as Record<string, unknown>;
+    assert.equal(open.flow, 1);
+    assert.equal(open.port, udpPort);
+    assert.equal(open.side, 'entry');
+    await client.waitFor(new RegExp(`"event":"flow_open".*"target":"127\\.0\\.0\\.3:${target.port}"`), 5000);
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /^tcpipe_udp_flows 1$/m);
+    assert.match(metrics, /^tcpipe_udp_datagrams_total\{direction="out"\} 1$/m);
+    assert.match(metrics, /^tcpipe_udp_datagrams_total\{direction="in"\} 1$/m);
+    assert.match(metrics, /^tcpipe_udp_bytes_total\{direction="out"\} 18$/m);
+    assert.match(metrics, /^tcpipe_udp_dropped_total\{reason="congested"\} 0$/m);
+    const status = spawnCli(t, ['status', `--metrics=127.0.0.1:${metricsPort}`]);
+    await status.exited;
+    assert.match(status.output(), /udp: 1 flows open \(1 since start\), 1 datagrams \(18 B\) in, 1 \(18 B\) out, none dropped/);
+    assert.match(status.output(), new RegExp(`FLOW\\s+PORT\\s+SIDE\\s+PEER\\s+AGE\\s+IDLE\\s+IN\\s+OUT\\n1\\s+${udpPort}/udp\\s+entry\\s+127\\.0\\.0\\.1:\\d+`));
+  });
+});
+
+async function freeUdpPort(host: string): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  s.bind(0, host);
+  await once(s, 'listening');
+  const port = s.address().port;
+  s.close();
+  return port;
+}
