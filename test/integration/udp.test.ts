@@ -4,14 +4,16 @@
  * the idle timeout, the flow cap, ICMP errors, routes, drops under overload,
  * a partner without udp, and UDP beside secrets, WebSocket and resumption.
  */
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { startClient, startServer } from '../../src/index.js';
-import { FlowCloseCode, FrameType, GoAwayCode, PREFACE } from '../../src/protocol/constants.js';
+import { Capability, Flag, FlowCloseCode, FrameType, GoAwayCode, PREFACE } from '../../src/protocol/constants.js';
+import { encodeDatagram, encodeFlowOpen } from '../../src/protocol/datagram.js';
+import type { Frame } from '../../src/protocol/frame.js';
 import { FrameDecoder, parseCodeAndReason } from '../../src/protocol/decode.js';
 import { encodeHelloInfo } from '../../src/protocol/hello.js';
 import { generateSecret } from '../../src/security/secret.js';
@@ -348,3 +350,65 @@ async function freeUdpPort(host: string): Promise<number> {
   s.close();
   return port;
 }
+
+describe('udp: a partner that misbehaves', () => {
+  /** A raw partner that dials `server` with a HELLO listing `capabilities`, and collects the frames it gets. */
+  async function rawPartner(t: TestContext, port: number, capabilities: number[]): Promise<{ socket: net.Socket; frame(type: number, ms?: number): Promise<Frame> }> {
+    const socket = net.connect(port, LINK_HOST);
+    t.after(() => socket.destroy());
+    socket.on('error', () => undefined);
+    const hello = encodeHelloInfo({ role: 'client', initialWindow: 256 * 1024, maxFramePayload: 64 * 1024, maxStreams: 1024, heartbeatMs: 15_000, software: 'raw', capabilities });
+    socket.write(Buffer.concat([PREFACE, hello]));
+    const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: true });
+    const frames: Frame[] = [];
+    const events = new EventEmitter();
+    socket.on('data', (chunk: Buffer) => {
+      decoder.push(chunk);
+      let f;
+      while ((f = decoder.next()) !== null) {
+        frames.push(f);
+        events.emit('frame', f);
+      }
+    });
+    return {
+      socket,
+      frame: (type, ms = 3000) => {
+        const past = frames.find((f) => f.type === type);
+        if (past !== undefined) return Promise.resolve(past);
+        return withTimeout(new Promise<Frame>((resolve) => events.on('frame', (f: Frame) => f.type === type && resolve(f))), ms, `frame type ${type}`);
+      },
+    };
+  }
+
+  test('datagrams for a flow that does not exist: dropped, counted, logged, answered with FLOW_CLOSE no-flow; the link stays', async (t) => {
+    const log = captureLog('server');
+    const server = await startServer({ port: 0, host: LINK_HOST, target: '127.0.0.3', allowUdp: [9], logger: log.logger, limits: TEST_LIMITS });
+    t.after(() => server.stop());
+    const raw = await rawPartner(t, server.linkAddress?.port ?? 0, [Capability.UDP]);
+    await raw.frame(FrameType.HELLO);
+    raw.socket.write(encodeDatagram(99, 0, Buffer.from('who?')));
+    const close = await raw.frame(FrameType.FLOW_CLOSE);
+    assert.equal(close.streamId, 99);
+    assert.equal(close.flags, Flag.LOCAL);
+    assert.deepEqual(parseCodeAndReason(close.payload), { code: FlowCloseCode.NO_FLOW, reason: 'no such flow' });
+    await log.waitFor(/dropped a datagram \(no-flow\): a datagram for flow 99, which this side does not hold/, 2000);
+    assert.equal(server.udpStats().dropped['no-flow'], 1);
+    // A FLOW_OPEN for a port not allowed: refused with the reason, the link stays.
+    raw.socket.write(encodeFlowOpen(100, 53, null));
+    await log.waitFor(/refused flow 100 for port 53\/udp from the partner: udp: port 53 is not in --allow/, 2000);
+    assert.equal(server.linkUp, true);
+    assert.equal(server.udpStats().flows, 0);
+  });
+
+  test('a datagram frame on a link without capability udp closes the link with protocol-error', async (t) => {
+    const log = captureLog('server');
+    const server = await startServer({ port: 0, host: LINK_HOST, target: '127.0.0.3', logger: log.logger, limits: TEST_LIMITS });
+    t.after(() => server.stop());
+    const raw = await rawPartner(t, server.linkAddress?.port ?? 0, []);
+    await raw.frame(FrameType.HELLO);
+    raw.socket.write(encodeFlowOpen(1, 53, null));
+    const goaway = parseCodeAndReason((await raw.frame(FrameType.GOAWAY)).payload);
+    assert.equal(goaway.code, GoAwayCode.PROTOCOL_ERROR);
+    assert.match(goaway.reason, /frame type 10 on a link without capability udp/);
+  });
+});
