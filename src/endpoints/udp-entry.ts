@@ -27,6 +27,21 @@ export interface UdpListenSpec {
  */
 export const SOCKET_QUEUE_DATAGRAMS = 64;
 export const SOCKET_QUEUE_BYTES = 256 * 1024;
+/**
+ * Receive buffer asked of every UDP socket: a burst that arrives while the
+ * event loop is busy waits here instead of being lost. The kernel caps it at
+ * net.core.rmem_max (208 KiB by default on Linux; raise it for fast flows).
+ */
+export const SOCKET_RECEIVE_BUFFER = 4 * 1024 * 1024;
+
+/** Asks for SOCKET_RECEIVE_BUFFER; the kernel's cap applies, and a refusal is no error. */
+export function enlargeReceiveBuffer(socket: dgram.Socket): void {
+  try {
+    socket.setRecvBufferSize(SOCKET_RECEIVE_BUFFER);
+  } catch {
+    // best effort
+  }
+}
 
 interface EntryFlow extends UdpFlow {
   readonly address: string;
@@ -108,6 +123,7 @@ export class UdpEntryPorts implements UdpEntryHandler {
       socket.once('error', onError);
       socket.bind({ port: spec.port, ...(host !== undefined ? { address: host } : {}) }, () => {
         socket.off('error', onError);
+        enlargeReceiveBuffer(socket);
         const listener: PortListener = { spec, socket, port: socket.address().port, flows: new Map() };
         socket.on('message', (msg, rinfo) => this.fromUser(listener, msg, rinfo));
         socket.on('error', (err) => this.logger.warn('udp_error', `port ${listener.port}/udp: ${errorMessage(err)}`, { port: listener.port }));

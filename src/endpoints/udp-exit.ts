@@ -13,7 +13,7 @@ import { Flag, FlowCloseCode } from '../protocol/constants.js';
 import { encodeFlowClose } from '../protocol/datagram.js';
 import { formatAddress } from '../link/transport.js';
 import type { RouteTable } from './routes.js';
-import { socketQueueFull } from './udp-entry.js';
+import { enlargeReceiveBuffer, socketQueueFull } from './udp-entry.js';
 import type { UdpExitHandler, UdpFlow, UdpRelay } from './udp-relay.js';
 
 /**
@@ -131,6 +131,7 @@ export class UdpExitDialer implements UdpExitHandler {
       });
     });
     if (flow.closed) return;
+    enlargeReceiveBuffer(socket);
     flow.socket = socket;
     const pending = flow.pending ?? [];
     flow.pending = null;

@@ -278,8 +278,10 @@ export class Session implements StreamOwner {
    */
   sendDatagramFrame(frame: Buffer): boolean {
     const link = this.link;
-    if (this.ended || this.linkState !== 'live' || link === null || this.writer.full) return false;
-    if (link.writableLength >= this.settings.linkWriteBound) return false;
+    if (this.ended || this.linkState !== 'live' || link === null) return false;
+    // Past the bound where streams stop (writer.full), by half of it: a bulk stream that keeps
+    // the buffer at its bound must not crowd datagrams out. Beyond that they would only be late.
+    if (link.writableLength >= this.settings.linkWriteBound * 1.5) return false;
     this.writer.writeFrame(frame);
     return true;
   }
