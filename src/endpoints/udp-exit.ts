@@ -117,7 +117,11 @@ export class UdpExitDialer implements UdpExitHandler {
     const dispose = flow.dispose;
     flow.dispose = () => {
       dispose();
-      socket.close();
+      try {
+        socket.close();
+      } catch {
+        // closed already
+      }
     };
     socket.on('message', (msg) => {
       if (!flow.closed) this.relay.sendDatagram(flow, msg);

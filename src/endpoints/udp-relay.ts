@@ -252,7 +252,9 @@ export class UdpRelay {
    * (or the link is gone), and -v logs it.
    */
   closeFlow(flow: UdpFlow, code: number, reason: string, tellPartner: boolean): void {
-    if (this.table.get(flow.key) === flow) this.table.delete(flow.key);
+    // Once only: a flow that left the table has ended already.
+    if (this.table.get(flow.key) !== flow) return;
+    this.table.delete(flow.key);
     this.ended(flow, code, reason, tellPartner);
   }
 
