@@ -19,6 +19,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 const MAIN = fileURLToPath(new URL('../src/cli/main.js', import.meta.url));
@@ -122,6 +123,55 @@ async function iperf(host: string, port: number, rate: string, seconds: number, 
   }
 }
 
+/** 64-byte ping-pong on one TCP connection for `seconds`: p50 and p99 in ms. */
+async function tcpRtt(host: string, port: number, seconds: number): Promise<{ p50: number; p99: number }> {
+  const socket = net.connect(port, host);
+  socket.setNoDelay(true);
+  await once(socket, 'connect');
+  const samples: number[] = [];
+  const ping = Buffer.alloc(64, 7);
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    const sent = performance.now();
+    socket.write(ping);
+    let got = 0;
+    while (got < 64) got += ((await once(socket, 'data')) as [Buffer])[0].length;
+    samples.push(performance.now() - sent);
+  }
+  socket.destroy();
+  samples.sort((a, b) => a - b);
+  const at = (q: number): number => samples[Math.floor(q * samples.length)] ?? NaN;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+/** One flow of 1,420-byte datagrams at `pps`, echoed back (both ways): the share lost. */
+async function wireguardLike(host: string, port: number, pps: number, seconds: number): Promise<number> {
+  const socket = dgram.createSocket('udp4');
+  socket.bind(0, '127.0.0.1');
+  await once(socket, 'listening');
+  let back = 0;
+  socket.on('message', () => back++);
+  const datagram = Buffer.alloc(1420, 3);
+  let sent = 0;
+  const start = performance.now();
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      const due = Math.floor(((performance.now() - start) / 1000) * pps);
+      while (sent < due) {
+        socket.send(datagram, port, host);
+        sent++;
+      }
+      if (performance.now() - start >= seconds * 1000) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 2);
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  socket.close();
+  return (1 - back / sent) * 100;
+}
+
 async function metric(port: number, re: RegExp): Promise<string[]> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return text.split('\n').filter((l) => re.test(l));
@@ -145,11 +195,13 @@ async function main(): Promise<void> {
   const echo = dgram.createSocket('udp4');
   echo.on('message', (m, r) => echo.send(m, r.port, r.address));
   echo.bind(echoPort, '127.0.0.3');
-  const ports = `127.0.0.2:${entryDns}/udp,127.0.0.2:${entryIperf},127.0.0.2:${entryIperf}/udp,127.0.0.2:${entryBulk},127.0.0.2:${entryEcho}/udp`;
+  const tcpEcho = net.createServer((s) => s.pipe(s)).listen(61302, '127.0.0.3');
+  const [tcpEchoPort, entryTcpEcho] = [61302, 62302];
+  const ports = `127.0.0.2:${entryDns}/udp,127.0.0.2:${entryIperf},127.0.0.2:${entryIperf}/udp,127.0.0.2:${entryBulk},127.0.0.2:${entryEcho}/udp,127.0.0.2:${entryTcpEcho}`;
   const server = await start(process.execPath, [MAIN, '-s', String(linkPort), '-p', ports, '--udp-max-flows=20000', '--metrics=127.0.0.1:62901'], /metrics on/);
   const client = await start(
     process.execPath,
-    [MAIN, '-c', `127.0.0.1:${linkPort}`, '--udp-max-flows=20000', '--metrics=127.0.0.1:62902', '-t', `${entryDns}/udp=127.0.0.3:${dnsPort}`, '-t', `${entryIperf}=127.0.0.3:${iperfPort}`, '-t', `${entryIperf}/udp=127.0.0.3:${iperfPort}`, '-t', `${entryBulk}=127.0.0.3:${bulkPort}`, '-t', `${entryEcho}/udp=127.0.0.3:${echoPort}`],
+    [MAIN, '-c', `127.0.0.1:${linkPort}`, '--udp-max-flows=20000', '--metrics=127.0.0.1:62902', '-t', `${entryDns}/udp=127.0.0.3:${dnsPort}`, '-t', `${entryIperf}=127.0.0.3:${iperfPort}`, '-t', `${entryIperf}/udp=127.0.0.3:${iperfPort}`, '-t', `${entryBulk}=127.0.0.3:${bulkPort}`, '-t', `${entryEcho}/udp=127.0.0.3:${echoPort}`, '-t', `${entryTcpEcho}=127.0.0.3:${tcpEchoPort}`],
     /link up/,
   );
   const out: string[] = ['| what | direct | through the pair |', '|---|---|---|'];
@@ -161,6 +213,14 @@ async function main(): Promise<void> {
   const pair1 = await dnsLoad('127.0.0.2', entryDns, 1, SECONDS);
   out.push(`| DNS, dnsmasq, 1 flow, 1 query in flight | ${fmt(direct1)} | ${fmt(pair1)} |`);
   console.log(out.join('\n'));
+  if (args.get('skip-wg') === undefined) {
+    const rtt = (r: { p50: number; p99: number }): string => `TCP RTT p50 ${r.p50.toFixed(3)} ms, p99 ${r.p99.toFixed(3)} ms`;
+    const alone = await tcpRtt('127.0.0.2', entryTcpEcho, 3);
+    const udpAlone = await wireguardLike('127.0.0.2', entryEcho, 2000, 3);
+    const [beside, udpBeside] = await Promise.all([tcpRtt('127.0.0.2', entryTcpEcho, 3), wireguardLike('127.0.0.2', entryEcho, 2000, 3)]);
+    console.log(`| WireGuard-like flow (1,420 B, 2,000/s each way, 23 Mbit/s) and an interactive TCP stream, through the pair | alone: ${rtt(alone)}; flow loss ${udpAlone.toFixed(2)}% | together: ${rtt(beside)}; flow loss ${udpBeside.toFixed(2)}% |`);
+    console.log(`  drops so far: entry ${await drops(62901)}; exit ${await drops(62902)}`);
+  }
   if (args.get('skip-iperf') === undefined) {
     const show = (r: IperfResult): string => `${r.mbps.toFixed(1)} Mbit/s, loss ${r.lost.toFixed(2)}%, jitter ${r.jitter.toFixed(3)} ms`;
     for (const rate of ['10M', '50M', '100M', '200M', '400M']) {
@@ -200,6 +260,7 @@ async function main(): Promise<void> {
     console.log(`| ${opened} new flows (of 10,000 sent; the rest lost in the entry socket's receive buffer): RSS per flow, entry side, exit side | - | ${per(0)}, ${per(1)} (RSS ${before[0]} -> ${after[0]} KiB, ${before[1]} -> ${after[1]} KiB) |`);
   }
   echo.close();
+  tcpEcho.close();
 }
 
 main()

@@ -34,7 +34,12 @@ interface ExitFlow extends UdpFlow {
   closed: boolean;
 }
 
+/** Refusals of one port are logged at most once per this many ms. */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 export class UdpExitDialer implements UdpExitHandler {
+  private readonly refusalsLogged = new Map<number, { at: number; count: number }>();
+
   constructor(
     private routes: RouteTable,
     private readonly relay: UdpRelay,
@@ -56,7 +61,7 @@ export class UdpExitDialer implements UdpExitHandler {
     const decision = this.routes.resolve(port);
     if (!decision.ok) {
       const reason = `udp: ${decision.reason}`;
-      this.logger.warn('flow_refused', `refused flow ${id} for port ${port}/udp from the partner: ${reason}`, { flow: id, port, reason });
+      this.logRefusal(id, port, reason);
       this.relay.send(encodeFlowClose(id, Flag.LOCAL, FlowCloseCode.NOT_ALLOWED, reason));
       return;
     }
@@ -90,6 +95,22 @@ export class UdpExitDialer implements UdpExitHandler {
       this.logger.warn('flow_failed', `flow ${id} on port ${port}/udp: cannot reach ${target}: ${errorMessage(err)}`, { flow: id, port, target });
       this.relay.closeFlow(flow, FlowCloseCode.TARGET_UNREACHABLE, `cannot reach ${target}: ${errorMessage(err)}`, true);
     });
+  }
+
+  /**
+   * A user that keeps sending to a refused port opens a flow per datagram:
+   * the first refusal per port is logged, then one line per 10 s with the count.
+   */
+  private logRefusal(id: number, port: number, reason: string): void {
+    const now = this.clock.now();
+    const last = this.refusalsLogged.get(port);
+    if (last !== undefined && now - last.at < REFUSAL_LOG_INTERVAL_MS) {
+      last.count++;
+      return;
+    }
+    const more = last !== undefined && last.count > 0 ? ` (and ${last.count} more flows refused on this port since the last line)` : '';
+    this.refusalsLogged.set(port, { at: now, count: 0 });
+    this.logger.warn('flow_refused', `refused flow ${id} for port ${port}/udp from the partner: ${reason}${more}`, { flow: id, port, reason });
   }
 
   forward(flow: UdpFlow, datagram: Buffer): void {

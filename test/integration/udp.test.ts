@@ -157,6 +157,12 @@ describe('udp refusals and errors', () => {
     await pair.exitLog.waitFor(/refused flow 1 for port \d+\/udp from the partner: udp: port \d+ is not in --allow/, 3000);
     await pair.entryLog.waitFor(/flow 1 closed .*the partner ended it: udp: port \d+ is not in --allow/, 3000);
     assert.equal(pair.entry.status().udp.flows, 0);
+    // A user who keeps trying opens a flow each time; the exit side's log does not repeat itself.
+    for (const id of [2, 3, 4]) {
+      user.send('x');
+      await pair.entryLog.waitFor(new RegExp(`flow ${id} closed .*not in --allow`), 3000);
+    }
+    assert.equal(pair.exitLog.lines.filter((l) => /refused flow/.test(l)).length, 1);
     assert.equal(FlowCloseCode.NOT_ALLOWED, 3);
   });
 });
