@@ -67,6 +67,15 @@ describe('udp flows', () => {
     assert.equal(pair.exit.status().udp.flows, 1);
   });
 
+  test('IPv6: -p [::1]:P/udp and a target on [::1]', async (t) => {
+    const target = await startUdpEcho(t, '::1');
+    const pair = await udpPair(t, { entryHost: '::1', target: { host: '::1', port: target.port } });
+    const user = await udpUser(t, pair.address, '::1');
+    assert.equal((await roundTrip(user, 'over IPv6')).toString(), 'over IPv6');
+    await pair.exitLog.waitFor(/flow 1 open on port \d+\/udp \(exit, from \[::1\]:\d+ to \[::1\]:\d+\)/, 2000);
+    assert.match(pair.entry.status().udp.flowList[0]?.peer ?? '', /^\[::1\]:\d+$/);
+  });
+
   test('a flow ends after --udp-timeout without traffic, on each side, and -v logs it', async (t) => {
     const target = await startUdpEcho(t);
     const pair = await udpPair(t, {
