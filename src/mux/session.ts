@@ -273,7 +273,7 @@ export class Session implements StreamOwner {
 
   /**
    * One encoded datagram frame (capability udp), written now or not at all:
-   * false when the link is not live or its write buffer is full (the caller
+   * false when the link is not live or its write buffer holds 1.5x the link write bound (the caller
    * counts a drop). Datagrams never wait in the session.
    */
   sendDatagramFrame(frame: Buffer): boolean {
