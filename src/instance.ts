@@ -13,7 +13,10 @@ import { ExitDialer } from './endpoints/exit.js';
 import type { StreamPipe } from './endpoints/pipe.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
-import { clientProxy, clientTarget, linkSettingsFrom, requirementsFrom, routeTable, securityFrom } from './config/resolve.js';
+import { clientProxy, clientTarget, linkSettingsFrom, requirementsFrom, routeTable, securityFrom, udpRequirement, udpRouteTable } from './config/resolve.js';
+import { UdpRelay, type UdpStats } from './endpoints/udp-relay.js';
+import { UdpEntryPorts } from './endpoints/udp-entry.js';
+import { UdpExitDialer } from './endpoints/udp-exit.js';
 import { originNegotiated, type LinkHandlers, type LinkPeer, type LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
@@ -62,6 +65,9 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   private session: Session | null = null;
   private readonly entry: EntryPorts;
   private readonly exit: ExitDialer;
+  private readonly udp: UdpRelay;
+  private readonly udpEntry: UdpEntryPorts;
+  private readonly udpExit: UdpExitDialer;
   private readonly pipes = new Map<StreamPipe, string>();
   private linkServer: LinkServer | null = null;
   private linkClient: LinkClient | null = null;
@@ -93,12 +99,15 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
     this.security = securityFrom(options);
-    this.linkSettings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, requirementsFrom(options));
+    this.linkSettings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, [...requirementsFrom(options), ...udpRequirement(options)]);
     const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
     const listen = (options.ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
+    this.udp = new UdpRelay({ maxFlows: this.limits.udpMaxFlows, idleMs: this.limits.udpTimeoutSeconds * 1000 }, this.clock, this.logger);
+    this.udpEntry = new UdpEntryPorts(listen.filter((p) => p.protocol === 'udp'), this.udp, this.clock, this.logger);
+    this.udpExit = new UdpExitDialer(udpRouteTable(options), this.udp, this.clock, this.logger);
     this.entry = new EntryPorts(
       {
-        listen,
+        listen: listen.filter((p) => p.protocol !== 'udp'),
         onePerPort: options.onePerPort ?? false,
         keepAliveMs,
         acceptProxyProtocol: options.acceptProxyProtocol ?? false,
@@ -152,6 +161,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     return this.entry.addresses();
   }
 
+  /** The /udp entry ports' bound addresses, in the order given. */
+  get udpAddresses(): net.AddressInfo[] {
+    return this.udpEntry.addresses();
+  }
+
   get linkUp(): boolean {
     return this.session !== null && !this.session.isEnded && !this.session.isHeld;
   }
@@ -169,6 +183,12 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       );
     }
     await this.entry.listen();
+    try {
+      await this.udpEntry.listen();
+    } catch (err) {
+      this.entry.stop();
+      throw err;
+    }
     const settings = this.linkSettings;
     const handlers = this.linkHandlers();
     const software = `tcpipe/${VERSION} node/${process.versions.node}`;
@@ -194,6 +214,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         this.serverAddress = await this.linkServer.listen();
       } catch (err) {
         this.entry.stop();
+        this.udpEntry.stop();
         throw err;
       }
     } else {
@@ -227,8 +248,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
    */
   reload(options: ReloadableOptions): string[] {
     const next = routeTable(options);
+    const nextUdp = udpRouteTable(options);
     const changes = this.exit.routeTable.describeChanges(next);
+    for (const change of this.udpExit.routeTable.describeChanges(nextUdp)) changes.push(`udp: ${change}`);
     this.exit.setRoutes(next);
+    this.udpExit.setRoutes(nextUdp);
     return changes;
   }
 
@@ -240,6 +264,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
 
   private async doStop(reason: string): Promise<void> {
     this.entry.stop();
+    this.udpEntry.stop();
+    this.udp.stop();
     this.linkServer?.stop(reason);
     this.abort.abort();
     await this.loop;
@@ -262,6 +288,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     return {
       onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
       onSessionUp: (session: Session, peer: LinkPeer) => {
+        this.udp.sessionUp(session, peer.hello);
         this.session = session;
         if (originNegotiated(this.linkSettings, peer.hello)) this.originSessions.add(session);
         else this.originSessions.delete(session);
@@ -272,13 +299,20 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       },
       onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
         if (this.session === session) this.session = null;
+        this.udp.sessionDown(session);
         this.pastBytesIn += session.bytesIn;
         this.pastBytesOut += session.bytesOut;
         report.down(peer, end, this.pipes.size);
       },
       onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => report.held(peer, end, session.streamCount),
       onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => report.resumed(peer, info),
+      onDatagramFrame: (_session: Session, frame) => this.udp.handleFrame(frame),
     };
+  }
+
+  /** UDP counters (cheap: no flow list), for the metrics. */
+  udpStats(): UdpStats {
+    return this.udp.stats();
   }
 
   /** A snapshot for `tcpipe status` and the metrics. */
@@ -312,6 +346,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         bytesIn: pipe.stream.receivedBytes,
         bytesOut: pipe.stream.sentBytes,
       })),
+      udp: { ...this.udp.stats(), flowList: this.udp.flows() },
     };
   }
 

@@ -4,6 +4,7 @@ import type { DEFAULTS } from './config/defaults.js';
 import type { Logger } from './log/logger.js';
 import type { ListenSpec } from './endpoints/entry.js';
 import type { Secret } from './security/secret.js';
+import type { UdpFlowInfo, UdpStats } from './endpoints/udp-relay.js';
 
 export type Limits = {
   -readonly [K in keyof typeof DEFAULTS]: number;
@@ -31,6 +32,8 @@ export interface CommonOptions {
   readonly acceptProxyProtocol?: boolean;
   /** Ports the partner may ask for; default any. */
   readonly allow?: readonly number[];
+  /** UDP ports the partner may open flows for (--allow=N/udp). When `allow` or this is given, a UDP port not listed here is refused. */
+  readonly allowUdp?: readonly number[];
   /** The seed's exact behaviour: one connection at a time per port. */
   readonly onePerPort?: boolean;
   /** Link declared dead after this many seconds without an answer. */
@@ -60,10 +63,12 @@ export interface RouteSpec {
   readonly targetPort?: number;
   /** The PROXY header written to this route's target; default: proxyProtocol's; 'none': no header. */
   readonly proxyProtocol?: 'v1' | 'v2' | 'none';
+  /** 'udp': a route for UDP flows on this port (-t P/udp=HOST[:TPORT]); default 'tcp'. */
+  readonly protocol?: 'tcp' | 'udp';
 }
 
 /** What SIGHUP (or `reload`) may change without touching the link. */
-export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow' | 'proxyProtocol'>;
+export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow' | 'allowUdp' | 'proxyProtocol'>;
 
 export interface ServerOptions extends CommonOptions {
   /** Port the link listens on (0 picks a free one: see `linkAddress`). */
@@ -149,6 +154,8 @@ export interface TcpipeStatus {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly streams: readonly (StreamInfo & { readonly ageMs: number; readonly bytesIn: number; readonly bytesOut: number })[];
+  /** UDP flows and their counters (in: from the partner, out: to it). */
+  readonly udp: UdpStats & { readonly flowList: readonly UdpFlowInfo[] };
 }
 
 export interface TcpipeEvents {

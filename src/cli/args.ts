@@ -32,6 +32,12 @@ export interface RunCommand {
   readonly secretFile: string | undefined;
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string; readonly serverName: string | undefined } | undefined;
   readonly allow: readonly number[] | undefined;
+  /** --allow=N/udp entries: the UDP ports the partner may open flows for. */
+  readonly allowUdp: readonly number[] | undefined;
+  /** --udp-timeout: seconds a UDP flow lives without a datagram. */
+  readonly udpTimeoutSeconds: number | undefined;
+  /** --udp-max-flows: UDP flows at once on this side. */
+  readonly udpMaxFlows: number | undefined;
   readonly maxHandshakes: number | undefined;
   /** --max-window: the largest receive window a stream may grow to, in bytes. */
   readonly maxWindow: number | undefined;
@@ -89,6 +95,8 @@ const OPTIONS = {
   'session-budget': { type: 'string' },
   'proxy-protocol': { type: 'string' },
   'accept-proxy-protocol': { type: 'boolean' },
+  'udp-timeout': { type: 'string' },
+  'udp-max-flows': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -189,6 +197,10 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
   }
 
   const ports = parsePortList((values.ports ?? []).join(','), (values.ports ?? []).length > 0);
+  const udpPort = ports.find((p) => p.protocol === 'udp');
+  if (values['one-per-port'] === true && udpPort !== undefined) {
+    throw new UsageError(`--one-per-port is for TCP ports: UDP port ${udpPort.port}/udp has no connection to wait for (each user address is a flow)`);
+  }
   const { target, routes } = parseTargets(values.target ?? []);
 
   let heartbeatSeconds: number | undefined;
@@ -247,10 +259,29 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     if (!/^\/[\x21-\x7e]*$/.test(wsPath)) throw new UsageError(`--ws-path must start with / and hold no spaces, not '${wsPath}'`);
   }
 
-  const allow = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
+  const allowSpecs = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
     if (spec.host !== undefined) throw new UsageError(`--allow takes port numbers, not '${spec.host}:${spec.port}'`);
-    return spec.port;
+    return spec;
   });
+  const allow = allowSpecs?.filter((s) => s.protocol !== 'udp').map((s) => s.port);
+  const allowUdp = allowSpecs?.filter((s) => s.protocol === 'udp').map((s) => s.port);
+
+  let udpTimeoutSeconds: number | undefined;
+  if (values['udp-timeout'] !== undefined) {
+    const text = values['udp-timeout'];
+    udpTimeoutSeconds = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || !(udpTimeoutSeconds >= 1 && udpTimeoutSeconds <= 86400)) {
+      throw new UsageError(`--udp-timeout must be a number of seconds from 1 to 86400, not '${text}'`);
+    }
+  }
+  let udpMaxFlows: number | undefined;
+  if (values['udp-max-flows'] !== undefined) {
+    const text = values['udp-max-flows'];
+    udpMaxFlows = Number(text);
+    if (!/^\d+$/.test(text) || udpMaxFlows < 1 || udpMaxFlows > 1_000_000) {
+      throw new UsageError(`--udp-max-flows must be a whole number from 1 to 1000000, not '${text}'`);
+    }
+  }
 
   const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0);
 
@@ -279,6 +310,9 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     secretFile: values['secret-file'],
     tls,
     allow,
+    allowUdp,
+    udpTimeoutSeconds,
+    udpMaxFlows,
     maxHandshakes,
     maxWindow: values['max-window'] === undefined ? undefined : parseSize(values['max-window'], '--max-window', 64 * 1024, 1024 ** 3),
     sessionBudget:
@@ -325,16 +359,28 @@ export function parseHostPort(text: string, what: string): { host: string; port:
   return { host, port: parsePort(text.slice(colon + 1), what) };
 }
 
-/** `[BIND:]PORT[,[BIND:]PORT...]`. */
+/** A `/udp` or `/tcp` suffix (default TCP), and the text before it. */
+export function splitProtocol(item: string): { text: string; protocol: 'tcp' | 'udp' } {
+  const m = /^(.*)\/(udp|tcp)$/i.exec(item);
+  if (m === null) return { text: item, protocol: 'tcp' };
+  return { text: m[1] ?? '', protocol: (m[2] ?? '').toLowerCase() === 'udp' ? 'udp' : 'tcp' };
+}
+
+/** `[BIND:]PORT[/udp|/tcp][,...]`. */
 export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
   if (!given) return [];
   const specs: ListenSpec[] = [];
-  for (const item of text.split(',')) {
-    if (item === '') throw new UsageError(`${what}: empty entry in '${text}'`);
-    const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
-    // Two listeners clash on one port when either takes every address, or both take the same one.
-    const clash = specs.some((o) => o.port === spec.port && (o.host === undefined || spec.host === undefined || o.host === spec.host));
-    if (clash) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
+  for (const entry of text.split(',')) {
+    if (entry === '') throw new UsageError(`${what}: empty entry in '${text}'`);
+    const { text: item, protocol } = splitProtocol(entry);
+    if (/\/\w*$/.test(item) || item === '') throw new UsageError(`${what}: '${entry}': a port takes /udp or /tcp, nothing else`);
+    const address: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
+    const spec: ListenSpec = protocol === 'udp' ? { ...address, protocol } : address;
+    // Two listeners clash on one port when either takes every address, or both take the same one (TCP and UDP apart).
+    const clash = specs.some(
+      (o) => o.port === spec.port && (o.protocol ?? 'tcp') === protocol && (o.host === undefined || spec.host === undefined || o.host === spec.host),
+    );
+    if (clash) throw new UsageError(`${what}: port ${spec.port}${protocol === 'udp' ? '/udp' : ''} is listed twice`);
     specs.push(spec);
   }
   return specs;
@@ -373,20 +419,23 @@ export function parseTargets(items: readonly string[]): { target: string | undef
       continue;
     }
     const what = `-t/--target ${item}`;
-    const port = parsePort(item.slice(0, eq), what);
-    if (seen.has(port)) throw new UsageError(`-t/--target: port ${port} has two routes`);
-    seen.add(port);
+    const { text: portText, protocol } = splitProtocol(item.slice(0, eq));
+    const port = parsePort(portText, what);
+    const key = protocol === 'udp' ? -port : port;
+    if (seen.has(key)) throw new UsageError(`-t/--target: port ${port}${protocol === 'udp' ? '/udp' : ''} has two routes`);
+    seen.add(key);
+    const udp = protocol === 'udp' ? { protocol } : {};
     const [rest = '', ...options] = item.slice(eq + 1).split(',');
     const routeOptions = parseRouteOptions(options, what);
     if (rest === '') throw new UsageError(`${what}: no host after '='`);
     const withPort = /^\[.+\]:\d+$/.test(rest) || (/^[^:]+:\d+$/.test(rest) && !rest.startsWith('['));
     if (withPort) {
       const address = parseHostPort(rest, what);
-      routes.push({ port, host: address.host, targetPort: address.port, ...routeOptions });
+      routes.push({ port, host: address.host, targetPort: address.port, ...udp, ...routeOptions });
     } else {
       const host = rest.replace(/^\[(.+)\]$/, '$1');
       validateHost(host, what);
-      routes.push({ port, host, ...routeOptions });
+      routes.push({ port, host, ...udp, ...routeOptions });
     }
   }
   return { target, routes };

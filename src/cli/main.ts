@@ -126,8 +126,9 @@ function reload(instance: Tcpipe, started: RunCommand, logger: Logger): void {
     routes: next.routes,
     ...(next.allow !== undefined ? { allow: next.allow } : {}),
     ...(next.proxyProtocol !== undefined ? { proxyProtocol: next.proxyProtocol } : {}),
+    ...(next.allowUdp !== undefined ? { allowUdp: next.allowUdp } : {}),
   });
-  const reloadable = new Set(['target', 'routes', 'allow', 'proxyProtocol']);
+  const reloadable = new Set(['target', 'routes', 'allow', 'proxyProtocol', 'allowUdp']);
   const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
     (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
   );
@@ -152,7 +153,10 @@ async function run(command: RunCommand): Promise<number> {
     ports: command.ports,
     ...security.options,
     ...(command.allow !== undefined ? { allow: command.allow } : {}),
+    ...(command.allowUdp !== undefined ? { allowUdp: command.allowUdp } : {}),
     limits: {
+      ...(command.udpTimeoutSeconds !== undefined ? { udpTimeoutSeconds: command.udpTimeoutSeconds } : {}),
+      ...(command.udpMaxFlows !== undefined ? { udpMaxFlows: command.udpMaxFlows } : {}),
       ...(command.maxHandshakes !== undefined ? { maxPendingHandshakes: command.maxHandshakes } : {}),
       ...(command.maxWindow !== undefined ? { maxWindow: command.maxWindow } : {}),
       ...(command.sessionBudget !== undefined ? { receiveBudget: command.sessionBudget } : {}),
@@ -196,7 +200,9 @@ async function run(command: RunCommand): Promise<number> {
     logger.error('start_failed', errorMessage(err));
     return EXIT_FAILURE;
   }
-  const ports = command.ports.map((p) => (p.host !== undefined ? `${p.host}:${p.port}` : String(p.port))).join(',');
+  const ports = command.ports
+    .map((p) => `${p.host !== undefined ? `${p.host}:${p.port}` : String(p.port)}${p.protocol === 'udp' ? '/udp' : ''}`)
+    .join(',');
   const where =
     command.mode === 'server'
       ? `link port ${instance.linkAddress?.port ?? command.linkPort}`

@@ -39,10 +39,39 @@ export function renderStatus(status: TcpipeStatus, now: number): string {
     for (const s of status.streams) {
       rows.push([String(s.id), String(s.port), s.side, s.peer, formatDuration(s.ageMs), formatBytes(s.bytesIn), formatBytes(s.bytesOut)]);
     }
-    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-    for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+    table(rows, lines);
+  }
+  // An instance older than UDP flows has no `udp` in its status.
+  const udp = (status as Partial<TcpipeStatus>).udp;
+  if (udp !== undefined && (udp.flowsTotal > 0 || udp.flows > 0)) {
+    const drops = Object.entries(udp.dropped).filter(([, n]) => n > 0);
+    lines.push(
+      `udp: ${udp.flows} flows open (${udp.flowsTotal} since start), ${udp.datagramsIn} datagrams (${formatBytes(udp.bytesIn)}) in, ${udp.datagramsOut} (${formatBytes(udp.bytesOut)}) out, ${drops.length === 0 ? 'none dropped' : `dropped: ${drops.map(([r, n]) => `${n} ${r}`).join(', ')}`}`,
+    );
+    if (udp.flowList.length > 0) {
+      const rows = [['FLOW', 'PORT', 'SIDE', 'PEER', 'AGE', 'IDLE', 'IN', 'OUT']];
+      for (const f of udp.flowList) {
+        rows.push([
+          String(f.id),
+          `${f.port}/udp`,
+          f.side,
+          f.peer || '-',
+          formatDuration(f.ageMs),
+          formatDuration(f.idleMs),
+          `${f.datagramsIn} (${formatBytes(f.bytesIn)})`,
+          `${f.datagramsOut} (${formatBytes(f.bytesOut)})`,
+        ]);
+      }
+      table(rows, lines);
+    }
   }
   return lines.join('\n');
+}
+
+/** Rows as columns padded to their widest cell. */
+function table(rows: readonly string[][], lines: string[]): void {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
 export function fetchStatus(host: string, port: number, timeoutMs = 3000): Promise<TcpipeStatus> {

@@ -41,6 +41,8 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = Object.freeze({
   'max-handshakes': 'string',
   'max-window': 'string',
   'session-budget': 'string',
+  'udp-timeout': 'string',
+  'udp-max-flows': 'string',
   proxy: 'string',
   'proxy-password-file': 'string',
   transport: 'list',

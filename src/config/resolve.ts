@@ -61,6 +61,7 @@ export function clientProxy(o: ClientOptions, target: LinkTarget): { spec: Proxy
 export function routeTable(options: ReloadableOptions): RouteTable {
   const routes = new Map<number, Route>();
   for (const r of options.routes ?? []) {
+    if ((r.protocol ?? 'tcp') !== 'tcp') continue;
     if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port} has two routes`);
     routes.set(r.port, {
       host: r.host,
@@ -74,6 +75,32 @@ export function routeTable(options: ReloadableOptions): RouteTable {
     routes,
     allow: options.allow === undefined ? null : new Set(options.allow),
   });
+}
+
+/** The exit side's table for UDP flows: /udp routes, the same default host, --allow=N/udp. */
+export function udpRouteTable(options: ReloadableOptions): RouteTable {
+  const routes = new Map<number, Route>();
+  for (const r of options.routes ?? []) {
+    if (r.protocol !== 'udp') continue;
+    if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port}/udp has two routes`);
+    routes.set(r.port, { host: r.host, port: r.targetPort ?? r.port });
+  }
+  // --allow lists ports of both kinds: given at all, a UDP port must be listed with /udp.
+  const listed = options.allow !== undefined || options.allowUdp !== undefined;
+  return new RouteTable({
+    defaultHost: options.target ?? null,
+    routes,
+    allow: listed ? new Set(options.allowUdp ?? []) : null,
+  });
+}
+
+/** What needs capability udp of the partner: the first /udp port or /udp route, for the refusal line. */
+export function udpRequirement(options: CommonOptions): CapabilityRequirement[] {
+  const port = (options.ports ?? []).find((p) => typeof p !== 'number' && p.protocol === 'udp');
+  if (port !== undefined && typeof port !== 'number') return [{ capability: Capability.UDP, neededBy: `the /udp port ${port.port}` }];
+  const route = (options.routes ?? []).find((r) => r.protocol === 'udp');
+  if (route !== undefined) return [{ capability: Capability.UDP, neededBy: `the /udp route for port ${route.port}` }];
+  return [];
 }
 
 /**
@@ -104,7 +131,7 @@ export function linkSettingsFrom(l: Limits, resumeSeconds: number, requirements:
     keepAliveMs: Math.max(1000, Math.floor(heartbeatMs / 2)),
     resumeGraceMs: Math.round(resumeSeconds * 1000),
     // Every tcpipe of this version speaks these (docs/PROTOCOL.md, "Capabilities").
-    capabilities: [Capability.ORIGIN],
+    capabilities: [Capability.ORIGIN, Capability.UDP],
     requirements,
   };
 }

@@ -21,6 +21,8 @@ export interface ListenSpec {
   readonly port: number;
   /** Bind address; undefined means every interface. */
   readonly host?: string;
+  /** 'udp' ports are UDP entry ports (udp-entry.ts), not this module's; default 'tcp'. */
+  readonly protocol?: 'tcp' | 'udp';
 }
 
 export interface EntryOptions {

@@ -8,6 +8,7 @@ import { ErrorCodes, ProtocolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { Capability, GoAwayCode } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
+import type { Frame } from '../protocol/frame.js';
 import { bothSpeak, type CapabilityRequirement, type HelloInfo } from '../protocol/hello.js';
 import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../mux/session.js';
 import type { Stream } from '../mux/stream.js';
@@ -40,6 +41,8 @@ export interface LinkHandlers {
   onSessionHeld(session: Session, end: SessionEnd, peer: LinkPeer): void;
   /** A held session's streams flow again on a new link. */
   onSessionResumed(session: Session, peer: LinkPeer, info: ResumeInfo): void;
+  /** A datagram frame (capability udp) arrived on the session. */
+  onDatagramFrame?(session: Session, frame: Frame): void;
 }
 
 export interface LinkPeer {
@@ -143,6 +146,9 @@ export class LinkedSession {
           handlers.onSessionHeld(this.session, end, this.peer);
         },
         onResumed: (info) => handlers.onSessionResumed(this.session, this.peer, info),
+        ...(handlers.onDatagramFrame !== undefined
+          ? { onDatagramFrame: (frame: Frame) => handlers.onDatagramFrame?.(this.session, frame) }
+          : {}),
       },
       clock,
     );

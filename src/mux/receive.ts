@@ -39,6 +39,8 @@ export interface FrameOwner {
   resumedEntry(frame: Frame): void;
   /** The partner's stream list is complete; it had opened streams up to `peerLastOpened`. */
   resumeDone(peerLastOpened: number): void;
+  /** A frame of capability udp: handed to the session's owner as it is. */
+  datagramFrame(frame: Frame): void;
   /** The partner said goodbye: the session ends and the link closes. */
   partnerLeft(error: TcpipeError | null, reason: string): void;
   /** A frame broke the protocol (or handling it failed): the session ends with a GOAWAY. */
@@ -129,6 +131,11 @@ export class FrameRouter {
         this.owner.partnerLeft(goAwayError(code, `partner said goodbye: ${reason}`), `partner said goodbye: ${reason}`);
         return;
       }
+      case FrameType.FLOW_OPEN:
+      case FrameType.DATAGRAM:
+      case FrameType.FLOW_CLOSE:
+        this.owner.datagramFrame(frame);
+        return;
       case FrameType.HELLO:
         throw protocolError('HELLO after the handshake');
     }

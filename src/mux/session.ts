@@ -170,6 +170,11 @@ export class Session {
     return stream;
   }
 
+  /** One encoded datagram frame (capability udp), written now or not at all (false: the caller counts a drop). */
+  sendDatagramFrame(frame: Buffer): boolean {
+    return this.stateValue === SessionState.LIVE && this.sender.sendDatagram(frame);
+  }
+
   /** Sends a PING; resolves with the round trip (also fed to the estimator), or null after `timeoutMs` or when the link goes. */
   async ping(timeoutMs: number): Promise<number | null> {
     if (!hasLink(this.stateValue)) return null;
@@ -374,6 +379,10 @@ export class Session {
         link?.destroy();
       },
       fail: (error) => this.fail(error),
+      datagramFrame: (frame) => {
+        if (this.hooks.onDatagramFrame === undefined) throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `frame type ${frame.type} without capability udp`);
+        this.hooks.onDatagramFrame(frame);
+      },
     };
   }
 

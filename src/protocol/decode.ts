@@ -17,6 +17,7 @@ import {
   GoAwayCode,
   HEADER_LENGTH,
   MAX_CONTROL_PAYLOAD,
+  MAX_DATAGRAM_PAYLOAD,
   MAX_FRAME_TYPE,
   MAX_REASON_BYTES,
   OPEN_LENGTH,
@@ -49,6 +50,9 @@ const FIXED_LENGTH: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: 8,
   [FrameType.GOAWAY]: -1,
   [FrameType.RESUME]: -1,
+  [FrameType.FLOW_OPEN]: -1,
+  [FrameType.DATAGRAM]: -1,
+  [FrameType.FLOW_CLOSE]: -1,
 });
 
 const CONNECTION_FRAMES =
@@ -172,6 +176,17 @@ export class FrameDecoder {
       }
       return;
     }
+    if (type === FrameType.DATAGRAM) {
+      // A datagram arrives whole (frame boundary = datagram boundary), so it is bounded on its own.
+      if (length > MAX_DATAGRAM_PAYLOAD) {
+        throw new ProtocolError(
+          GoAwayCode.LIMIT_EXCEEDED,
+          `DATAGRAM of ${length} bytes exceeds the limit of ${MAX_DATAGRAM_PAYLOAD}`,
+          ErrorCodes.FRAME_TOO_LARGE,
+        );
+      }
+      return;
+    }
     if (length > MAX_CONTROL_PAYLOAD) {
       throw new ProtocolError(
         GoAwayCode.LIMIT_EXCEEDED,
@@ -196,7 +211,7 @@ export class FrameDecoder {
       if (length !== expected) throw protocolError(`WINDOW must carry ${expected} bytes, not ${length}`);
     }
     if (type === FrameType.RESUME && length < 1) throw protocolError('RESUME without a kind');
-    if ((type === FrameType.RESET || type === FrameType.GOAWAY) && (length < 1 || length > 1 + MAX_REASON_BYTES)) {
+    if ((type === FrameType.RESET || type === FrameType.GOAWAY || type === FrameType.FLOW_CLOSE) && (length < 1 || length > 1 + MAX_REASON_BYTES)) {
       throw protocolError(`frame type ${type}: bad length ${length}`);
     }
   }

@@ -92,7 +92,7 @@ describe('routes and requirements', () => {
   });
 
   test('every side announces origin; one that writes headers requires it', () => {
-    assert.deepEqual(linkSettingsFrom({ ...DEFAULTS }, 0).capabilities, [Capability.ORIGIN]);
+    assert.deepEqual(linkSettingsFrom({ ...DEFAULTS }, 0).capabilities, [Capability.ORIGIN, Capability.UDP]);
     assert.deepEqual(requirementsFrom({ target: 'x' }), []);
     assert.deepEqual(requirementsFrom({ routes: [{ port: 1, host: 'x', proxyProtocol: 'none' }] }), []);
     const needed = [{ capability: Capability.ORIGIN, neededBy: '--proxy-protocol' }];
