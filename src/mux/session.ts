@@ -10,12 +10,13 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
-import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError } from '../errors.js';
 import { Flag, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
 import { encodeGoAway, encodeOpenWithOrigin, encodePing } from '../protocol/encode.js';
 import type { Origin } from '../protocol/frame.js';
 import type { FrameDecoder } from '../protocol/decode.js';
 import { channels, type SessionSnapshot } from '../observe.js';
+import { LinkWatch } from './link-watch.js';
 import { PingTracker } from './pings.js';
 import { ReadGate } from './read-gate.js';
 import { FrameRouter, type FrameOwner } from './receive.js';
@@ -56,10 +57,7 @@ export class Session {
   /** The first link's decoder, until start() reads with it. */
   private firstDecoder: FrameDecoder | null;
 
-  private readonly onLinkEnd = (): void => this.linkLost(null, 'link closed by the partner');
-  private readonly onLinkError = (err: Error): void =>
-    this.linkLost(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`);
-  private readonly onLinkClose = (): void => this.linkLost(null, 'link closed');
+  private readonly watch = new LinkWatch((error, reason) => this.linkLost(error, reason));
 
   constructor(
     link: Duplex,
@@ -108,7 +106,7 @@ export class Session {
     return this.stateValue === SessionState.ENDED;
   }
 
-  /** The link was lost and the streams wait for the next one (held or resuming). */
+  /** The link was lost and the streams wait for the next one. */
   get isHeld(): boolean {
     return this.stateValue === SessionState.HELD;
   }
@@ -248,9 +246,7 @@ export class Session {
     const link = this.link;
     if (link === null || this.isEnded) return;
     this.gate.attach(link, decoder);
-    link.on('end', this.onLinkEnd);
-    link.on('error', this.onLinkError);
-    link.on('close', this.onLinkClose);
+    this.watch.watch(link);
     this.router.drain();
     if (!this.isEnded && this.link === link) this.gate.resume();
   }
@@ -297,18 +293,10 @@ export class Session {
     this.link = null;
     this.sender.detach();
     this.gate.detach();
-    this.unlisten(link);
+    this.watch.unwatch(link);
     const gone = this.linkGone;
     this.linkGone = null;
     gone?.(end);
-  }
-
-  private unlisten(link: Duplex): void {
-    link.off('end', this.onLinkEnd);
-    link.off('close', this.onLinkClose);
-    // Keep an error listener: a late socket error must not crash the process.
-    link.off('error', this.onLinkError);
-    link.on('error', ignore);
   }
 
   private terminate(error: TcpipeError | null, reason: string, byPeer: boolean): void {
@@ -320,7 +308,7 @@ export class Session {
     const gone = this.linkGone;
     this.linkGone = null;
     if (this.link !== null) {
-      this.unlisten(this.link);
+      this.watch.unwatch(this.link);
       this.gate.detach();
     }
     this.sender.close();
@@ -407,4 +395,3 @@ export class Session {
   }
 }
 
-function ignore(): void {}
