@@ -30,6 +30,20 @@ const DIRECT_BYTES = 2048;
  */
 const RESET_PROBE_MS = 250;
 
+/**
+ * Closes a socket abortively (RST). Not while its FIN may be pending (end()
+ * called, its last bytes handed to the kernel, 'finish' not yet come): libuv
+ * refuses to reset a socket that is shutting down (UV_EINVAL), and Node then
+ * drops the handle without closing it: no 'close', a leaked descriptor, and a
+ * process that spins at exit waiting for it (issue 17: fault scenario 9's
+ * client after SIGTERM). Its FIN is then on its way anyway: a plain close.
+ */
+function resetSocket(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  if (socket.writableEnded && !socket.writableFinished && socket.writableLength === 0) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
   onClosed(pipe: StreamPipe, reason: string): void;
@@ -148,7 +162,7 @@ export class StreamPipe implements StreamSink {
     this.closeCode = code;
     this.closedReason = reason;
     this.uncorkNow();
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+    resetSocket(this.socket);
   }
 
   /** Entry side: the exit side reached its target (a refusal comes as a reset before this). */
@@ -183,7 +197,7 @@ export class StreamPipe implements StreamSink {
     this.closeCode = code;
     this.stream.reset(code, reason);
     this.uncorkNow();
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+    resetSocket(this.socket);
   }
 
   /** Writes what this turn corked (before end(), the FIN probe, a reset, and at the end of the turn). */

@@ -17,6 +17,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { recordSkipped, scenario } from './record.js';
 import {
   FWD_PORT,
@@ -34,6 +35,7 @@ import {
   startClient,
   startServer,
   type LoadSummary,
+  type TcpipeProc,
   type TargetStats,
 } from './kit.js';
 
@@ -54,6 +56,30 @@ const CASES = [
   { key: '9d', mode: 'unknown-stream', name: '9d. hostile link: frame for an unknown stream', code: 2, log: /unknown stream/i },
 ] as const;
 const NAME_E = '9e. hostile link: partner stops reading';
+
+/**
+ * SIGTERM stops tcpipe within 2 s (main.ts gives up and exits after that). Bounded, so that a
+ * client that does not stop fails here with its state, instead of using up the test's 120 s
+ * (issue 17: a CI run's 9a took 119.6 s, and this was its only unbounded wait).
+ */
+async function clientStops(client: TcpipeProc): Promise<void> {
+  const STOP_MS = 5000;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), STOP_MS)));
+  const exit = await Promise.race([client.exited, late]);
+  clearTimeout(timer);
+  if (exit !== null) return;
+  const read = (file: string): string => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    }
+  };
+  // Field 3 of stat is the state (R running, S sleeping, D in the kernel); wchan says where it sleeps.
+  const state = `state ${read(`/proc/${client.pid}/stat`).split(' ')[2] ?? '?'}, wchan ${read(`/proc/${client.pid}/wchan`)}`;
+  assert.fail(`the client did not exit within ${STOP_MS} ms of SIGTERM (${state}); last output:\n${client.output().split('\n').slice(-20).join('\n')}`);
+}
 
 const avail = await faultsAvailable();
 if (!avail.ok) {
@@ -87,7 +113,7 @@ describe('faults: hostile link input', { skip: skipReason(avail) }, () => {
       assert.equal(done.bad, 0);
       const downFrom = server.mark();
       client.child.kill('SIGTERM');
-      await client.exited;
+      await clientStops(client);
       await server.waitFor(LINK_DOWN, 5000, downFrom);
       return pairedMs;
     };
