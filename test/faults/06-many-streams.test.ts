@@ -16,25 +16,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SOAK, recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  KiB,
-  MiB,
-  createChain,
-  faultsAvailable,
-  hardNofile,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  type LoadSummary,
-  type Probe,
-  type TargetStats,
-  type TcpipeProc,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { startAgent, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, skipReason } from '../helpers/chain.js';
+import { mib, startChainPair, type Probe, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { hardNofile } from '../helpers/proc.js';
+import { recordSkipped, scenario, SOAK } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const CONCURRENT = SOAK ? 10_000 : 2_000;
 const SHORT = SOAK ? 100_000 : 10_000;
@@ -60,7 +49,7 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
       const { topo } = chain;
       const [users, targets] = await Promise.all([startAgent(t, topo, 'users', nofile), startAgent(t, topo, 'targets', nofile)]);
       await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
-      const { server, client } = await startPair(t, chain, { serverArgs: ['-p', String(FWD_PORT)], serverNofile: nofile, clientNofile: nofile });
+      const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', String(FWD_PORT)], serverNofile: nofile, clientNofile: nofile });
       const procs: readonly TcpipeProc[] = [server, client];
       const to = { host: chain.srvForUsers, port: FWD_PORT };
 

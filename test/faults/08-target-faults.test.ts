@@ -17,24 +17,12 @@
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  KiB,
-  MiB,
-  createChain,
-  faultsAvailable,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  type Agent,
-  type Chain,
-  type ConnectFate,
-  type LoadSummary,
-  type TargetStats,
-  type TcpipeProc,
-} from './kit.js';
-import { BUGS } from './bugs.js';
+import { startAgent, type Agent, type ConnectFate, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason, type Chain } from '../helpers/chain.js';
+import { startChainPair, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { BUGS, recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const P = { refused: 31011, reset: 31012, silent: 31013, halfClose: 31014, resetMid: 31015, resetAfterFin: 31016 } as const;
 const NAMES = {
@@ -74,7 +62,7 @@ async function setup(t: TestContext): Promise<Setup> {
   await targets.call('listen', { port: P.resetMid, mode: 'pattern' }, 5000);
   await targets.call('listen', { port: P.resetAfterFin, mode: 'pattern' }, 5000);
   const ports = Object.values(P).join(',');
-  const { server, client } = await startPair(t, chain, { serverArgs: ['-p', ports, '-v'], clientArgs: ['-v'] });
+  const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', ports, '-v'], clientArgs: ['-v'] });
   return { chain, users, targets, server, client };
 }
 

@@ -22,26 +22,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  KiB,
-  LINK_DOWN,
-  LINK_PORT,
-  LINK_UP,
-  REV_PORT,
-  createChain,
-  faultsAvailable,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  startTcpipe,
-  type ConnectFate,
-  type LoadSummary,
-  type TargetStats,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { startAgent, type ConnectFate, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, LINK_PORT, REV_PORT, skipReason } from '../helpers/chain.js';
+import { startChainPair, startTcpipe } from '../helpers/chain-tcpipe.js';
+import { LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { KiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const NOFILE = 48;
 const HELD = 10;
@@ -66,7 +54,7 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
     const [users, targets] = await Promise.all([startAgent(t, chain.topo, 'users'), startAgent(t, chain.topo, 'targets')]);
     await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
     await users.call('listen', { port: REV_PORT, mode: 'echo' }, 5000);
-    const { server, client } = await startPair(t, chain, {
+    const { server, client } = await startChainPair(t, chain, {
       serverArgs: ['-p', String(FWD_PORT), '-v'],
       clientArgs: ['-p', String(REV_PORT), '--metrics=127.0.0.1:39100', '-v'],
       serverNofile: NOFILE,

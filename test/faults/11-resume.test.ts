@@ -47,43 +47,38 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { SOAK, recordSkipped, scenario, type ScenarioContext } from './record.js';
 import {
-  FWD_PORT,
-  KiB,
-  LINK_PORT,
-  REV_PORT,
-  MiB,
-  PAIR_BOTH_WAYS,
-  assertBackToBaseline,
-  clientArgs,
-  createChain,
-  quietBaseline,
-  faultsAvailable,
-  lineTime,
   loadStats,
-  mib,
-  pollUntil,
-  serverArgs,
-  skipReason,
   startAgent,
   startFlowAgents,
   startLoads,
-  startTcpipe,
-  targetStats,
   targetsQuiet,
+  targetStats,
   waitLoads,
   type Agent,
   type BothWays,
-  type Chain,
   type Flows,
   type Json,
   type LoadSummary,
   type TargetRecord,
-  type TcpipeProc,
   type UserRecord,
-} from './kit.js';
-import { Flags } from './pattern.js';
+} from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, flapLink, FWD_PORT, LINK_PORT, REV_PORT, skipReason, type Chain } from '../helpers/chain.js';
+import {
+  assertBackToBaseline,
+  clientArgs,
+  mib,
+  PAIR_BOTH_WAYS,
+  quietBaseline,
+  serverArgs,
+  startTcpipe,
+  type TcpipeProc,
+} from '../helpers/chain-tcpipe.js';
+import { lineTime } from '../helpers/logs.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario, SOAK, type ScenarioContext } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const HB = '--heartbeat=2';
 const HEARTBEAT_MS = 2000;
@@ -745,16 +740,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
 
       const marks = procs.map((p) => p.mark());
       await startLoads(flows, chain, 'flap', { ...load, keyBase: keys() });
-      const started = Date.now();
-      let cuts = 0;
-      for (let i = 0; Date.now() - started < FLAP_MS; i++) {
-        const [cutMs, healMs] = CYCLE[i % CYCLE.length] ?? [1000, 1000];
-        await chain.topo.cutLink('cli', 'srv');
-        cuts++;
-        await delay(cutMs);
-        await chain.topo.healLink('cli', 'srv');
-        await delay(healMs);
-      }
+      const cuts = await flapLink(chain, FLAP_MS, CYCLE);
       // Healed for good: every hold ends in a resume; stop the load and let every stream finish.
       await pollUntil(
         () => procs.map((p, i) => matching(p, marks[i] ?? 0, LINK_HELD).length - matching(p, marks[i] ?? 0, LINK_RESUMED).length),

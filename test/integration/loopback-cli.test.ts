@@ -11,25 +11,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import {
-  ENTRY_HOST,
-  LINK_HOST,
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  freePort,
-  linkUpWith,
-  MiB,
-  nextEvent,
-  spawnCli,
-  startEchoTarget,
-  startTestServer,
-  track,
-  withTimeout,
-  type UserConn,
-} from '../helpers/loopback.js';
+import { spawnCli } from '../helpers/cli.js';
+import { entryOf, eventCount, linkUpWith, nextEvent, startTestServer } from '../helpers/loopback.js';
+import { ENTRY_HOST, freePort, LINK_HOST, MiB } from '../helpers/net.js';
+import { startEchoTarget } from '../helpers/targets.js';
+import { connectUser, echoRound, track, type UserConn } from '../helpers/users.js';
+import { assertWithin, withTimeout } from '../helpers/wait.js';
 
 /** A user connection to host:port, proven end to end with one echoed line. */
 async function liveUser(t: TestContext, host: string, port: number): Promise<UserConn> {

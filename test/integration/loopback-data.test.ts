@@ -12,34 +12,19 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import type net from 'node:net';
 import type { Tcpipe } from '../../src/index.js';
-import {
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  MiB,
-  nextEvent,
-  pair,
-  retainedBufferBytes,
-  sha256,
-  startEchoTarget,
-  startHashTarget,
-  startTarget,
-  track,
-  untilStalled,
-  waitForEvent,
-  withTimeout,
-  writeInChunks,
-  type HashTarget,
-} from '../helpers/loopback.js';
+import { entryOf, eventCount, nextEvent, startTestPair } from '../helpers/loopback.js';
+import { MiB } from '../helpers/net.js';
+import { retainedBufferBytes } from '../helpers/proc.js';
+import { startEchoTarget, startHashTarget, startTarget, type HashTarget } from '../helpers/targets.js';
+import { connectUser, echoRound, sha256, track, writeInChunks } from '../helpers/users.js';
+import { assertWithin, untilStalled, waitForEvent, withTimeout } from '../helpers/wait.js';
 
 test('integrity: 16 parallel streams, both directions at once, 2-4 MiB each way, SHA-256 at both ends', { timeout: 60_000 }, async (t) => {
   const size = (): number => 2 * MiB + Math.floor(Math.random() * 2 * MiB);
   // Reached through the server's ports (the client dials them) and through the client's ports (the server dials them).
   const behindClient = [await startHashTarget(t, size), await startHashTarget(t, size)];
   const behindServer = [await startHashTarget(t, size), await startHashTarget(t, size)];
-  const p = await pair(t, { serverPorts: behindClient, clientPorts: behindServer });
+  const p = await startTestPair(t, { serverPorts: behindClient, clientPorts: behindServer });
 
   const STREAMS = 16;
   const serverCloses = eventCount(p.server, 'stream-close', STREAMS, 45_000);
@@ -120,7 +105,7 @@ test('half-close: the user sends a request and its FIN, the target reads to EOF,
       socket.end(reply);
     });
   });
-  const p = await pair(t, { serverPorts: [target] });
+  const p = await startTestPair(t, { serverPorts: [target] });
   const { host, port } = entryOf(p.server);
   const user = await connectUser(t, host, port);
   user.socket.end('GET /'); // printf 'GET /' | nc
@@ -152,7 +137,7 @@ test('half-close, the other way: the target half-closes first, the user keeps se
     });
   });
   // Through the client's port this time: the server is the exit side.
-  const p = await pair(t, { clientPorts: [target] });
+  const p = await startTestPair(t, { clientPorts: [target] });
   const { host, port } = entryOf(p.client);
   const user = await connectUser(t, host, port);
   await withTimeout(new Promise((resolve) => user.socket.once('end', resolve)), 5000, "the target's FIN at the user");
@@ -199,7 +184,7 @@ async function openedStream(
 
 test('reset: a user that resets makes the target see ECONNRESET promptly, and the other way round', async (t) => {
   const target = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [target] });
+  const p = await startTestPair(t, { serverPorts: [target] });
 
   // The user resets.
   {
@@ -239,7 +224,7 @@ test('slow reader: backpressure reaches the user, buffering stays bounded, other
   // The reader does not read at all until told to.
   const slow = await startTarget(t, (socket) => socket.pause());
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [slow, echo], common: { limits } });
+  const p = await startTestPair(t, { serverPorts: [slow, echo], common: { limits } });
 
   const payload = randomBytes(TOTAL);
   const want = sha256(payload);

@@ -10,21 +10,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Tcpipe } from '../../src/index.js';
-import {
-  LINK_HOST,
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  nextEvent,
-  pair,
-  startEchoTarget,
-  startTestClient,
-  startTestServer,
-  withTimeout,
-  type UserConn,
-} from '../helpers/loopback.js';
+import { entryOf, eventCount, nextEvent, startTestClient, startTestPair, startTestServer } from '../helpers/loopback.js';
+import { LINK_HOST } from '../helpers/net.js';
+import { startEchoTarget } from '../helpers/targets.js';
+import { connectUser, echoRound, type UserConn } from '../helpers/users.js';
+import { assertWithin, withTimeout } from '../helpers/wait.js';
 import type { TestContext } from 'node:test';
 
 /** A user connection through `entry`'s i-th port, proven end to end with one echoed line. */
@@ -51,7 +41,7 @@ async function liveUser(t: TestContext, entry: Tcpipe, index = 0): Promise<UserC
 test('silent link: both sides declare it dead within the heartbeat timeout and close their users', async (t) => {
   const behindClient = await startEchoTarget(t);
   const behindServer = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [behindClient], clientPorts: [behindServer], viaRelay: true, common: { heartbeatSeconds: 1 } });
+  const p = await startTestPair(t, { serverPorts: [behindClient], clientPorts: [behindServer], viaRelay: true, common: { heartbeatSeconds: 1 } });
   const users = [await liveUser(t, p.server), await liveUser(t, p.client)];
   const downs = [nextEvent(p.server, 'link-down', 3000), nextEvent(p.client, 'link-down', 3000)] as const;
   // Each side holds two streams: the entry of its own user, the exit of the other side's user.
@@ -78,9 +68,9 @@ test('silent link: both sides declare it dead within the heartbeat timeout and c
   assert.equal(p.server.openStreams + p.client.openStreams, 0);
 });
 
-test('cut link: users are closed at once, and the client re-forms the pair by itself', async (t) => {
+test('cut link: users are closed at once, and the client re-forms the startTestPair by itself', async (t) => {
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [echo], viaRelay: true });
+  const p = await startTestPair(t, { serverPorts: [echo], viaRelay: true });
   const user = await liveUser(t, p.server);
   const serverDown = nextEvent(p.server, 'link-down', 2000);
   const clientDown = nextEvent(p.client, 'link-down', 2000);
