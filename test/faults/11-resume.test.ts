@@ -297,6 +297,18 @@ async function inFlight(flows: Flows, ids: readonly string[], perWay: number): P
   );
 }
 
+/** Starts `streams` paced streams each way (64 MiB each way, more than a scenario lets through) as load `id`, and waits until all are in flight. */
+async function pacedInFlight(flows: Flows, chain: Chain, id: string, streams: number): Promise<void> {
+  await startLoads(flows, chain, id, { count: streams, concurrency: streams, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
+  await inFlight(flows, [id], streams);
+}
+
+/** Cuts the link (iptables DROP both ways): each side's log mark just before, and when. */
+async function cut(chain: Chain, sides: readonly TcpipeProc[]): Promise<{ marks: number[]; cutAt: number }> {
+  const { marks, cutAt } = await cut(chain, sides);
+  return { marks, cutAt };
+}
+
 /** New connections work both ways: 4 streams each way, 256 KiB each way, all clean. */
 async function newConnectionsWork(flows: Flows, chain: Chain, s: ScenarioContext): Promise<void> {
   s.check('afterwards new connections work both ways (4 streams each way, 256 KiB each way, all clean)');
@@ -404,9 +416,7 @@ async function resumeAcrossCut(t: TestContext, s: ScenarioContext, o: CutOptions
   const perWay = o.bulk + o.fast + holdIds.length * ev;
   await inFlight(flows, ids, perWay);
 
-  const marks = sides.map((p) => p.mark());
-  const cutAt = Date.now();
-  await chain.topo.cutLink('cli', 'srv');
+  const { marks, cutAt } = await cut(chain, sides);
   await o.duringCut?.(chain);
   const atCut = await Promise.all(ids.map((id) => loadStats(flows, id)));
   s.check(`at the cut, every transfer was still in flight (${perWay} streams each way)`);
@@ -544,8 +554,7 @@ async function killedDuringCut(t: TestContext, s: ScenarioContext, victimRole: '
   const common = ['--resume=10', HB, ...secret];
   const pair = await startResumePair(t, chain, common, common);
   const STREAMS = 8;
-  await startLoads(flows, chain, 'held', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-  await inFlight(flows, ['held'], STREAMS);
+  await pacedInFlight(flows, chain, 'held', STREAMS);
 
   const victim = victimRole === 'server' ? pair.server : pair.client;
   const survivor = victimRole === 'server' ? pair.client : pair.server;
@@ -646,12 +655,9 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const { server, client } = await startResumePair(t, chain, ['--resume=3', HB], ['--resume=3', HB, '--log-format=json']);
       const sides = [server, client] as const;
       const STREAMS = 8;
-      await startLoads(flows, chain, 'held', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-      await inFlight(flows, ['held'], STREAMS);
+      await pacedInFlight(flows, chain, 'held', STREAMS);
 
-      const marks = sides.map((p) => p.mark());
-      const cutAt = Date.now();
-      await chain.topo.cutLink('cli', 'srv');
+      const { marks, cutAt } = await cut(chain, sides);
       const held = await Promise.all(sides.map((p, i) => p.waitFor(LINK_HELD, HEARTBEAT_MS + 1000, marks[i])));
       // New connections at both entry ports while held: they wait, and are reset when the grace ends.
       await startLoads(flows, chain, 'during', { count: 2, concurrency: 2, sizeMin: 64 * KiB, replyMin: 64 * KiB, timeoutMs: 60_000, keyBase: keys() });
@@ -883,11 +889,8 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
           const { server, client } = await startResumePair(t, chain, [...v.server, HB], [...v.client, HB]);
           const sides = [server, client] as const;
           const STREAMS = 4;
-          await startLoads(flows, chain, 'cut', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-          await inFlight(flows, ['cut'], STREAMS);
-          const marks = sides.map((p) => p.mark());
-          const cutAt = Date.now();
-          await chain.topo.cutLink('cli', 'srv');
+          await pacedInFlight(flows, chain, 'cut', STREAMS);
+          const { marks, cutAt } = await cut(chain, sides);
           const downs = await Promise.all(sides.map((p, i) => p.waitFor(DOWN, HEARTBEAT_MS + 3000, marks[i])));
           for (const [i, p] of sides.entries()) {
             const ms = timeOf(downs[i] ?? '') - cutAt;
@@ -954,8 +957,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const common = ['--resume=30', HB];
       const { server, client } = await startResumePair(t, chain, common, common);
       const STREAMS = 4;
-      await startLoads(flows, chain, 'bye', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-      await inFlight(flows, ['bye'], STREAMS);
+      await pacedInFlight(flows, chain, 'bye', STREAMS);
       const from = server.mark();
       const stopAt = Date.now();
       client.child.kill('SIGTERM');

@@ -4,6 +4,7 @@
  * the pair (users -> srv:31001 -> targets, targets -> cli:31002 -> users)
  * and the shapes of what the agent reports.
  */
+import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Json } from './agent/common.js';
@@ -168,6 +169,17 @@ export async function startPacedLoads(flows: Flows, chain: Chain, id: string, st
     10_000,
     `all ${streams} streams of ${id} in flight`,
   );
+}
+
+/** Four 256 KiB streams each way (load `id`, keys from `keyBase`) arrive intact and end cleanly: the link relays. */
+export async function assertRelaysBothWays(flows: Flows, chain: Chain, id: string, keyBase: number): Promise<void> {
+  await startLoads(flows, chain, id, { count: 4, concurrency: 4, sizeMin: 256 * 1024, replyMin: 256 * 1024, keyBase });
+  const done = await waitLoads(flows, id, 15_000);
+  for (const l of [done.fwd, done.rev]) {
+    assert.deepEqual(l.errors, {});
+    assert.equal(l.clean, 4);
+    assert.equal(l.bad, 0);
+  }
 }
 
 export interface BothWays<T> {

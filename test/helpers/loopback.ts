@@ -144,72 +144,49 @@ export function entrySpecs(targets: readonly Target[] | undefined): { host: stri
   });
 }
 
+type SideOptions = { ports?: readonly Target[]; name?: string } & Tunables;
+
+/** What a test server and a test client share: captured logs (named after the role), entry ports, the target, tunables. */
+function testSide(role: 'server' | 'client', options: SideOptions): { log: LogCapture; common: Omit<CommonOptions, 'proxy'> } {
+  const log = captureLog(options.name ?? role);
+  const { ports, name: _name, ...rest } = options;
+  return { log, common: { ports: entrySpecs(ports), target: TARGET_HOST, logger: log.logger, ...tunables(rest, undefined) } };
+}
+
 /** Starts a server (in-process) with captured logs; stopped by t.after. */
-export async function startTestServer(
-  t: TestContext,
-  options: { ports?: readonly Target[]; port?: number; name?: string } & Tunables,
-): Promise<{ server: Tcpipe; log: LogCapture }> {
-  const log = captureLog(options.name ?? 'server');
-  const { ports, port, name: _name, ...rest } = options;
-  const server = await startServer({
-    port: port ?? 0,
-    host: LINK_HOST,
-    ports: entrySpecs(ports),
-    target: TARGET_HOST,
-    logger: log.logger,
-    ...tunables(rest, undefined),
-  } satisfies ServerOptions);
+export async function startTestServer(t: TestContext, options: { port?: number } & SideOptions): Promise<{ server: Tcpipe; log: LogCapture }> {
+  const { port, ...side } = options;
+  const { log, common } = testSide('server', side);
+  const server = await startServer({ port: port ?? 0, host: LINK_HOST, ...common } satisfies ServerOptions);
   t.after(() => server.stop());
   return { server, log };
 }
 
 /** Starts a client (in-process) dialing host:port with captured logs; stopped by t.after. */
-export async function startTestClient(
-  t: TestContext,
-  options: { host?: string; port: number; ports?: readonly Target[]; name?: string } & Tunables,
-): Promise<{ client: Tcpipe; log: LogCapture }> {
-  const log = captureLog(options.name ?? 'client');
-  const { ports, port, host, name: _name, ...rest } = options;
-  const client = await startClient({
-    host: host ?? LINK_HOST,
-    port,
-    proxy: null,
-    ports: entrySpecs(ports),
-    target: TARGET_HOST,
-    logger: log.logger,
-    ...tunables(rest, undefined),
-  } satisfies ClientOptions);
+export async function startTestClient(t: TestContext, options: { host?: string; port: number } & SideOptions): Promise<{ client: Tcpipe; log: LogCapture }> {
+  const { host, port, ...side } = options;
+  const { log, common } = testSide('client', side);
+  const client = await startClient({ host: host ?? LINK_HOST, port, proxy: null, ...common } satisfies ClientOptions);
   t.after(() => client.stop());
   return { client, log };
 }
 
 /** A server and a client, linked (both have seen link-up), cleaned up by t.after. */
 export async function startTestPair(t: TestContext, options: PairOptions = {}): Promise<Pair> {
-  const serverLog = captureLog('server');
-  const clientLog = captureLog('client');
-  const server = await startServer({
+  const { server, log: serverLog } = await startTestServer(t, {
+    ports: options.serverPorts ?? [],
     port: options.linkPort ?? 0,
-    host: LINK_HOST,
-    ports: entrySpecs(options.serverPorts),
-    target: TARGET_HOST,
-    logger: serverLog.logger,
     ...tunables(options.common, options.server),
   });
-  t.after(() => server.stop());
   const linkPort = server.linkAddress?.port;
   if (linkPort === undefined) throw new Error('the server has no link address');
   const relay = options.viaRelay === true ? await startChaosRelay(t, LINK_HOST, linkPort) : null;
   const serverUp = nextEvent(server, 'link-up', 5000);
-  const client = await startClient({
-    host: LINK_HOST,
+  const { client, log: clientLog } = await startTestClient(t, {
     port: relay?.port ?? linkPort,
-    proxy: null,
-    ports: entrySpecs(options.clientPorts),
-    target: TARGET_HOST,
-    logger: clientLog.logger,
+    ports: options.clientPorts ?? [],
     ...tunables(options.common, options.client),
   });
-  t.after(() => client.stop());
   const clientUp = client.linkUp ? Promise.resolve() : nextEvent(client, 'link-up', 5000);
   await Promise.all([serverUp, clientUp]);
   return {

@@ -11,7 +11,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { withTimeout } from './wait.js';
+import { eventWithin, withTimeout } from './wait.js';
 
 export const LINK_HOST = '127.0.0.1';
 export const ENTRY_HOST = '127.0.0.2';
@@ -96,19 +96,9 @@ export async function rawConnect(host: string, port: number, localAddress: strin
     received,
     connectedAt: performance.now(),
     closedAt: null,
-    closedWithin(ms: number) {
-      if (conn.closedAt !== null) return Promise.resolve(conn.closedAt - conn.connectedAt);
-      return new Promise((resolve) => {
-        const timer = setTimeout(() => {
-          socket.off('close', onClose);
-          resolve(null);
-        }, ms);
-        const onClose = (): void => {
-          clearTimeout(timer);
-          resolve((conn.closedAt ?? performance.now()) - conn.connectedAt);
-        };
-        socket.once('close', onClose);
-      });
+    async closedWithin(ms: number) {
+      if (conn.closedAt === null && !(await eventWithin(socket, 'close', ms))) return null;
+      return (conn.closedAt ?? performance.now()) - conn.connectedAt;
     },
   };
   socket.once('close', () => {

@@ -7,6 +7,7 @@ import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { eventWithin } from './wait.js';
 
 /** Resident set size in KiB; null once the process is gone (or a zombie). */
 export function rssKiB(pid: number): number | null {
@@ -90,18 +91,7 @@ function exited(child: ChildProcess): boolean {
 
 /** Waits (bounded) for a child to exit; resolves false on timeout. */
 export function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, timeoutMs);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
+  return exited(child) ? Promise.resolve(true) : eventWithin(child, 'exit', timeoutMs);
 }
 
 /** SIGTERM (or `signal`), then SIGKILL if the process is still there after `graceMs`. */

@@ -23,18 +23,22 @@ export async function writeInChunks(socket: net.Socket, data: Buffer, maxChunk =
     const n = Math.min(data.length - offset, 1 + Math.floor(Math.random() * maxChunk));
     const ok = socket.write(data.subarray(offset, offset + n));
     offset += n;
-    if (!ok) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          socket.off('drain', done);
-          socket.off('close', done);
-          resolve();
-        };
-        socket.on('drain', done);
-        socket.on('close', done);
-      });
-    }
+    if (!ok) await writable(socket);
   }
+}
+
+/** Resolves when the socket can take more (drain) or is gone. */
+export function writable(socket: net.Socket): Promise<void> {
+  if (socket.destroyed) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
 }
 
 export interface CloseInfo {
@@ -122,6 +126,26 @@ export function connectUser(t: TestContext, host: string, port: number, collect 
     5000,
     `connect to ${host}:${port}`,
   );
+}
+
+/** A user connection to host:port through an echo target, proven end to end with one echoed line ('ping'). */
+export async function liveUser(t: TestContext, host: string, port: number): Promise<UserConn> {
+  const user = await connectUser(t, host, port);
+  user.socket.write('ping\n');
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!user.data().toString().startsWith('ping\n')) return;
+        user.socket.off('data', check);
+        resolve();
+      };
+      user.socket.on('data', check);
+      check();
+    }),
+    5000,
+    'the echo of ping',
+  );
+  return user;
 }
 
 /**

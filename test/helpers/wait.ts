@@ -52,6 +52,21 @@ export function waitForEvent(
   );
 }
 
+/** Whether `emitter` emits `name` within `ms` (false after `ms`: for waits whose timeout is an answer, not a failure). */
+export function eventWithin(emitter: EventEmitter, name: string, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      emitter.off(name, onEvent);
+      resolve(false);
+    }, ms);
+    const onEvent = (): void => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    emitter.once(name, onEvent);
+  });
+}
+
 /** Resolves after `ms`: bounds an observation window (something must not happen in it), never a wait for a state. */
 export function observationWindow(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -10,13 +10,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
 import type { Tcpipe } from '../../src/index.js';
 import { entryOf, eventCount, nextEvent, startTestPair } from '../helpers/loopback.js';
 import { MiB } from '../helpers/net.js';
 import { retainedBufferBytes } from '../helpers/proc.js';
 import { startEchoTarget, startHashTarget, startTarget, type HashTarget } from '../helpers/targets.js';
-import { connectUser, echoRound, sha256, track, writeInChunks } from '../helpers/users.js';
+import { connectUser, echoRound, liveUser, sha256, track, writeInChunks } from '../helpers/users.js';
 import { assertWithin, untilStalled, waitForEvent, withTimeout } from '../helpers/wait.js';
 
 test('integrity: 16 parallel streams, both directions at once, 2-4 MiB each way, SHA-256 at both ends', { timeout: 60_000 }, async (t) => {
@@ -162,23 +161,8 @@ async function openedStream(
   index: number,
 ): Promise<{ user: ReturnType<typeof track>; remote: ReturnType<typeof track> }> {
   const { host, port } = entryOf(entry);
-  const user = await connectUser(t, host, port);
-  const socket: net.Socket = await target.connection(index, 5000);
-  const remote = track(socket);
-  user.socket.write('ping\n');
-  await withTimeout(
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (user.data().toString() !== 'ping\n') return;
-        user.socket.off('data', check);
-        resolve();
-      };
-      user.socket.on('data', check);
-      check();
-    }),
-    5000,
-    'the echo of ping',
-  );
+  const user = await liveUser(t, host, port);
+  const remote = track(await target.connection(index, 5000));
   return { user, remote };
 }
 
@@ -186,33 +170,23 @@ test('reset: a user that resets makes the target see ECONNRESET promptly, and th
   const target = await startEchoTarget(t);
   const p = await startTestPair(t, { serverPorts: [target] });
 
-  // The user resets.
-  {
-    const { user, remote } = await openedStream(t, p.server, target, 0);
-    const exitClosed = nextEvent(p.client, 'stream-close', 2000);
+  // The user resets (the exit side closes the stream), then the target resets (the entry side does).
+  const cases = [
+    { resets: 'user', sees: 'target', closer: p.client, closerSays: /user application/, closerName: 'the exit side' },
+    { resets: 'target', sees: 'user', closer: p.server, closerSays: /target/, closerName: 'the entry side' },
+  ] as const;
+  for (const [index, c] of cases.entries()) {
+    const ends = await openedStream(t, p.server, target, index);
+    const [resetter, seer] = c.resets === 'user' ? [ends.user, ends.remote] : [ends.remote, ends.user];
+    const closed = nextEvent(c.closer, 'stream-close', 2000);
     const started = performance.now();
-    user.socket.resetAndDestroy();
-    const info = await remote.closedWithin(1000);
-    assert.ok(info.hadError, 'the target socket closed with an error');
+    resetter.socket.resetAndDestroy();
+    const info = await seer.closedWithin(1000);
+    assert.ok(info.hadError, `the ${c.sees} socket closed with an error`);
     assert.equal(info.error?.code, 'ECONNRESET');
-    assertWithin(t, info.at - started, 1000, 'user reset seen by the target');
-    const close = await exitClosed;
-    assert.match(close.reason, /user application/, 'the exit side says who reset');
-  }
-
-  // The target resets.
-  {
-    const { user, remote } = await openedStream(t, p.server, target, 1);
-    const entryClosed = nextEvent(p.server, 'stream-close', 2000);
-    const started = performance.now();
-    remote.socket.resetAndDestroy();
-    const info = await user.closedWithin(1000);
-    assert.ok(info.hadError, 'the user socket closed with an error');
-    assert.equal(info.error?.code, 'ECONNRESET');
-    assert.ok(!info.ended, 'a reset, not a FIN');
-    assertWithin(t, info.at - started, 1000, 'target reset seen by the user');
-    const close = await entryClosed;
-    assert.match(close.reason, /target/, 'the entry side says who reset');
+    if (c.sees === 'user') assert.ok(!info.ended, 'a reset, not a FIN');
+    assertWithin(t, info.at - started, 1000, `${c.resets} reset seen by the ${c.sees}`);
+    assert.match((await closed).reason, c.closerSays, `${c.closerName} says who reset`);
   }
   assert.ok(p.server.linkUp && p.client.linkUp, 'resets end streams, not the link');
 });

@@ -50,20 +50,6 @@ export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** Resolves when the socket can take more (drain) or is gone. */
-export function writable(socket: net.Socket): Promise<void> {
-  if (socket.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = (): void => {
-      socket.off('drain', done);
-      socket.off('close', done);
-      resolve();
-    };
-    socket.on('drain', done);
-    socket.on('close', done);
-  });
-}
-
 /** `until(cond, ms)` re-checks `cond` each time `poke()` is called (from socket events), up to `ms`. */
 export function waker(): { poke(): void; until(cond: () => boolean, ms: number): Promise<boolean> } {
   let wake: (() => void) | null = null;

@@ -3,7 +3,8 @@
  * its own plan: sizes, resets, holds), run in the background and summarised.
  */
 import net from 'node:net';
-import { num, str, bool, probeEnd, errCode, delay, writable, type Json, type Args, type Op } from './common.js';
+import { num, str, bool, probeEnd, errCode, delay, type Json, type Args, type Op } from './common.js';
+import { writable } from '../users.js';
 import { Flags, encodeHeader, mismatches, replyKey, slice } from '../pattern.js';
 
 interface StreamPlan {

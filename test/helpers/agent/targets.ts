@@ -3,7 +3,8 @@
  * pattern protocol (pattern.ts), echo, or hold, recording each stream.
  */
 import net from 'node:net';
-import { num, str, bool, probeEnd, errCode, delay, writable, type Json, type Args, type Op } from './common.js';
+import { num, str, bool, probeEnd, errCode, delay, type Json, type Args, type Op } from './common.js';
+import { writable } from '../users.js';
 import { Flags, HEADER_BYTES, decodeHeader, mismatches, replyKey, slice } from '../pattern.js';
 
 export interface TargetRecord {
