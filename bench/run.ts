@@ -236,7 +236,7 @@ async function main(argv: readonly string[]): Promise<number> {
     const secretFile = join(tmp, 'tcpipe.key');
     writeFileSync(secretFile, execFileSync(process.execPath, [cli, 'keygen'], { encoding: 'utf8' }), { mode: 0o600 });
     const sshPorts = ports.get('ssh');
-    const ssh = sshPorts === undefined ? null : prepareSsh(tmp, sshPorts.inner);
+    const ssh = sshPorts === undefined ? null : prepareSsh(tmp, '127.0.0.1', sshPorts.inner);
     const squidPort = ports.get('tcpipe-squid')?.proxy;
     const squid = squidPort === undefined ? null : prepareSquid(tmp, squidPort);
     const env: PathEnv = { registry, distRoot, ssh, squid, secretFile, tcpipeNodeFlags: [] };

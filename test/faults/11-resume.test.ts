@@ -305,7 +305,9 @@ async function pacedInFlight(flows: Flows, chain: Chain, id: string, streams: nu
 
 /** Cuts the link (iptables DROP both ways): each side's log mark just before, and when. */
 async function cut(chain: Chain, sides: readonly TcpipeProc[]): Promise<{ marks: number[]; cutAt: number }> {
-  const { marks, cutAt } = await cut(chain, sides);
+  const marks = sides.map((p) => p.mark());
+  const cutAt = Date.now();
+  await chain.topo.cutLink('cli', 'srv');
   return { marks, cutAt };
 }
 

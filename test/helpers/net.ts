@@ -20,20 +20,20 @@ export const TARGET_HOST = '127.0.0.3';
 export const KiB = 1024;
 export const MiB = 1024 * 1024;
 
-/** Listens on host:port; rejects with the listen error (EADDRINUSE...). */
-export function listen(server: net.Server, host: string, port: number): Promise<void> {
+/** Listens on host:port (every address when `host` is undefined); rejects with the listen error (EADDRINUSE...). */
+export function listen(server: net.Server, host: string | undefined, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
-    server.listen({ host, port }, () => {
+    server.listen(host === undefined ? { port } : { host, port }, () => {
       server.off('error', onError);
       resolve();
     });
   });
 }
 
-/** Whether host:port can be listened on right now. */
-export function portFree(host: string, port: number): Promise<boolean> {
+/** Whether host:port (every address when `host` is undefined) can be listened on right now. */
+export function portFree(host: string | undefined, port: number): Promise<boolean> {
   const probe = net.createServer();
   return listen(probe, host, port).then(
     () => new Promise<boolean>((resolve) => probe.close(() => resolve(true))),
