@@ -18,7 +18,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startAgent, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
 import { createChain, faultsAvailable, FWD_PORT, skipReason } from '../helpers/chain.js';
-import { mib, startChainPair, type Probe, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { mib, socketHandles, startChainPair, type Probe, type TcpipeProc } from '../helpers/chain-tcpipe.js';
 import { KiB, MiB } from '../helpers/net.js';
 import { Flags } from '../helpers/pattern.js';
 import { hardNofile } from '../helpers/proc.js';
@@ -35,9 +35,6 @@ const INJECTED = `${CONCURRENT} concurrent connections, then ${SHORT} short ones
 const avail = await faultsAvailable();
 if (!avail.ok) recordSkipped(NAME, INJECTED, avail.reason);
 
-function sockets(p: Probe): number {
-  return p.handles.Socket ?? 0;
-}
 
 describe('faults: many streams', { skip: skipReason(avail) }, () => {
   test(NAME, { timeout: SOAK ? 900_000 : 150_000 }, (t) =>
@@ -58,7 +55,7 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
       const warm = await users.call<LoadSummary>('load-wait', { id: 'warm', timeoutMs: 20_000 }, 25_000);
       assert.equal(warm.clean, 200, JSON.stringify(warm.errors));
       const quiet = async (): Promise<Probe[]> => {
-        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 30_000, 'stream sockets closed', 200);
+        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => socketHandles(p) <= 3), 30_000, 'stream sockets closed', 200);
         return Promise.all(procs.map((p) => p.probe()));
       };
       const base = await quiet();

@@ -58,7 +58,6 @@ import {
   type Agent,
   type BothWays,
   type Flows,
-  type Json,
   type LoadSummary,
   type TargetRecord,
   type UserRecord,
@@ -223,8 +222,7 @@ async function targetRecords(flows: Flows): Promise<TargetMaps> {
 
 function brief(r: UserRecord | TargetRecord | undefined): string {
   if (r === undefined) return 'none';
-  const o = r as unknown as Record<string, Json>;
-  return JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => ['key', 'size', 'replySize', 'sent', 'recv', 'bad', 'sawEnd', 'err', 'connected', 'didReset', 'closedAt'].includes(k))));
+  return JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => ['key', 'size', 'replySize', 'sent', 'recv', 'bad', 'sawEnd', 'err', 'connected', 'didReset', 'closedAt'].includes(k))));
 }
 
 /**

@@ -163,8 +163,9 @@ export function mib(bytes: number): number {
   return Math.round((bytes / MiB) * 10) / 10;
 }
 
-function sockets(p: Probe): number {
-  return (p.handles.Socket ?? 0) + (p.handles.TLSSocket ?? 0);
+/** TCP (and TLS) sockets the probed process holds. */
+export function socketHandles(p: Probe): number {
+  return p.handles.TCPSocketWrap ?? 0;
 }
 
 /** Each process's handles, timers and heap (and RSS) once no stream socket is left: a leak baseline. */
@@ -175,7 +176,7 @@ export interface Baseline {
 
 export async function quietBaseline(procs: readonly TcpipeProc[]): Promise<Baseline> {
   // Sockets close asynchronously after the last stream: wait until no stream socket is left.
-  await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 10_000, 'no stream sockets left', 200);
+  await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => socketHandles(p) <= 3), 10_000, 'no stream sockets left', 200);
   const probes = await Promise.all(procs.map((p) => p.probe()));
   return { probes, rss: procs.map((p) => p.stats().rss) };
 }
@@ -199,7 +200,7 @@ export function assertBackToBaseline(
     s.figure(`${p.name} heap MiB before/after`, `${mib(b.heapUsed)}/${mib(a.heapUsed)}`);
     s.figure(`${p.name} RSS MiB before/after`, `${mib(rssB)}/${mib(rssA)}`);
     assert.ok(a.fds <= b.fds, `${p.name}: ${a.fds} descriptors after, ${b.fds} before`);
-    assert.ok(sockets(a) <= sockets(b), `${p.name}: ${sockets(a)} sockets after, ${sockets(b)} before`);
+    assert.ok(socketHandles(a) <= socketHandles(b), `${p.name}: ${socketHandles(a)} sockets after, ${socketHandles(b)} before`);
     assert.ok(a.timers <= b.timers, `${p.name}: ${a.timers} live timers after, ${b.timers} before`);
     assert.ok(a.intervals <= b.intervals, `${p.name}: ${a.intervals} intervals after, ${b.intervals} before`);
     assert.ok(a.heapUsed <= b.heapUsed + slack.heap, `${p.name}: heap ${mib(a.heapUsed)} MiB after, ${mib(b.heapUsed)} MiB before`);
