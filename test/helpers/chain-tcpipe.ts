@@ -163,9 +163,9 @@ export function mib(bytes: number): number {
   return Math.round((bytes / MiB) * 10) / 10;
 }
 
-/** TCP (and TLS) sockets the probed process holds. */
+/** Sockets the probed process holds (its stdio pipes and the link included). */
 export function socketHandles(p: Probe): number {
-  return p.handles.TCPSocketWrap ?? 0;
+  return (p.handles.Socket ?? 0) + (p.handles.TLSSocket ?? 0);
 }
 
 /** Each process's handles, timers and heap (and RSS) once no stream socket is left: a leak baseline. */

@@ -28,6 +28,9 @@ import type { Topology } from './netns.js';
 import { outputOf, waitForLine } from './output.js';
 import { stopProcess } from './proc.js';
 
+/** Process stops are proc.ts's; re-exported for tests that import them from here. */
+export { stopProcess, waitExit } from './proc.js';
+
 // ---------------------------------------------------------------------------
 // Processes outside namespaces
 // ---------------------------------------------------------------------------

@@ -39,6 +39,9 @@ import { spawn as cpSpawn, execFileSync } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
 import { trackOutput } from './output.js';
+
+/** A child's output is output.ts's; re-exported for tests that import it from here. */
+export { outputOf, trackOutput, waitForLine } from './output.js';
 import { waitExit } from './proc.js';
 
 const IP = 'ip';

@@ -63,6 +63,15 @@ for (const [name, fn] of [
   Object.defineProperty(globalThis, name, { value: fn, writable: true, configurable: true });
 }
 
+declare global {
+  namespace NodeJS {
+    interface Process {
+      /** Node's own (undocumented) list of the handles keeping the loop alive. */
+      _getActiveHandles?(): unknown[];
+    }
+  }
+}
+
 let seq = 0;
 process.on('SIGUSR2', () => {
   const gc = (globalThis as { gc?: () => void }).gc;
@@ -70,9 +79,13 @@ process.on('SIGUSR2', () => {
     gc();
     gc();
   }
-  // libuv's handles and requests by type (TCPSocketWrap for a TCP or TLS socket, PipeWrap for stdio...).
+  // The live handles by class (Socket, TLSSocket, Server...): process.getActiveResourcesInfo()
+  // names libuv's wraps instead and counts sockets a Socket no longer holds.
   const handles: Record<string, number> = {};
-  for (const name of process.getActiveResourcesInfo()) handles[name] = (handles[name] ?? 0) + 1;
+  for (const h of process._getActiveHandles?.() ?? []) {
+    const name = typeof h === 'object' && h !== null ? h.constructor.name : typeof h;
+    handles[name] = (handles[name] ?? 0) + 1;
+  }
   let fds = -1;
   try {
     fds = readdirSync('/proc/self/fd').length - 1; // minus the directory being read
