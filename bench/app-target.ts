@@ -8,7 +8,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Mode, nowUs, type TargetApi } from './messages.js';
 import type { Handlers } from './ipc.js';
-import { Conditions, byMode, counterOf, echo, listen, ONE } from './sockets.js';
+import { Conditions, byMode, counterOf, echo, listenOn, ONE } from './sockets.js';
 
 interface BulkCounter {
   streams: number;
@@ -56,7 +56,7 @@ export class TargetApp {
   };
 
   private async listen(host: string, port: number, slowRate: number): Promise<{ port: number }> {
-    this.servers.set(port, await listen(host, port, (socket) => this.accept(socket, port, slowRate)));
+    this.servers.set(port, await listenOn(host, port, (socket) => this.accept(socket, port, slowRate)));
     return { port };
   }
 

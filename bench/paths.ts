@@ -193,7 +193,7 @@ export async function waitListening(host: string, port: number, timeoutMs: numbe
 }
 
 /** A random port above 61000 that is free on every given address (tcpipe needs entry == target port). */
-export async function freePort(hosts: readonly (string | undefined)[], taken: Set<number>): Promise<number> {
+export async function freePortOnAll(hosts: readonly (string | undefined)[], taken: Set<number>): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 61001 + Math.floor(Math.random() * 4500);
     if (taken.has(port)) continue;

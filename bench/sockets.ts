@@ -127,7 +127,7 @@ export class BackgroundStream {
 }
 
 /** Listens on host:port (a deep backlog: the connection workloads open hundreds at once). */
-export function listen(host: string, port: number, onSocket: (socket: net.Socket) => void): Promise<net.Server> {
+export function listenOn(host: string, port: number, onSocket: (socket: net.Socket) => void): Promise<net.Server> {
   return new Promise((resolve, reject) => {
     const server = net.createServer({ noDelay: true }, onSocket);
     server.once('error', reject);

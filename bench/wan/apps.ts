@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { serve, type Handlers } from '../ipc.js';
-import { BackgroundStream, Conditions, byMode, closed, connect, counterOf, echo, listen, pump, receive, ONE } from '../sockets.js';
+import { BackgroundStream, Conditions, byMode, closed, connect, counterOf, echo, listenOn, pump, receive, ONE } from '../sockets.js';
 import { WanMode, nowUs, type BulkCount, type SinkApi, type UserApi } from './api.js';
 
 class UserApp {
@@ -224,7 +224,7 @@ class SinkApp {
   };
 
   private async listen(port: number): Promise<void> {
-    await listen('0.0.0.0', port, (socket) => this.accept(socket, port));
+    await listenOn('0.0.0.0', port, (socket) => this.accept(socket, port));
   }
 
   private counter(port: number): Counter {

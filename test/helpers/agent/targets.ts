@@ -135,7 +135,7 @@ function patternTarget(state: TargetState, socket: net.Socket): void {
   });
 }
 
-function startTarget(args: Args): Promise<Json> {
+function listenTarget(args: Args): Promise<Json> {
   const port = num(args, 'port');
   const host = str(args, 'host', '0.0.0.0');
   const mode = str(args, 'mode');
@@ -237,7 +237,7 @@ function target(args: Args): TargetState {
   return state;
 }
 
-function targetStats(args: Args): Json {
+function statsOfTarget(args: Args): Json {
   const state = target(args);
   const records = state.records;
   const summary = {
@@ -254,8 +254,8 @@ function targetStats(args: Args): Json {
 }
 
 export const targetOps: Readonly<Record<string, Op>> = {
-  listen: startTarget,
-  'target-stats': targetStats,
+  listen: listenTarget,
+  'target-stats': statsOfTarget,
   'target-resume': (args) => {
     const state = target(args);
     state.paused = false;
