@@ -18,26 +18,13 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  LINK_DOWN,
-  LINK_PORT,
-  LINK_UP,
-  MiB,
-  createChain,
-  faultsAvailable,
-  lineTime,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startClient,
-  startServer,
-  type LoadSummary,
-  type TcpipeProc,
-  type TargetStats,
-} from './kit.js';
+import { startAgent, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, LINK_PORT, skipReason } from '../helpers/chain.js';
+import { mib, startChainClient, startChainServer, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { lineTime, LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { MiB } from '../helpers/net.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const FLOOD_PORT = 31020;
 const HEARTBEAT_S = 2;
@@ -94,14 +81,14 @@ describe('faults: hostile link input', { skip: skipReason(avail) }, () => {
     await users.call('listen', { port: FLOOD_PORT, mode: 'flood' }, 5000);
     await users.call('listen', { port: FWD_PORT + 100, mode: 'echo' }, 5000);
     await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
-    const server = await startServer(t, chain, ['-p', String(FWD_PORT), `--heartbeat=${HEARTBEAT_S}`]);
+    const server = await startChainServer(t, chain, ['-p', String(FWD_PORT), `--heartbeat=${HEARTBEAT_S}`]);
     const link = { host: chain.srvForCli, port: LINK_PORT };
     let keyBase = 1;
 
     /** A real client pairs, relays 1 MiB each way intact, and leaves. */
     const realClientPairs = async (): Promise<number> => {
       const from = server.mark();
-      const client = await startClient(t, chain, [`--heartbeat=${HEARTBEAT_S}`]);
+      const client = await startChainClient(t, chain, [`--heartbeat=${HEARTBEAT_S}`]);
       const started = Date.now();
       await Promise.all([client.waitFor(LINK_UP, 10_000), server.waitFor(LINK_UP, 10_000, from)]);
       const pairedMs = Date.now() - started;
