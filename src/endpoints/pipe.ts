@@ -61,15 +61,21 @@ export class StreamPipe implements StreamSink {
   private readonly onSocketData = (chunk: Buffer): void => {
     if (!this.stream.write(chunk)) this.pauseSocket();
   };
-  /** Probes a paused socket for a reset while it waits for window (see RESET_PROBE_MS). */
+  /**
+   * Probes a paused socket for a reset while it waits for window (see RESET_PROBE_MS). One
+   * timeout at a time, re-armed only while the socket stays paused: a bulk stream pauses and
+   * resumes its socket at every window, and must not pay a timer for each.
+   */
   private resetProbe: NodeJS.Timeout | null = null;
   private readonly probeForReset = (): void => {
+    this.resetProbe = null;
     const socket = this.socket;
-    if (socket.destroyed || !socket.isPaused()) return this.stopResetProbe();
+    if (socket.destroyed || !socket.isPaused()) return;
     // An empty write reports a pending ECONNRESET (the kernel checks the socket's error
     // before the length); Node then destroys the socket and handleSocketClose relays the reset.
     // Once this side has ended its writes, only reading again would see the RST.
     if (socket.writable && !socket.writableEnded && !this.corked) socket.write(EMPTY, this.onResetProbed);
+    this.armResetProbe();
   };
   private readonly onResetProbed = (err?: Error | null): void => {
     if (err !== null && err !== undefined) this.socketError ??= err;
@@ -173,21 +179,22 @@ export class StreamPipe implements StreamSink {
   }
 
   onWritable(): void {
-    this.stopResetProbe();
+    // A probe armed meanwhile finds the socket reading and lapses.
     if (!this.socket.destroyed) this.socket.resume();
   }
 
   private pauseSocket(): void {
     this.socket.pause();
-    if (this.resetProbe === null) {
-      this.resetProbe = setInterval(this.probeForReset, RESET_PROBE_MS);
-      this.resetProbe.unref();
-    }
+    this.armResetProbe();
+  }
+
+  private armResetProbe(): void {
+    if (this.resetProbe === null) this.resetProbe = setTimeout(this.probeForReset, RESET_PROBE_MS).unref();
   }
 
   private stopResetProbe(): void {
     if (this.resetProbe === null) return;
-    clearInterval(this.resetProbe);
+    clearTimeout(this.resetProbe);
     this.resetProbe = null;
   }
 
