@@ -18,8 +18,8 @@ export class LinkReport {
   ) {}
 
   up(peer: LinkPeer): void {
-    this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})`, { peer: peer.address });
-    this.events.emit('link-up', { peer: peer.address });
+    this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})${of(peer)}`, { peer: peer.address, ...who(peer) });
+    this.events.emit('link-up', { peer: peer.address, ...who(peer) });
   }
 
   /** The session ended; `streams` connections close with it. */
@@ -29,12 +29,13 @@ export class LinkReport {
       const event = code === ErrorCodes.RESUME_EXPIRED ? 'resume_expired' : 'resume_failed';
       this.logger.warn(event, `${end.reason}; closing ${streams} held connections`, { peer: peer.address, reason: end.reason, streams });
     } else {
-      this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
+      this.logger.info('link_down', `link down with ${peer.address}${of(peer)}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
         peer: peer.address,
         reason: end.reason,
+        ...who(peer),
       });
     }
-    this.events.emit('link-down', { peer: peer.address, reason: end.reason });
+    this.events.emit('link-down', { peer: peer.address, reason: end.reason, ...who(peer) });
   }
 
   held(peer: LinkPeer, end: SessionEnd, streams: number): void {
@@ -54,4 +55,13 @@ export class LinkReport {
     });
     this.events.emit('link-resumed', { peer: peer.address, streams: info.streams, replayedBytes: info.replayedBytes });
   }
+}
+
+/** A server with many sites names the client in its link lines and events. */
+function who(peer: LinkPeer): { client?: string } {
+  return peer.client !== undefined ? { client: peer.client } : {};
+}
+
+function of(peer: LinkPeer): string {
+  return peer.client !== undefined ? `, client '${peer.client}'` : '';
 }

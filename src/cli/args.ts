@@ -7,8 +7,9 @@ import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
-import type { RouteSpec } from '../instance.js';
-import { readConfigFile, type OptionValues } from '../config/file.js';
+import type { RouteSpec, SiteOptions } from '../instance.js';
+import { CLIENT_TABLES, readConfigFile, type OptionValues } from '../config/file.js';
+import { sitesOf } from '../config/site-args.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -46,6 +47,8 @@ export interface RunCommand {
   readonly wsCaFile: string | undefined;
   /** --metrics=HOST:PORT: where to serve Prometheus metrics and status. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** A server's `[[client]]` tables (config file only): many sites, one partner each. */
+  readonly sites?: readonly SiteOptions[];
 }
 
 export type Command =
@@ -115,8 +118,9 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
     merged[key] = Array.isArray(value) && !MULTIPLE.has(key) ? value.join(',') : value;
     fromFile.add(key);
   }
+  let command: Command;
   try {
-    return validate(merged as typeof values, positionals);
+    command = validate(merged as typeof values, positionals);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     // Name the file and key when the bad value came from the file.
@@ -125,6 +129,8 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
     if (label === null || key === undefined || !fromFile.has(key)) throw err;
     throw new UsageError(`config ${configPath}: key '${key}': ${err.message.slice(label[0].length)}`);
   }
+  const tables = file[CLIENT_TABLES];
+  return tables === undefined || command.kind !== 'run' ? command : { ...command, sites: sitesOf(command, tables) };
 }
 
 type ParsedValues = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
@@ -314,18 +320,37 @@ export function parseHostPort(text: string, what: string): { host: string; port:
   return { host, port: parsePort(text.slice(colon + 1), what) };
 }
 
-/** `[BIND:]PORT[,[BIND:]PORT...]`. */
+/** `[BIND:]PORT[,[BIND:]PORT...]`; a PORT may be a range `A-B`. */
 export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
   if (!given) return [];
   const specs: ListenSpec[] = [];
   for (const item of text.split(',')) {
     if (item === '') throw new UsageError(`${what}: empty entry in '${text}'`);
-    const spec: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
-    // Two listeners clash on one port when either takes every address, or both take the same one.
-    const clash = specs.some((o) => o.port === spec.port && (o.host === undefined || spec.host === undefined || o.host === spec.host));
-    if (clash) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
-    specs.push(spec);
+    for (const spec of parsePortRange(item, what) ?? [/^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what)]) {
+      // Two listeners clash on one port when either takes every address, or both take the same one.
+      const clash = specs.some((o) => o.port === spec.port && (o.host === undefined || spec.host === undefined || o.host === spec.host));
+      if (clash) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
+      specs.push(spec);
+    }
   }
+  return specs;
+}
+
+/** A range takes at most this many ports: a typo like 4000-40000 must not bind 36,000. */
+export const MAX_PORT_RANGE = 1000;
+
+/** `[BIND:]A-B`: the ports from A to B; null when the item is not a range. */
+export function parsePortRange(item: string, what: string): ListenSpec[] | null {
+  const range = /^(.*?)(\d{1,5})-(\d{1,5})$/.exec(item);
+  if (range === null) return null;
+  const [, prefix = '', a = '', b = ''] = range;
+  if (prefix !== '' && !prefix.endsWith(':')) return null;
+  const first: ListenSpec = prefix === '' ? { port: parsePort(a, what) } : parseHostPort(prefix + a, what);
+  const last = parsePort(b, what);
+  if (last < first.port) throw new UsageError(`${what}: range ${a}-${b} goes backwards`);
+  if (last - first.port + 1 > MAX_PORT_RANGE) throw new UsageError(`${what}: range ${a}-${b} has ${last - first.port + 1} ports (at most ${MAX_PORT_RANGE})`);
+  const specs: ListenSpec[] = [];
+  for (let port = first.port; port <= last; port++) specs.push(first.host === undefined ? { port } : { host: first.host, port });
   return specs;
 }
 

@@ -1,0 +1,233 @@
+/**
+ * One server, many sites, through the library on loopback: three sites, each
+ * with its own secret, entry port and target; isolation, hostile clients, and
+ * live reconfiguration with held connections checked byte for byte.
+ *
+ * Layout: link on 127.0.0.1; the server's entry ports on 127.0.0.2:P; each
+ * site's target on 127.0.0.3:P greets with its site's letter, then echoes.
+ * A site's client routes only its own port, so a stream that reached the
+ * wrong site would fail, not silently succeed.
+ */
+import { test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { startClient, startServer, type Tcpipe } from '../../src/index.js';
+import { generateSecret } from '../../src/security/secret.js';
+import type { SiteOptions } from '../../src/options.js';
+import {
+  ENTRY_HOST,
+  LINK_HOST,
+  TARGET_HOST,
+  TEST_LIMITS,
+  captureLog,
+  connectUser,
+  nextEvent,
+  recordEvents,
+  sha256,
+  startTarget,
+  withTimeout,
+  type LogCapture,
+  type Target,
+  type UserConn,
+} from '../helpers/loopback.js';
+
+const NAMES = ['site-a', 'site-b', 'site-c'] as const;
+type Name = (typeof NAMES)[number];
+
+/** A target that says which site it is, then echoes. */
+function siteTarget(t: TestContext, name: string): Promise<Target> {
+  return startTarget(t, (socket) => {
+    socket.write(`${name}\n`);
+    socket.pipe(socket);
+  });
+}
+
+interface Hub {
+  readonly server: Tcpipe;
+  readonly log: LogCapture;
+  readonly linkPort: number;
+  readonly secrets: Record<Name, string>;
+  readonly targets: Record<Name, Target>;
+  readonly sites: SiteOptions[];
+}
+
+async function startHub(t: TestContext, extra: Partial<Record<Name, Partial<SiteOptions>>> = {}): Promise<Hub> {
+  const secrets = { 'site-a': generateSecret(), 'site-b': generateSecret(), 'site-c': generateSecret() };
+  const targets = {} as Record<Name, Target>;
+  for (const name of NAMES) targets[name] = await siteTarget(t, name);
+  const sites = NAMES.map((name) => {
+    targets[name].releaseEntry();
+    return { name, secret: [secrets[name]], ports: [{ host: ENTRY_HOST, port: targets[name].port }], ...extra[name] };
+  });
+  const log = captureLog('server');
+  const server = await startServer({ port: 0, host: LINK_HOST, clients: sites, logger: log.logger, heartbeatSeconds: 5, limits: TEST_LIMITS });
+  t.after(() => server.stop());
+  const linkPort = server.linkAddress?.port;
+  if (linkPort === undefined) throw new Error('no link address');
+  return { server, log, linkPort, secrets, targets, sites };
+}
+
+/** A site's client: the ordinary client, with its secret, routing only its own port (or `ports`) to the targets. */
+async function startSite(
+  t: TestContext,
+  hub: Hub,
+  name: Name,
+  secret = hub.secrets[name],
+  extra: { ports?: number[]; entryHost?: string } = {},
+): Promise<{ client: Tcpipe; log: LogCapture }> {
+  const log = captureLog(name);
+  const client = await startClient({
+    host: LINK_HOST,
+    port: hub.linkPort,
+    proxy: null,
+    secret,
+    routes: [{ port: hub.targets[name].port, host: TARGET_HOST }],
+    ports: (extra.ports ?? []).map((port) => ({ host: extra.entryHost ?? ENTRY_HOST, port })),
+    logger: log.logger,
+    heartbeatSeconds: 5,
+    limits: TEST_LIMITS,
+  });
+  t.after(() => client.stop());
+  return { client, log };
+}
+
+async function startAllSites(t: TestContext, hub: Hub): Promise<Record<Name, Tcpipe>> {
+  const ups = NAMES.map((name) => nextEvent(hub.server, 'link-up', 5000, (e) => e.client === name));
+  const clients = {} as Record<Name, Tcpipe>;
+  for (const name of NAMES) clients[name] = (await startSite(t, hub, name)).client;
+  await Promise.all(ups);
+  return clients;
+}
+
+/** Opens a user connection to a site's entry port and reads the target's greeting. */
+async function greeted(t: TestContext, port: number): Promise<{ user: UserConn; greeting: string }> {
+  const user = await connectUser(t, ENTRY_HOST, port);
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (!user.data().includes(10)) return;
+        user.socket.off('data', check);
+        resolve();
+      };
+      user.socket.on('data', check);
+      check();
+    }),
+    5000,
+    `the greeting on port ${port}`,
+  );
+  return { user, greeting: user.data().toString().split('\n')[0] ?? '' };
+}
+
+/** Sends `size` random bytes on a held connection and checks the echo, byte for byte. */
+async function echoes(user: UserConn, size: number): Promise<void> {
+  const before = user.receivedBytes;
+  const payload = randomBytes(size);
+  user.socket.write(payload);
+  await withTimeout(
+    new Promise<void>((resolve) => {
+      const check = (): void => {
+        if (user.receivedBytes < before + size) return;
+        user.socket.off('data', check);
+        resolve();
+      };
+      user.socket.on('data', check);
+      check();
+    }),
+    5000,
+    `${size} bytes echoed`,
+  );
+  const back = user.data().subarray(user.data().length - size);
+  assert.equal(sha256(back), sha256(payload), 'the echo matches byte for byte');
+}
+
+test('each site\'s port reaches that site only; status and events name the client', async (t) => {
+  const hub = await startHub(t);
+  const clients = await startAllSites(t, hub);
+  const opened = { 'site-a': recordEvents(clients['site-a'], 'stream-open'), 'site-b': recordEvents(clients['site-b'], 'stream-open'), 'site-c': recordEvents(clients['site-c'], 'stream-open') };
+  for (const name of NAMES) {
+    const { user, greeting } = await greeted(t, hub.targets[name].port);
+    assert.equal(greeting, name, `a user on ${name}'s port reaches ${name}`);
+    await echoes(user, 64 * 1024);
+    user.socket.destroy();
+  }
+  for (const name of NAMES) assert.equal(opened[name].length, 1, `${name}'s client saw exactly its own stream`);
+  const status = hub.server.status();
+  assert.equal(status.link, null, 'with clients, the link is per client');
+  assert.deepEqual(status.clients?.map((c) => c.name), [...NAMES]);
+  for (const c of status.clients ?? []) {
+    assert.notEqual(c.link, null, `${c.name}'s link is up`);
+    assert.ok(c.bytesIn >= 64 * 1024 && c.bytesOut >= 64 * 1024, `${c.name} counts its own bytes (${c.bytesIn} in, ${c.bytesOut} out)`);
+  }
+});
+
+test('hostile clients: a wrong secret gets no link; another\'s secret while its owner is live is refused; ports not given are refused', async (t) => {
+  const hub = await startHub(t, { 'site-b': { target: TARGET_HOST } });
+  const pa = hub.targets['site-a'].port;
+  const pb = hub.targets['site-b'].port;
+  hub.sites[0] = { ...hub.sites[0], name: 'site-a', target: TARGET_HOST, allow: [pa] };
+  await hub.server.reconfigure({ clients: hub.sites });
+  const ups = NAMES.map((name) => nextEvent(hub.server, 'link-up', 5000, (e) => e.client === name));
+  // site-a's client also listens on 127.0.0.4 for its own port and for site-b's port number.
+  const a = await startSite(t, hub, 'site-a', hub.secrets['site-a'], { ports: [pa, pb], entryHost: '127.0.0.4' });
+  const b = await startSite(t, hub, 'site-b', hub.secrets['site-b'], { ports: [pb], entryHost: '127.0.0.5' });
+  await startSite(t, hub, 'site-c');
+  await Promise.all(ups);
+  const serverDowns = recordEvents(hub.server, 'link-down');
+
+  // A stranger with a secret no table holds: no link, an authentication failure on the server.
+  await startSite(t, hub, 'site-a', generateSecret());
+  await hub.log.waitFor(/authentication failed from/, 5000);
+
+  // site-b's secret from another machine while site-b is live: today's one-partner rule, for site-b.
+  const impostor = await startSite(t, hub, 'site-b');
+  await impostor.log.waitFor(/client 'site-b' already has a live link/, 5000);
+  assert.equal(serverDowns.length, 0, 'no client lost its link');
+  assert.ok(b.client.linkUp, 'site-b keeps its link');
+
+  // site-a reaches its allowed port through the server's target...
+  const allowed = await connectUser(t, '127.0.0.4', pa);
+  await withTimeout(new Promise<void>((resolve) => allowed.socket.once('data', () => resolve())), 5000, 'site-a reaches its port');
+  assert.match(allowed.data().toString(), /^site-a\n/);
+  // ...but not site-b's port, which site-b itself may ask for.
+  const refused = nextEvent(hub.server, 'refused', 5000, (r) => r.client === 'site-a' && r.kind === 'not_allowed' && r.port === pb);
+  const denied = await connectUser(t, '127.0.0.4', pb);
+  await refused;
+  await denied.closedWithin(5000);
+  assert.equal(denied.receivedBytes, 0, 'nothing from site-b\'s target reached site-a');
+  const own = await connectUser(t, '127.0.0.5', pb);
+  await withTimeout(new Promise<void>((resolve) => own.socket.once('data', () => resolve())), 5000, 'site-b reaches its port');
+  assert.match(own.data().toString(), /^site-b\n/);
+  assert.ok(a.client.linkUp);
+});
+
+test('reconfigure: a removed client loses its port and link, a changed one gets its new port, the others keep their streams', async (t) => {
+  const hub = await startHub(t);
+  const clients = await startAllSites(t, hub);
+  const held: Partial<Record<Name, UserConn>> = {};
+  for (const name of NAMES) held[name] = (await greeted(t, hub.targets[name].port)).user;
+  const extra = await siteTarget(t, 'site-a');
+  extra.releaseEntry();
+
+  const cDown = nextEvent(clients['site-c'], 'link-down', 5000);
+  const next = hub.sites
+    .filter((s) => s.name !== 'site-c')
+    .map((s) => (s.name === 'site-a' ? { ...s, ports: [...(s.ports ?? []), { host: ENTRY_HOST, port: extra.port }] } : s));
+  const changes = await hub.server.reconfigure({ clients: next });
+  clients['site-a'].reload({ routes: [hub.targets['site-a'].port, extra.port].map((port) => ({ port, host: TARGET_HOST })) });
+  assert.ok(changes.some((c) => /client 'site-c' removed/.test(c)), changes.join('; '));
+  assert.ok(changes.some((c) => new RegExp(`client 'site-a': port .*${extra.port} opened`).test(c)), changes.join('; '));
+  await cDown;
+  await hub.log.waitFor(/closing the link of client 'site-c'/, 5000);
+  await withTimeout(held['site-c']?.closed ?? Promise.reject(new Error('no site-c user')), 5000, "site-c's connection to close");
+  await assert.rejects(connectUser(t, ENTRY_HOST, hub.targets['site-c'].port), /ECONNREFUSED/, "site-c's port is closed");
+
+  for (const name of ['site-a', 'site-b'] as const) {
+    const user = held[name];
+    assert.ok(user !== undefined);
+    await echoes(user, 256 * 1024);
+  }
+  assert.ok(clients['site-a'].linkUp && clients['site-b'].linkUp, 'the other links stayed up');
+  const { greeting } = await greeted(t, extra.port);
+  assert.equal(greeting, 'site-a', "site-a's new port reaches site-a");
+});
