@@ -170,7 +170,10 @@ export interface ClientStatus {
     readonly peer: string;
     readonly upSince: number;
     readonly rttMs: number;
+    readonly bufferedBytes: number;
   } | null;
+  /** Links this client made since start (or since it was added). */
+  readonly linksUp: number;
   /** Since when the link has been down (start, or the last link's end); null while up. */
   readonly downSince: number | null;
   readonly openStreams: number;

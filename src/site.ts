@@ -202,7 +202,8 @@ export class Site {
     const link = this.linkStatus();
     return {
       name: this.name,
-      link: link === null ? null : { peer: link.peer, upSince: link.upSince, rttMs: link.rttMs },
+      link: link === null ? null : { peer: link.peer, upSince: link.upSince, rttMs: link.rttMs, bufferedBytes: link.bufferedBytes },
+      linksUp: this.linksUp,
       downSince: link === null ? this.downSince : null,
       openStreams: this.pipes.size,
       ...this.bytes,

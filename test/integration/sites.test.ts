@@ -15,6 +15,8 @@ import { randomBytes } from 'node:crypto';
 import { startClient, startServer, type Tcpipe } from '../../src/index.js';
 import { generateSecret } from '../../src/security/secret.js';
 import type { SiteOptions } from '../../src/options.js';
+import { createRegistry } from '../../src/metrics/metrics.js';
+import { renderStatus } from '../../src/cli/status.js';
 import {
   ENTRY_HOST,
   LINK_HOST,
@@ -159,6 +161,15 @@ test('each site\'s port reaches that site only; status and events name the clien
     assert.notEqual(c.link, null, `${c.name}'s link is up`);
     assert.ok(c.bytesIn >= 64 * 1024 && c.bytesOut >= 64 * 1024, `${c.name} counts its own bytes (${c.bytesIn} in, ${c.bytesOut} out)`);
   }
+  const text = await createRegistry(hub.server).metrics();
+  for (const name of NAMES) {
+    assert.match(text, new RegExp(`tcpipe_link_up\\{client="${name}"\\} 1`));
+    assert.match(text, new RegExp(`tcpipe_bytes_total\\{direction="in",client="${name}"\\} \\d+`));
+  }
+  assert.doesNotMatch(text, /^tcpipe_link_up \d/m, 'no unlabelled link series with clients');
+  const shown = renderStatus(status, Date.now());
+  assert.match(shown, /server: 3 clients, 3 links up/);
+  for (const name of NAMES) assert.match(shown, new RegExp(`^${name}\\s+up\\s+\\S+\\s+127\\.0\\.0\\.1:\\d+\\s+[\\d.]+ ms`, 'm'));
 });
 
 test('hostile clients: a wrong secret gets no link; another\'s secret while its owner is live is refused; ports not given are refused', async (t) => {
