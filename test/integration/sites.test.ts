@@ -12,6 +12,10 @@ import { test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { startClient, startServer, type Tcpipe } from '../../src/index.js';
 import { generateSecret } from '../../src/security/secret.js';
 import type { SiteOptions } from '../../src/options.js';
@@ -241,4 +245,88 @@ test('reconfigure: a removed client loses its port and link, a changed one gets 
   assert.ok(clients['site-a'].linkUp && clients['site-b'].linkUp, 'the other links stayed up');
   const { greeting } = await greeted(t, extra.port);
   assert.equal(greeting, 'site-a', "site-a's new port reaches site-a");
+});
+
+test('one partner: reconfigure applies a changed ports list in place, the link and held streams stay', async (t) => {
+  const targets = [await siteTarget(t, 'one'), await siteTarget(t, 'two')];
+  for (const target of targets) target.releaseEntry();
+  const log = captureLog('server');
+  const server = await startServer({ port: 0, host: LINK_HOST, ports: [{ host: ENTRY_HOST, port: targets[0]?.port ?? 0 }], logger: log.logger, limits: TEST_LIMITS });
+  t.after(() => server.stop());
+  const up = nextEvent(server, 'link-up', 5000);
+  const client = await startClient({ host: LINK_HOST, port: server.linkAddress?.port ?? 0, proxy: null, target: TARGET_HOST, limits: TEST_LIMITS });
+  t.after(() => client.stop());
+  await up;
+  const one = targets[0]?.port ?? 0;
+  const two = targets[1]?.port ?? 0;
+  const { user } = await greeted(t, one);
+  const downs = recordEvents(server, 'link-down');
+  const added = await server.reconfigure({ ports: [{ host: ENTRY_HOST, port: one }, { host: ENTRY_HOST, port: two }] });
+  assert.deepEqual(added, [`port ${ENTRY_HOST}:${two} opened`]);
+  assert.equal((await greeted(t, two)).greeting, 'two');
+  await echoes(user, 128 * 1024);
+  const removed = await server.reconfigure({ ports: [{ host: ENTRY_HOST, port: two }] });
+  assert.deepEqual(removed, [`port ${ENTRY_HOST}:${one} closed`]);
+  await user.closedWithin(5000);
+  await assert.rejects(connectUser(t, ENTRY_HOST, one), /ECONNREFUSED/);
+  assert.equal(downs.length, 0, 'the link stayed up');
+  assert.ok(server.linkUp);
+});
+
+function openssl(args: readonly string[], cwd: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('openssl', [...args], { cwd, timeout: 15_000 }, (err, _stdout, stderr) => (err !== null ? reject(new Error(`openssl: ${stderr}`)) : resolve()));
+  });
+}
+
+async function leaf(dir: string, name: string, cn: string, san: string, usage: string): Promise<void> {
+  await openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${cn}`], dir);
+  writeFileSync(join(dir, `${name}.ext`), `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=${usage}\nsubjectAltName=${san}\n`);
+  await openssl(['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', `0x${randomBytes(8).toString('hex')}`, '-days', '1', '-out', `${name}.crt`, '-extfile', `${name}.ext`], dir);
+}
+
+test('certificates: the client certificate\'s CN or DNS name picks its site; a valid certificate naming no site gets no link', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpipe-sites-pki-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-keyout', 'ca.key', '-out', 'ca.crt', '-subj', '/CN=ca', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], dir);
+  await leaf(dir, 'server', 'hub', 'DNS:hub', 'serverAuth');
+  await leaf(dir, 'a', 'site-a', 'DNS:site-a', 'clientAuth');
+  await leaf(dir, 'b', 'b-machine', 'DNS:b-machine,DNS:site-b.example', 'clientAuth');
+  await leaf(dir, 'x', 'stranger', 'DNS:stranger', 'clientAuth');
+  const tls = (name: string): { cert: Buffer; key: Buffer; ca: Buffer; serverName: string } => ({
+    cert: readFileSync(join(dir, `${name}.crt`)),
+    key: readFileSync(join(dir, `${name}.key`)),
+    ca: readFileSync(join(dir, 'ca.crt')),
+    serverName: 'hub',
+  });
+  const targets = { a: await siteTarget(t, 'site-a'), b: await siteTarget(t, 'site-b') };
+  targets.a.releaseEntry();
+  targets.b.releaseEntry();
+  const log = captureLog('server');
+  const server = await startServer({
+    port: 0,
+    host: LINK_HOST,
+    tls: tls('server'),
+    clients: [
+      { name: 'site-a', certName: 'site-a', ports: [{ host: ENTRY_HOST, port: targets.a.port }] },
+      { name: 'site-b', certName: 'site-b.example', ports: [{ host: ENTRY_HOST, port: targets.b.port }] },
+    ],
+    logger: log.logger,
+    limits: TEST_LIMITS,
+  });
+  t.after(() => server.stop());
+  const linkPort = server.linkAddress?.port ?? 0;
+  const dial = async (name: string, port: number): Promise<Tcpipe> => {
+    const client = await startClient({ host: LINK_HOST, port: linkPort, proxy: null, tls: tls(name), routes: [{ port, host: TARGET_HOST }], limits: TEST_LIMITS });
+    t.after(() => client.stop());
+    return client;
+  };
+  const ups = ['site-a', 'site-b'].map((name) => nextEvent(server, 'link-up', 5000, (e) => e.client === name));
+  await dial('a', targets.a.port);
+  await dial('b', targets.b.port);
+  await Promise.all(ups);
+  assert.equal((await greeted(t, targets.a.port)).greeting, 'site-a');
+  assert.equal((await greeted(t, targets.b.port)).greeting, 'site-b');
+  await dial('x', targets.a.port);
+  await log.waitFor(/authentication failed from .*certificate names stranger.* belong to no \[\[client\]\] table/, 5000);
 });
