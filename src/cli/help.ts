@@ -30,7 +30,8 @@ Relaying (both modes, either or both):
                                Accept user connections on these ports; the partner
                                connects to its target on the same port. A port may
                                be given as <addr>:<port> or [<v6addr>]:<port> to
-                               listen on one address only (default: all addresses).
+                               listen on one address only (default: all addresses),
+                               and a range as <a>-<b> (at most 1000 ports).
   -t, --target=<host>          Connect to <host> when the partner relays a port,
                                on the same port number.
   -t, --target=<port>=<host>[:<tport>]
@@ -53,7 +54,7 @@ Security (both ends alike; without either, tcpipe warns that the link is open):
                                (default: the host it dials).
       --allow=<port>[,<port>...]
                                Ports the partner may ask this side to connect to
-                               (default: any port on the -t host).
+                               (default: any port on the -t host); ranges <a>-<b>.
       --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
 
 Windows (see README, Flow control and memory):
@@ -81,7 +82,11 @@ Operation:
                                names as keys (server = 50000, ports = [40000],
                                target = ["appli2", "5432=db:15432"]). Flags on the
                                command line override the file. SIGHUP re-reads it
-                               and applies target, routes and allow in place.
+                               and applies ports, target, routes and allow in place.
+                               A server's file may hold [[client]] tables: many
+                               sites, each with its own secret-file (or cert-name),
+                               ports, target and allow (README, One server, many
+                               sites).
       --metrics=<host>:<port>  Serve Prometheus metrics on /metrics and a status
                                snapshot on /status (for 'tcpipe status').
 
