@@ -81,7 +81,7 @@ export async function secureServerIdentified(socket: Duplex, security: LinkSecur
   }
   // Node honours pskCallback on a server TLSSocket; its typings list it only for tls.createServer.
   const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback'> = { isServer: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
-  const byId = new Map(security.secrets.map((s) => [s.keyId, s]));
+  const byId = secretsById(security);
   let keyId = '';
   options.pskCallback = (_socket, identity) => {
     const secret = byId.get(identity);
@@ -90,6 +90,18 @@ export async function secureServerIdentified(socket: Duplex, security: LinkSecur
   };
   const link = await handshake(new tls.TLSSocket(socket, options), 'secure', 'the client');
   return { link, identity: { kind: 'psk', keyId } };
+}
+
+/** Each security's secrets by key id, built once: a server with many sites holds one per site. */
+const idTables = new WeakMap<LinkSecurity, ReadonlyMap<string, Secret>>();
+
+function secretsById(security: Extract<LinkSecurity, { kind: 'psk' }>): ReadonlyMap<string, Secret> {
+  let table = idTables.get(security);
+  if (table === undefined) {
+    table = new Map(security.secrets.map((s) => [s.keyId, s]));
+    idTables.set(security, table);
+  }
+  return table;
 }
 
 /** The subject CN and the DNS names of the client's (verified) certificate. */

@@ -78,7 +78,8 @@ export class LinkServer {
   private knownClients: ReadonlySet<string> | null = null;
   /** The security in force: a reload may change the sites' secrets. */
   private security: LinkSecurity;
-  private admission: Promise<void> = Promise.resolve();
+  /** Admissions run one at a time per client: one client's partner check never delays another's. */
+  private readonly admissions = new Map<string, Promise<void>>();
   private pendingHandshakes = 0;
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
@@ -190,7 +191,12 @@ export class LinkServer {
         cancelTimer();
         this.pendingHandshakes--;
         this.penalty.recordSuccess(source);
-        this.admission = this.admission.then(() => this.admit(client, socket, link, address, hello, resume));
+        const queued = (this.admissions.get(client) ?? Promise.resolve()).then(() => this.admit(client, socket, link, address, hello, resume));
+        this.admissions.set(client, queued);
+        const settled = (): void => {
+          if (this.admissions.get(client) === queued) this.admissions.delete(client);
+        };
+        queued.then(settled, settled);
       },
       (err: unknown) => {
         cancelTimer();
