@@ -215,6 +215,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       const site = this.sites.get('');
       if (site === undefined) return [];
       const changes = this.reload(next);
+      if (next.ports === undefined) return changes;
       return [...changes, ...(await applyPortChanges([portChange(site, listenSpecs(next.ports))], this.logger))];
     }
     const directory = new SiteDirectory(clients, this.options.tls);

@@ -71,7 +71,9 @@ export interface SiteOptions {
 
 /** What `Tcpipe.reconfigure` (SIGHUP) applies in place: entry ports too, and the sites. */
 export interface LiveOptions extends ReloadableOptions {
+  /** The one partner's entry ports (absent: unchanged). */
   readonly ports?: readonly (number | ListenSpec)[];
+  /** A server with clients: the whole new list. */
   readonly clients?: readonly SiteOptions[];
 }
 
