@@ -60,7 +60,10 @@ async function startServerProcess(dir: string, config: string): Promise<Server> 
   const [linkPort, metricsPort] = [await freePort(), await freePort()];
   const path = join(dir, `server-${linkPort}.toml`);
   writeFileSync(path, `server = ${linkPort}\nmetrics = "127.0.0.1:${metricsPort}"\nquiet = true\n${config}`);
-  const child = spawn(process.execPath, [MAIN, `--config=${path}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // The bench's own preload lets it ask for a full GC (SIGUSR2) before reading the heap.
+  const preload = join(dir, 'gc-on-usr2.cjs');
+  writeFileSync(preload, "process.on('SIGUSR2', () => globalThis.gc && globalThis.gc());\n");
+  const child = spawn(process.execPath, ['--expose-gc', '--require', preload, MAIN, `--config=${path}`], { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr?.resume();
   for (let i = 0; i < 100; i++) {
     const up = await fetchStatus('127.0.0.1', metricsPort, 500).then(() => true, () => false);
@@ -70,8 +73,10 @@ async function startServerProcess(dir: string, config: string): Promise<Server> 
   throw new Error('the server did not start');
 }
 
-/** The server's V8 heap in use (MiB), from its own metrics. */
+/** The server's V8 heap in use (MiB) after a full GC, from its own metrics. */
 async function heapMiB(server: Server): Promise<number> {
+  server.child.kill('SIGUSR2');
+  await wait(500);
   const text = await new Promise<string>((resolve, reject) => {
     import('node:http').then(({ default: http }) => {
       http.get({ host: '127.0.0.1', port: server.metricsPort, path: '/metrics' }, (res) => {

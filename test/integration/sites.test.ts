@@ -13,7 +13,7 @@ import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startClient, startServer, type Tcpipe } from '../../src/index.js';
@@ -329,4 +329,44 @@ test('certificates: the client certificate\'s CN or DNS name picks its site; a v
   assert.equal((await greeted(t, targets.b.port)).greeting, 'site-b');
   await dial('x', targets.a.port);
   await log.waitFor(/authentication failed from .*certificate names stranger.* belong to no \[\[client\]\] table/, 5000);
+});
+
+test('churn: 100 sites dial, all restart at once, all are back; descriptors return to where they started', { timeout: 90_000 }, async (t) => {
+  const N = 100;
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const secrets = Array.from({ length: N }, () => generateSecret());
+  const server = await startServer({
+    port: 0,
+    host: LINK_HOST,
+    clients: secrets.map((secret, i) => ({ name: `site-${i}`, secret: [secret] })),
+    limits: TEST_LIMITS,
+  });
+  t.after(() => server.stop());
+  const startFds = fds();
+  const linkPort = server.linkAddress?.port ?? 0;
+  const allUp = async (): Promise<void> => {
+    const ups = secrets.map((_, i) => nextEvent(server, 'link-up', 30_000, (e) => e.client === `site-${i}`));
+    const clients = await Promise.all(secrets.map((secret) => startClient({ host: LINK_HOST, port: linkPort, proxy: null, secret: [secret], limits: TEST_LIMITS })));
+    try {
+      await Promise.all(ups);
+      assert.equal(server.status().clients?.filter((c) => c.link !== null).length, N);
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+    }
+  };
+  await allUp();
+  const restarted = performance.now();
+  await allUp();
+  t.diagnostic(`all ${N} back in ${((performance.now() - restarted) / 1000).toFixed(1)} s after a restart at once`);
+  const downs = async (): Promise<void> => {
+    while (server.linkUp) await new Promise((resolve) => setImmediate(resolve));
+  };
+  await withTimeout(downs(), 5000, 'every link to end');
+  await withTimeout(
+    (async () => {
+      while (fds() > startFds + 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    })(),
+    5000,
+    `descriptors back near ${startFds} (now ${fds()})`,
+  );
 });
