@@ -23,7 +23,8 @@ Mode (exactly one):
   -c, --client=ws://<host>:<port>/<path> | wss://...
                                The same, with the link inside a WebSocket: through
                                web-only firewalls and reverse proxies (nginx).
-  -s, --server=<port>          Listen on <port> for one tcpipe client at a time.
+  -s, --server=<port>          Listen on <port> for one tcpipe client at a time
+                               (one per [[client]] table: see --config).
 
 Relaying (both modes, either or both):
   -p, --ports=<port>[,<port>...]
