@@ -28,6 +28,8 @@ import {
   TEST_LIMITS,
   captureLog,
   connectUser,
+  freePort,
+  spawnCli,
   nextEvent,
   recordEvents,
   sha256,
@@ -369,4 +371,36 @@ test('churn: 100 sites dial, all restart at once, all are back; descriptors retu
     5000,
     `descriptors back near ${startFds} (now ${fds()})`,
   );
+});
+
+test('one partner, the CLI: SIGHUP applies a changed ports list in place (range added, a port removed), the link stays', { timeout: 60_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'tcpipe-sites-hup-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const [one, two] = [await siteTarget(t, 'one'), await siteTarget(t, 'two')];
+  one.releaseEntry();
+  two.releaseEntry();
+  const linkPort = await freePort();
+  const config = join(dir, 'server.toml');
+  const write = (ports: string): void => writeFileSync(config, `server = ${linkPort}\nports = [${ports}]\n`);
+  write(`"${ENTRY_HOST}:${one.port}"`);
+  const server = spawnCli(t, [`--config=${config}`]);
+  await server.waitFor(/server: link port/, 10_000);
+  const client = await startClient({ host: LINK_HOST, port: linkPort, proxy: null, target: TARGET_HOST, limits: TEST_LIMITS });
+  t.after(() => client.stop());
+  await server.waitFor(/link up with /, 10_000);
+  const { user } = await greeted(t, one.port);
+
+  write(`"${ENTRY_HOST}:${one.port}", "${ENTRY_HOST}:${two.port}-${two.port}"`);
+  server.child.kill('SIGHUP');
+  await server.waitFor(new RegExp(`reloaded: port ${ENTRY_HOST.replace(/\./g, '\\.')}:${two.port} opened`), 5000);
+  assert.equal((await greeted(t, two.port)).greeting, 'two');
+  await echoes(user, 64 * 1024);
+
+  write(`"${ENTRY_HOST}:${two.port}"`);
+  server.child.kill('SIGHUP');
+  await server.waitFor(new RegExp(`reloaded: port ${ENTRY_HOST.replace(/\./g, '\\.')}:${one.port} closed`), 5000);
+  await user.closedWithin(5000);
+  await assert.rejects(connectUser(t, ENTRY_HOST, one.port), /ECONNREFUSED/);
+  assert.doesNotMatch(server.output(), /link down/, 'the link stayed up');
+  assert.ok(client.linkUp);
 });
