@@ -144,7 +144,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           security: this.security,
           transports: new Set(o.transports ?? ['tcp', 'ws']),
           wsPath: o.wsPath ?? '/tcpipe',
-          ...(directory !== null ? { identify: (identity) => this.directory?.identify(identity) ?? null } : {}),
+          ...(directory !== null ? { identify: (identity) => (this.directory ?? directory).identify(identity) } : {}),
         },
         handlers,
         this.clock,

@@ -47,15 +47,18 @@ export class SiteDirectory {
     this.security = tls !== undefined ? { kind: 'cert', ...tls } : { kind: 'psk', secrets };
   }
 
-  /** The site a proved identity belongs to, or null. */
-  identify(identity: PeerIdentity): string | null {
-    if (identity.kind === 'psk') return this.owners.get(identity.keyId) ?? null;
-    if (identity.kind === 'cert') {
+  /** The site a proved identity belongs to; an AUTH error (penalty box, as a wrong secret) for none. */
+  identify(identity: PeerIdentity): string {
+    if (identity.kind === 'psk') {
+      const site = this.owners.get(identity.keyId);
+      if (site !== undefined) return site;
+    } else if (identity.kind === 'cert') {
       for (const name of identity.names) {
         const site = this.owners.get(name.toLowerCase());
         if (site !== undefined) return site;
       }
     }
-    return null;
+    const who = identity.kind === 'cert' ? `certificate names ${identity.names.join(', ') || '(none)'}` : 'secret';
+    throw new TcpipeError(ErrorCodes.AUTH, `the client's ${who} belong to no [[client]] table`);
   }
 }

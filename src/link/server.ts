@@ -63,11 +63,8 @@ export interface LinkServerOptions {
   /** Link transports accepted on the port; both by default, told apart by the first byte. */
   readonly transports: ReadonlySet<'tcp' | 'ws'>;
   readonly wsPath: string;
-  /**
-   * Many sites: the client a proved identity belongs to (null: none, the link is
-   * refused as a wrong secret). Absent: one partner, as the seed says.
-   */
-  readonly identify?: (identity: PeerIdentity) => string | null;
+  /** Many sites: the client a proved identity belongs to; throws an AUTH error for none. Absent: one partner. */
+  readonly identify?: (identity: PeerIdentity) => string;
 }
 
 export class LinkServer {
@@ -267,15 +264,8 @@ export class LinkServer {
       const secured = await secureServerIdentified(stream, security);
       link = secured.link;
       link.on('error', () => undefined);
-      if (this.options.identify !== undefined) {
-        const known = this.options.identify(secured.identity);
-        if (known === null) {
-          link.destroy();
-          const who = secured.identity.kind === 'cert' ? `certificate names ${secured.identity.names.join(', ') || '(none)'}` : 'secret';
-          throw new TcpipeError(ErrorCodes.AUTH, `the client's ${who} belong to no [[client]] table`);
-        }
-        client = known;
-      }
+      // An identity of no client is refused as a wrong secret (the caller closes the socket).
+      if (this.options.identify !== undefined) client = this.options.identify(secured.identity);
     } else if (first === PREFACE[0] && security.kind !== 'none') {
       throw this.refuse(
         stream,
@@ -314,7 +304,7 @@ export class LinkServer {
     resume: ResumeOffer | null,
   ): Promise<void> {
     // A client removed by a reload while its handshake ran is not admitted.
-    const removed = client !== '' && this.options.identify !== undefined && !this.clientStillKnown(client);
+    const removed = client !== '' && this.knownClients !== null && !this.knownClients.has(client);
     if (socket.destroyed || this.stopped || removed) {
       socket.destroy();
       return;
@@ -398,11 +388,6 @@ export class LinkServer {
         return;
       }
     }
-  }
-
-  /** Is this client still in the sites (a reload may have removed it)? */
-  private clientStillKnown(client: string): boolean {
-    return this.knownClients === null || this.knownClients.has(client);
   }
 
   /** The current partner gives way to a newcomer that starts a fresh session. */
