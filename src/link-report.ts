@@ -41,14 +41,14 @@ export class LinkReport {
   held(peer: LinkPeer, end: SessionEnd, streams: number): void {
     this.logger.warn(
       'link_held',
-      `link lost with ${peer.address}: ${end.reason}; holding ${streams} connections for up to ${this.graceSeconds}s to resume`,
+      `link lost with ${peer.address}${of(peer)}: ${end.reason}; holding ${streams} connections for up to ${this.graceSeconds}s to resume`,
       { peer: peer.address, reason: end.reason, streams },
     );
     this.events.emit('link-held', { peer: peer.address, reason: end.reason, streams });
   }
 
   resumed(peer: LinkPeer, info: ResumeInfo): void {
-    this.logger.info('link_resumed', `link resumed with ${peer.address}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
+    this.logger.info('link_resumed', `link resumed with ${peer.address}${of(peer)}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
       peer: peer.address,
       streams: info.streams,
       replayed_bytes: info.replayedBytes,
