@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { IpcClient } from './ipc.js';
 import type { TargetApi, UserApi } from './messages.js';
 import { parseOptions } from './options.js';
-import { ENTRY_HOST, TARGET_HOST, freePort, startPath, type PathId, type PathPorts, type RunningPath } from './paths.js';
+import { ENTRY_HOST, TARGET_HOST, freePortOnAll, startPath, type PathId, type PathPorts, type RunningPath } from './paths.js';
 import { ProcessRegistry, cpuSeconds, processTree } from './procs.js';
 import { percentile } from './stats.js';
 import { bulkOnce, type WorkloadContext } from './workloads.js';
@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const runs: { path: PathId; build: string }[] = [];
     for (const path of paths) {
       for (const build of names) {
-        const p = { port: await freePort([ENTRY_HOST, TARGET_HOST], taken), inner: await freePort([undefined], taken) };
+        const p = { port: await freePortOnAll([ENTRY_HOST, TARGET_HOST], taken), inner: await freePortOnAll([undefined], taken) };
         ports.set(`${path}/${build}`, p);
         await target.call('listen', { host: TARGET_HOST, port: p.port, slowBytesPerSecond: 1_000_000 });
         runs.push({ path, build });

@@ -8,6 +8,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Mode, nowUs, type TargetApi } from './messages.js';
 import type { Handlers } from './ipc.js';
+import { Conditions, byMode, counterOf, echo, listenOn, ONE } from './sockets.js';
 
 interface BulkCounter {
   streams: number;
@@ -16,14 +17,10 @@ interface BulkCounter {
   lastAt: number;
 }
 
-type Waiter = { done: () => boolean; resolve: () => void };
-
-const ONE = Buffer.from([0x2e]);
-
 export class TargetApp {
   private readonly servers = new Map<number, net.Server>();
   private readonly counters = new Map<number, BulkCounter>();
-  private waiters: Waiter[] = [];
+  private readonly conditions = new Conditions();
   private open = 0;
   private slowBytes = 0;
   private readonly slowSockets = new Set<net.Socket>();
@@ -43,7 +40,7 @@ export class TargetApp {
     },
     bulkWait: async (args) => {
       const counter = this.counter(args.port);
-      await this.until(() => counter.streams >= args.streams, args.timeoutMs);
+      await this.conditions.until(() => counter.streams >= args.streams, args.timeoutMs);
       return { ...counter };
     },
     stats: () => Promise.resolve({ open: this.open, slowBytes: this.slowBytes }),
@@ -53,56 +50,18 @@ export class TargetApp {
       return Promise.resolve(null);
     },
     waitOpen: async (args) => {
-      await this.until(() => this.open <= args.open, args.timeoutMs);
+      await this.conditions.until(() => this.open <= args.open, args.timeoutMs);
       return { open: this.open };
     },
   };
 
-  private listen(host: string, port: number, slowRate: number): Promise<{ port: number }> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, port, slowRate));
-      server.once('error', reject);
-      server.listen({ host, port, backlog: 4096 }, () => {
-        server.off('error', reject);
-        this.servers.set(port, server);
-        resolve({ port });
-      });
-    });
+  private async listen(host: string, port: number, slowRate: number): Promise<{ port: number }> {
+    this.servers.set(port, await listenOn(host, port, (socket) => this.accept(socket, port, slowRate)));
+    return { port };
   }
 
   private counter(port: number): BulkCounter {
-    let counter = this.counters.get(port);
-    if (counter === undefined) {
-      counter = { streams: 0, bytes: 0, firstAt: 0, lastAt: 0 };
-      this.counters.set(port, counter);
-    }
-    return counter;
-  }
-
-  private until(done: () => boolean, timeoutMs: number): Promise<void> {
-    if (done()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        done,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve();
-      }, timeoutMs);
-      this.waiters.push(waiter);
-    });
-  }
-
-  private wake(): void {
-    if (this.waiters.length === 0) return;
-    const ready = this.waiters.filter((w) => w.done());
-    if (ready.length === 0) return;
-    this.waiters = this.waiters.filter((w) => !ready.includes(w));
-    for (const w of ready) w.resolve();
+    return counterOf(this.counters, port, () => ({ streams: 0, bytes: 0, firstAt: 0, lastAt: 0 }));
   }
 
   private accept(socket: net.Socket, port: number, slowRate: number): void {
@@ -112,20 +71,16 @@ export class TargetApp {
       // A socket handed to the discarder is counted until the discarder reports it closed.
       if (this.handedOff.has(socket)) return;
       this.open--;
-      this.wake();
+      this.conditions.wake();
     });
-    socket.once('data', (first: Buffer) => {
-      const mode = first[0];
-      const rest = first.subarray(1);
+    byMode(socket, (mode, rest) => {
       switch (mode) {
         case Mode.BULK:
           return this.bulk(socket, port, rest);
         case Mode.DISCARD:
           return this.handOff(socket);
         case Mode.ECHO:
-          socket.on('data', (chunk: Buffer) => socket.write(chunk));
-          if (rest.length > 0) socket.write(rest);
-          return undefined;
+          return echo(socket, rest);
         case Mode.CONNECT:
         case Mode.IDLE:
           socket.write(ONE);
@@ -137,8 +92,6 @@ export class TargetApp {
           return undefined;
       }
     });
-    // Flowing mode for every connection: discards what no mode handler takes.
-    socket.on('data', () => undefined);
   }
 
   private handOff(socket: net.Socket): void {
@@ -147,7 +100,7 @@ export class TargetApp {
       const helper = fork(fileURLToPath(new URL('./app.js', import.meta.url)), ['discard'], { stdio: 'inherit' });
       helper.on('message', () => {
         this.open--;
-        this.wake();
+        this.conditions.wake();
       });
       helper.on('exit', () => (this.discarder = null));
       this.discarder = helper;
@@ -169,7 +122,7 @@ export class TargetApp {
     socket.on('end', () => {
       counter.streams++;
       counter.lastAt = nowUs();
-      this.wake();
+      this.conditions.wake();
     });
   }
 

@@ -3,96 +3,9 @@
  * and drive one workload per request. Runs in its own process, never in a relay.
  */
 import net from 'node:net';
-import { Mode, nowUs, type Endpoint, type UserApi } from './messages.js';
+import { Mode, nowUs, type UserApi } from './messages.js';
 import type { Handlers } from './ipc.js';
-
-/** One buffer, written again and again: the generator allocates nothing per write. */
-const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
-
-function connect(ep: Endpoint, timeoutMs = 10_000): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: ep.host, port: ep.port, noDelay: true });
-    const timer = setTimeout(() => fail(new Error(`connect to ${ep.host}:${ep.port}: timeout`)), timeoutMs);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('error', fail);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', fail);
-      socket.on('error', () => undefined);
-      resolve(socket);
-    });
-  });
-}
-
-/** Resolves on 'drain', on close, or at `untilUs` (whichever first); true on drain. */
-function drained(socket: net.Socket, untilUs = Infinity, stop?: { stopped: boolean; wake?: () => void }): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (value: boolean): void => {
-      clearTimeout(timer);
-      socket.off('drain', onDrain);
-      socket.off('close', onClose);
-      if (stop !== undefined) delete stop.wake;
-      resolve(value);
-    };
-    const onDrain = (): void => done(true);
-    const onClose = (): void => done(false);
-    const timer = untilUs === Infinity ? undefined : setTimeout(() => done(false), Math.max(0, (untilUs - nowUs()) / 1000));
-    socket.once('drain', onDrain);
-    socket.once('close', onClose);
-    if (stop !== undefined) stop.wake = () => done(false);
-  });
-}
-
-/** Writes `total` bytes (or until stopped/deadline) as fast as the socket takes them. */
-async function pump(socket: net.Socket, total: number, untilUs = Infinity, stop?: { stopped: boolean; wake?: () => void }): Promise<number> {
-  let handed = 0;
-  while (handed < total && !socket.destroyed && nowUs() < untilUs && stop?.stopped !== true) {
-    const n = Math.min(total - handed, CHUNK.length);
-    handed += n;
-    if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) await drained(socket, untilUs, stop);
-  }
-  return handed - socket.writableLength;
-}
-
-function closed(socket: net.Socket, timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.closed) return resolve();
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve();
-    }, timeoutMs);
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-/** Waits for `n` bytes on the socket (the answers of CONNECT, IDLE and the probe). */
-function receive(socket: net.Socket, n: number, timeoutMs = 10_000): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let got = 0;
-    const done = (err: Error | null): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      if (err === null) resolve();
-      else reject(err);
-    };
-    const onData = (chunk: Buffer): void => {
-      got += chunk.length;
-      if (got >= n) done(null);
-    };
-    const onClose = (): void => done(new Error('closed before the answer'));
-    const timer = setTimeout(() => done(new Error('no answer')), timeoutMs);
-    socket.on('data', onData);
-    socket.once('close', onClose);
-  });
-}
+import { BackgroundStream, closed, connect, pump, receive } from './sockets.js';
 
 /** Ping-pong of `size` bytes until `untilUs`; pushes each round trip (µs) after the warm-up. */
 function pingPong(socket: net.Socket, size: number, warmup: number, untilUs: number, samples: number[], first: Buffer | null): Promise<void> {
@@ -156,16 +69,9 @@ class Pool {
   }
 }
 
-interface RunningStream {
-  readonly socket: net.Socket;
-  readonly stop: { stopped: boolean; wake?: () => void };
-  readonly startAt: number;
-  readonly pumping: Promise<number>;
-}
-
 export class UserApp {
   private readonly held = new Set<net.Socket>();
-  private stream: RunningStream | null = null;
+  private stream: BackgroundStream | null = null;
 
   readonly handlers: Handlers<UserApi> = {
     probe: async (ep) => {
@@ -280,7 +186,7 @@ export class UserApp {
       const untilUs = nowUs() + args.durationMs * 1000;
       const socket = await connect(args);
       socket.write(MODE_BYTE(Mode.SLOW));
-      const written = await pump(socket, args.bytes, untilUs);
+      const { took: written } = await pump(socket, args.bytes, untilUs);
       // A relay that buffers everything lets the writer finish early: hold the
       // connection until the deadline so its memory is still seen.
       const left = (untilUs - nowUs()) / 1000;
@@ -293,8 +199,7 @@ export class UserApp {
       if (this.stream !== null) throw new Error('a bulk stream is already running');
       const socket = await connect(args);
       socket.write(MODE_BYTE(Mode.DISCARD));
-      const stop: { stopped: boolean; wake?: () => void } = { stopped: false };
-      this.stream = { socket, stop, startAt: nowUs(), pumping: pump(socket, Number.MAX_SAFE_INTEGER, Infinity, stop) };
+      this.stream = new BackgroundStream(socket);
       return null;
     },
 
@@ -302,10 +207,7 @@ export class UserApp {
       const s = this.stream;
       if (s === null) throw new Error('no bulk stream is running');
       this.stream = null;
-      s.stop.stopped = true;
-      s.stop.wake?.();
-      const bytes = await s.pumping;
-      const ms = (nowUs() - s.startAt) / 1000;
+      const { bytes, ms } = await s.halt();
       s.socket.end();
       await closed(s.socket);
       return { bytes, ms };

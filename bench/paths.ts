@@ -20,6 +20,8 @@
  */
 import net from 'node:net';
 import { join } from 'node:path';
+import { portFree } from '../test/helpers/net.js';
+import { pollUntil } from '../test/helpers/wait.js';
 import type { Endpoint } from './messages.js';
 import { waitForLog, type Child, type ProcessRegistry } from './procs.js';
 import { squidArgs, squidBinary, type SquidSetup } from './squid.js';
@@ -127,7 +129,7 @@ export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Pro
       const sshd = registry.spawn('sshd', sshdBinary(), ['-D', '-f', env.ssh.config, '-e']);
       await waitListening(INNER_HOST, inner, 10_000, () => sshd.proc.exitCode === null);
       const forward = `${ENTRY_HOST}:${port}:${TARGET_HOST}:${port}`;
-      relays.push(registry.spawn('ssh-client', 'ssh', sshClientArgs(env.ssh, inner, [forward])));
+      relays.push(registry.spawn('ssh-client', 'ssh', sshClientArgs(env.ssh, [forward])));
       relays.push(sshd);
       return running({ host: ENTRY_HOST, port });
     }
@@ -175,11 +177,11 @@ export async function startPath(id: PathId, ports: PathPorts, env: PathEnv): Pro
   }
 }
 
-/** Polls a TCP listener until it accepts (sshd before its client dials). */
+/** Polls a TCP listener until it accepts (sshd before its client dials); fails early if its process exits. */
 export async function waitListening(host: string, port: number, timeoutMs: number, alive: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+  const accepts = (): Promise<boolean> =>
+    new Promise((resolve) => {
+      if (!alive()) throw new Error(`nothing listens on ${host}:${port} and its process exited`);
       const socket = net.connect({ host, port });
       socket.once('connect', () => {
         socket.destroy();
@@ -187,21 +189,17 @@ export async function waitListening(host: string, port: number, timeoutMs: numbe
       });
       socket.once('error', () => resolve(false));
     });
-    if (ok) return;
-    if (!alive()) throw new Error(`nothing listens on ${host}:${port} and its process exited`);
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
+  await pollUntil(accepts, (ok) => ok, timeoutMs, `a listener on ${host}:${port}`, 50);
 }
 
 /** A random port above 61000 that is free on every given address (tcpipe needs entry == target port). */
-export async function freePort(hosts: readonly (string | undefined)[], taken: Set<number>): Promise<number> {
+export async function freePortOnAll(hosts: readonly (string | undefined)[], taken: Set<number>): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {
     const port = 61001 + Math.floor(Math.random() * 4500);
     if (taken.has(port)) continue;
     let free = true;
     for (const host of hosts) {
-      if (!(await canBind(host, port))) {
+      if (!(await portFree(host, port))) {
         free = false;
         break;
       }
@@ -212,12 +210,4 @@ export async function freePort(hosts: readonly (string | undefined)[], taken: Se
     }
   }
   throw new Error('no free port above 61000');
-}
-
-function canBind(host: string | undefined, port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(host === undefined ? { port } : { host, port }, () => server.close(() => resolve(true)));
-  });
 }

@@ -201,22 +201,29 @@ export interface Memory {
 }
 
 export function memory(roots: readonly number[]): Memory {
-  let rssKiB = 0;
-  let pssKiB = 0;
+  const { sums, processes } = sumKiB(roots, 'smaps_rollup', ['Rss', 'Pss']);
+  return { rssKiB: sums[0] ?? 0, pssKiB: sums[1] ?? 0, processes };
+}
+
+/**
+ * Sums the kB `fields` of /proc/<pid>/<file> over the processes of `roots`
+ * and their descendants. A process that has exited meanwhile (or a zombie),
+ * lacks a field, or fails `keep` is left out.
+ */
+export function sumKiB(roots: readonly number[], file: string, fields: readonly string[], keep: (text: string) => boolean = () => true): { sums: number[]; processes: number } {
+  const sums = fields.map(() => 0);
   let processes = 0;
   for (const s of processTree(roots)) {
     let text: string;
     try {
-      text = readFileSync(`/proc/${s.pid}/smaps_rollup`, 'utf8');
+      text = readFileSync(`/proc/${s.pid}/${file}`, 'utf8');
     } catch {
-      continue; // exited meanwhile, or a zombie
+      continue;
     }
-    const rss = /^Rss:\s+(\d+) kB/m.exec(text);
-    const pss = /^Pss:\s+(\d+) kB/m.exec(text);
-    if (rss === null || pss === null) continue;
-    rssKiB += Number(rss[1]);
-    pssKiB += Number(pss[1]);
+    const values = fields.map((f) => new RegExp(`^${f}:\\s+(\\d+) kB`, 'm').exec(text)?.[1]);
+    if (values.some((v) => v === undefined) || !keep(text)) continue;
+    values.forEach((v, i) => (sums[i] = (sums[i] ?? 0) + Number(v)));
     processes++;
   }
-  return { rssKiB, pssKiB, processes };
+  return { sums, processes };
 }

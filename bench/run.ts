@@ -22,7 +22,7 @@ import {
   ENTRY_HOST,
   PATH_LABELS,
   TARGET_HOST,
-  freePort,
+  freePortOnAll,
   isTcpipePath,
   startPath,
   type PathEnv,
@@ -228,15 +228,15 @@ async function main(argv: readonly string[]): Promise<number> {
     const taken = new Set<number>();
     const ports = new Map<PathId, PathPorts>();
     for (const id of active) {
-      const port = await freePort([ENTRY_HOST, TARGET_HOST], taken);
-      const inner = await freePort([undefined], taken);
-      ports.set(id, id === 'tcpipe-squid' ? { port, inner, proxy: await freePort(['127.0.0.1'], taken) } : { port, inner });
+      const port = await freePortOnAll([ENTRY_HOST, TARGET_HOST], taken);
+      const inner = await freePortOnAll([undefined], taken);
+      ports.set(id, id === 'tcpipe-squid' ? { port, inner, proxy: await freePortOnAll(['127.0.0.1'], taken) } : { port, inner });
     }
     const cli = join(distRoot, 'src', 'cli', 'main.js');
     const secretFile = join(tmp, 'tcpipe.key');
     writeFileSync(secretFile, execFileSync(process.execPath, [cli, 'keygen'], { encoding: 'utf8' }), { mode: 0o600 });
     const sshPorts = ports.get('ssh');
-    const ssh = sshPorts === undefined ? null : prepareSsh(tmp, sshPorts.inner);
+    const ssh = sshPorts === undefined ? null : prepareSsh(tmp, '127.0.0.1', sshPorts.inner);
     const squidPort = ports.get('tcpipe-squid')?.proxy;
     const squid = squidPort === undefined ? null : prepareSquid(tmp, squidPort);
     const env: PathEnv = { registry, distRoot, ssh, squid, secretFile, tcpipeNodeFlags: [] };

@@ -1,11 +1,12 @@
 /**
- * A private sshd for the `ssh -L` path: throwaway host and user keys in the
- * bench's temporary directory, its own sshd_config, a high loopback port, the
+ * A private sshd for the `ssh -L` paths of both benches (LAN: on a high
+ * loopback port; WAN: on B's address, bench/wan/paths.ts): throwaway host and
+ * user keys in the bench's temporary directory, its own sshd_config, the
  * aes128-gcm@openssh.com cipher. The system's ssh configuration is never read
  * or written: sshd gets `-f <conf>`, ssh gets `-F /dev/null` and explicit files.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const SSH_CIPHER = 'aes128-gcm@openssh.com';
@@ -13,6 +14,9 @@ export const SSH_CIPHER = 'aes128-gcm@openssh.com';
 const PRIVSEP_DIR = '/run/sshd';
 
 export interface SshSetup {
+  /** Where sshd listens and the client dials. */
+  readonly host: string;
+  readonly port: number;
   readonly dir: string;
   readonly config: string;
   readonly userKey: string;
@@ -23,7 +27,8 @@ export function sshdBinary(): string {
   return ['/usr/sbin/sshd', '/usr/local/sbin/sshd'].find((p) => existsSync(p)) ?? '/usr/sbin/sshd';
 }
 
-export function prepareSsh(tmp: string, port: number): SshSetup {
+/** Keys and an sshd_config in `tmp`/ssh for an sshd on host:port. */
+export function prepareSsh(tmp: string, host: string, port: number): SshSetup {
   const dir = join(tmp, 'ssh');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const hostKey = join(dir, 'host_ed25519');
@@ -38,7 +43,7 @@ export function prepareSsh(tmp: string, port: number): SshSetup {
     config,
     [
       `Port ${port}`,
-      'ListenAddress 127.0.0.1',
+      `ListenAddress ${host}`,
       `HostKey ${hostKey}`,
       `PidFile ${join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${authorizedKeys}`,
@@ -61,20 +66,32 @@ export function prepareSsh(tmp: string, port: number): SshSetup {
       '',
     ].join('\n'),
   );
-  return { dir, config, userKey, knownHosts: join(dir, 'known_hosts') };
+  return { host, port, dir, config, userKey, knownHosts: join(dir, 'known_hosts') };
 }
 
 /**
  * Creates /run/sshd when it is missing, as the openssh-server package does at
- * boot, before every sshd start. It is left in place: another run of the bench
- * (or the system's sshd) may be using it.
+ * boot, before an sshd start; true when it did. The LAN bench leaves it in
+ * place (another run, or the system's sshd, may be using it); the WAN bench
+ * removes the one it created, if empty, with removePrivsepDir.
  */
-export function ensurePrivsepDir(): void {
+export function ensurePrivsepDir(): boolean {
+  if (existsSync(PRIVSEP_DIR)) return false;
   mkdirSync(PRIVSEP_DIR, { recursive: true, mode: 0o755 });
+  return true;
 }
 
-/** Arguments of the ssh client: one connection, -N, the given -L forwards. */
-export function sshClientArgs(setup: SshSetup, port: number, forwards: readonly string[]): string[] {
+/** Removes /run/sshd if it is empty. */
+export function removePrivsepDir(): void {
+  try {
+    rmdirSync(PRIVSEP_DIR);
+  } catch {
+    // not empty, or gone
+  }
+}
+
+/** Arguments of the ssh client: one connection to the setup's sshd, -N, the given -L forwards. */
+export function sshClientArgs(setup: SshSetup, forwards: readonly string[]): string[] {
   const options = [
     'IdentitiesOnly=yes',
     'BatchMode=yes',
@@ -93,11 +110,11 @@ export function sshClientArgs(setup: SshSetup, port: number, forwards: readonly 
     '-N',
     '-T',
     '-p',
-    String(port),
+    String(setup.port),
     '-i',
     setup.userKey,
     ...options.flatMap((o) => ['-o', o]),
     ...forwards.flatMap((f) => ['-L', f]),
-    'root@127.0.0.1',
+    `root@${setup.host}`,
   ];
 }

@@ -3,22 +3,9 @@
  * throughput (linear) and RTT p50 (logarithmic) against the number of
  * parallel streams, one line per path.
  */
+import { PATH_COLORS, axisTitles, dashOf, esc, legendEntry, panelFrame, svgDocument, xGridLine, yGridLine } from './chart.js';
 import { PATH_LABELS, type PathId } from './paths.js';
 import type { Medians } from './report.js';
-
-const COLORS: Readonly<Record<PathId, string>> = {
-  direct: '#7f7f7f',
-  socat: '#1f77b4',
-  ssh: '#ff7f0e',
-  'node-relay': '#2ca02c',
-  tcpipe: '#d62728',
-  'tcpipe-secret': '#9467bd',
-  'tcpipe-ws': '#e377c2',
-  'tcpipe-ws-secret': '#8c564b',
-  'tcpipe-ws-c2s': '#bcbd22',
-  'tcpipe-squid': '#17becf',
-  'tcpipe-resume': '#aec7e8',
-};
 
 const W = 1000;
 const H = 470;
@@ -30,10 +17,6 @@ const LEFTS = [70, 570] as const;
 interface Series {
   readonly id: PathId;
   readonly points: readonly { x: number; y: number }[];
-}
-
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 function niceMax(v: number): number {
@@ -72,29 +55,18 @@ function panel(left: number, title: string, unit: string, data: readonly Series[
     py = (v) => TOP + PANEL_H - (v / hi) * PANEL_H;
     ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => f * hi);
   }
-  out.push(`<text x="${left + PANEL_W / 2}" y="${TOP - 14}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`);
-  out.push(`<rect x="${left}" y="${TOP}" width="${PANEL_W}" height="${PANEL_H}" fill="none" stroke="#999"/>`);
+  out.push(...panelFrame(left, TOP, PANEL_W, PANEL_H, title));
   for (const t of ticks) {
-    const y = py(t).toFixed(1);
     const label = t >= 1000 ? `${(t / 1000).toLocaleString('en-US')}k` : t.toLocaleString('en-US', { maximumFractionDigits: 2 });
-    out.push(`<line x1="${left}" y1="${y}" x2="${left + PANEL_W}" y2="${y}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${label}</text>`);
+    out.push(...yGridLine(left, PANEL_W, py(t).toFixed(1), label));
   }
-  for (const n of levels) {
-    const x = px(n).toFixed(1);
-    out.push(`<line x1="${x}" y1="${TOP}" x2="${x}" y2="${TOP + PANEL_H}" stroke="#f0f0f0"/>`);
-    out.push(`<text x="${x}" y="${TOP + PANEL_H + 16}" text-anchor="middle">${n}</text>`);
-  }
-  out.push(`<text x="${left + PANEL_W / 2}" y="${TOP + PANEL_H + 34}" text-anchor="middle">parallel streams</text>`);
-  out.push(
-    `<text transform="translate(${left - 50} ${TOP + PANEL_H / 2}) rotate(-90)" text-anchor="middle">${esc(unit)}</text>`,
-  );
+  for (const n of levels) out.push(...xGridLine(px(n).toFixed(1), TOP, PANEL_H, String(n)));
+  out.push(...axisTitles(left, TOP, PANEL_W, PANEL_H, 'parallel streams', unit));
   for (const s of data) {
     if (s.points.length === 0) continue;
     const d = s.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${px(p.x).toFixed(1)},${py(p.y).toFixed(1)}`).join(' ');
-    const dash = s.id === 'tcpipe-secret' ? ' stroke-dasharray="6 3"' : '';
-    out.push(`<path d="${d}" fill="none" stroke="${COLORS[s.id]}" stroke-width="2"${dash}/>`);
-    for (const p of s.points) out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3" fill="${COLORS[s.id]}"/>`);
+    out.push(`<path d="${d}" fill="none" stroke="${PATH_COLORS[s.id]}" stroke-width="2"${dashOf(s.id)}/>`);
+    for (const p of s.points) out.push(`<circle cx="${px(p.x).toFixed(1)}" cy="${py(p.y).toFixed(1)}" r="3" fill="${PATH_COLORS[s.id]}"/>`);
   }
   return out;
 }
@@ -106,9 +78,6 @@ export function streamsChart(medians: Medians, paths: readonly PathId[], levels:
   const direct = series(medians, paths.includes('direct') ? ['direct'] : [], levels, (n) => `scale_gbps_${n}`)[0];
   const rtt = series(medians, paths, levels, (n) => `scale_rtt_p50_us_${n}`);
   const body: string[] = [
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">tcpipe and its peers against the number of parallel streams</text>`,
-    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(subtitle)}</text>`,
     ...panel(LEFTS[0], 'Aggregate throughput (higher is better)', 'Gbit/s', tput, levels, false),
     ...panel(LEFTS[1], 'RTT p50, 64 B ping-pong on each stream (lower is better)', 'µs (log scale)', rtt, levels, true),
   ];
@@ -124,14 +93,7 @@ export function streamsChart(medians: Medians, paths: readonly PathId[], levels:
   drawn.forEach((id, i) => {
     const x = step * ((i % perRow) + 0.5) + 20;
     const legendY = H - 22 - (rows - 1 - Math.floor(i / perRow)) * 18;
-    const dash = id === 'tcpipe-secret' || id === 'tcpipe-ws-secret' ? ' stroke-dasharray="6 3"' : '';
-    body.push(`<line x1="${x}" y1="${legendY}" x2="${x + 24}" y2="${legendY}" stroke="${COLORS[id]}" stroke-width="3"${dash}/>`);
-    body.push(`<text x="${x + 30}" y="${legendY}" dominant-baseline="middle">${esc(PATH_LABELS[id])}</text>`);
+    body.push(...legendEntry(x, legendY, id, PATH_LABELS[id]));
   });
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    ...body.map((l) => `  ${l}`),
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(W, H, 'tcpipe and its peers against the number of parallel streams', subtitle, body);
 }

@@ -2,7 +2,8 @@
 # Installs the system tools the test suite uses, when they are missing:
 # iproute2 (ip netns), iptables, netcat-openbsd, socat, tcpdump, openssh (bench),
 # and the real middleboxes of the transport tests: squid, nginx-light, dante-server,
-# openssl. The tests run their own instance of each, with their own configuration,
+# openssl; haproxy (with nginx, the PROXY protocol tests: a load balancer in front of
+# tcpipe, a target that reads the header); dnsmasq with dig (DNS over UDP flows). The tests run their own instance of each, with their own configuration,
 # inside a namespace; on a host with systemd, Debian's packages also enable and start
 # the system services (squid, nginx, danted), which the tests never use.
 # Needs root for apt-get; without root it only reports what is missing.
@@ -19,6 +20,10 @@ command -v squid >/dev/null 2>&1 || need+=(squid)
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v danted >/dev/null 2>&1 || need+=(dante-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# UDP flows (issue 20): a real resolver and a real DNS client for test/e2e/udp-dns.test.ts.
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v dig >/dev/null 2>&1 || need+=(dnsutils)
 if [ ${#need[@]} -eq 0 ]; then
   echo "install-test-deps: all tools present"
   exit 0

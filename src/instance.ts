@@ -1,6 +1,7 @@
 /**
- * One tcpipe instance: the link (server or client side), the entry ports and
- * the exit dialer, wired together. The public API (index.ts) starts one.
+ * One tcpipe instance: the link (server or client side), its sites (entry
+ * ports, exit dialer and session of each partner: site.ts) and the UDP relay
+ * (one partner only), wired together. The public API (index.ts) starts one.
  */
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
@@ -8,23 +9,26 @@ import { systemClock, type Clock } from './clock.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { Logger } from './log/logger.js';
 import { silentLogger } from './log/logger.js';
-import type { ListenSpec } from './endpoints/entry.js';
+import type { RouteTable } from './endpoints/routes.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
-import { clientProxy, clientTarget, linkSettingsFrom, routeTable, securityFrom } from './config/resolve.js';
-import type { LinkHandlers, LinkPeer } from './link/link-session.js';
+import { clientProxy, clientTarget, linkSettingsFrom, requirementsFrom, routeTable, securityFrom, udpRequirement, udpRouteTable } from './config/resolve.js';
+import { UdpRelay, type UdpStats } from './endpoints/udp-relay.js';
+import { UdpEntryPorts } from './endpoints/udp-entry.js';
+import { UdpExitDialer } from './endpoints/udp-exit.js';
+import { originNegotiated, type LinkHandlers, type LinkPeer, type LinkSettings } from './link/link-session.js';
 import { LinkServer } from './link/server.js';
 import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
 import { LinkReport } from './link-report.js';
 import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
 import type { ClientOptions, Limits, LiveOptions, ReloadableOptions, ServerOptions, SiteOptions, TcpipeEvents, TcpipeStatus } from './options.js';
-import { GoAwayCode, ResetCode } from './protocol/constants.js';
+import { Capability, GoAwayCode, ResetCode } from './protocol/constants.js';
 import type { LinkSecurity } from './link/security.js';
 import { ErrorCodes, TcpipeError } from './errors.js';
-import { Site, type SiteSettings } from './site.js';
+import { listenKey, Site, type SiteSettings } from './site.js';
 import { SiteDirectory } from './site-directory.js';
-import { applyPortChanges, applySites, listenSpecs, portChange } from './site-reload.js';
+import { applyPortChanges, applySites, listenSpecs, portChange, udpSpecs } from './site-reload.js';
 
 export type {
   ClientOptions,
@@ -57,6 +61,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   private stopping: Promise<void> | null = null;
   private reconfiguring: Promise<unknown> = Promise.resolve();
   private readonly limits: Limits;
+  private readonly linkSettings: LinkSettings;
+  /** UDP flows: the one partner's only (a server with `clients` takes no /udp ports). */
+  private readonly udp: UdpRelay;
+  private readonly udpEntry: UdpEntryPorts;
+  private readonly udpExit: UdpExitDialer;
   private readonly security: LinkSecurity;
   private readonly logger: Logger;
   private readonly clock: Clock;
@@ -72,10 +81,26 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
     const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
-    this.siteSettings = { onePerPort: options.onePerPort ?? false, keepAliveMs, connectTimeoutMs: this.limits.connectTimeoutMs };
+    this.siteSettings = {
+      onePerPort: options.onePerPort ?? false,
+      keepAliveMs,
+      connectTimeoutMs: this.limits.connectTimeoutMs,
+      acceptProxyProtocol: options.acceptProxyProtocol ?? false,
+      proxyHeaderTimeoutMs: this.limits.proxyHeaderTimeoutMs,
+    };
     const clients = role === 'server' ? ((options as ServerOptions).clients ?? []) : [];
+    const requirements = [...requirementsFrom({ ...options, routes: [...(options.routes ?? []), ...clients.flatMap((c) => c.routes ?? [])] }), ...udpRequirement(options)];
+    const settings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, requirements);
+    // A server with clients relays no UDP: it does not offer capability udp, so a site with /udp routes is told so at the handshake.
+    this.linkSettings = clients.length > 0 ? { ...settings, capabilities: settings.capabilities.filter((c) => c !== Capability.UDP) } : settings;
+    this.udp = new UdpRelay({ maxFlows: this.limits.udpMaxFlows, idleMs: this.limits.udpTimeoutSeconds * 1000 }, this.clock, this.logger);
+    this.udpEntry = new UdpEntryPorts(clients.length > 0 ? [] : udpSpecs(options.ports), this.udp, this.clock, this.logger);
+    this.udpExit = new UdpExitDialer(udpRouteTable(clients.length > 0 ? {} : options), this.udp, this.clock, this.logger);
     if (clients.length > 0) {
       if (options.secret !== undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'with clients, each client has its own secret: give no top-level secret');
+      const udpPort = clients.find((c) => udpSpecs(c.ports).length > 0);
+      if (udpPort !== undefined) throw new TcpipeError(ErrorCodes.CONFIG, `client '${udpPort.name}': /udp ports are for a server without clients`);
+      if (udpSpecs(options.ports).length > 0) throw new TcpipeError(ErrorCodes.CONFIG, '/udp ports are for a server without clients');
       this.directory = new SiteDirectory(clients, options.tls);
       this.security = this.directory.security;
       for (const c of clients) this.sites.set(c.name, this.newSite(c.name, c));
@@ -98,6 +123,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   /** One site's entry addresses (a server with `clients`). */
   clientAddresses(name: string): net.AddressInfo[] {
     return this.sites.get(name)?.addresses() ?? [];
+  }
+
+  /** The /udp entry ports' bound addresses, in the order given. */
+  get udpAddresses(): net.AddressInfo[] {
+    return this.udpEntry.addresses();
   }
 
   /** The link is up (with `clients`: some client's link). */
@@ -123,11 +153,13 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     try {
       if (this.directory === null) await this.sites.get('')?.listen(listenSpecs(this.options.ports));
       else for (const c of clients) await this.sites.get(c.name)?.listen(listenSpecs(c.ports));
+      await this.udpEntry.listen();
     } catch (err) {
       for (const site of this.sites.values()) site.stopListening();
+      this.udpEntry.stop();
       throw err;
     }
-    const settings = linkSettingsFrom(this.limits, this.options.resumeSeconds ?? 0);
+    const settings = this.linkSettings;
     const handlers = this.linkHandlers();
     const software = `tcpipe/${VERSION} node/${process.versions.node}`;
     if (this.role === 'server') {
@@ -155,6 +187,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         this.serverAddress = await this.linkServer.listen();
       } catch (err) {
         for (const site of this.sites.values()) site.stopListening();
+        this.udpEntry.stop();
         throw err;
       }
     } else {
@@ -190,8 +223,11 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     const site = this.sites.get('');
     if (site === undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'this server has clients: use reconfigure with the clients');
     const next = routeTable(options);
+    const nextUdp = udpRouteTable(options);
     const changes = site.routes.describeChanges(next);
+    for (const change of this.udpExit.routeTable.describeChanges(nextUdp)) changes.push(`udp: ${change}`);
     site.setRoutes(next);
+    this.udpExit.setRoutes(nextUdp);
     return changes;
   }
 
@@ -216,6 +252,10 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       if (site === undefined) return [];
       const changes = this.reload(next);
       if (next.ports === undefined) return changes;
+      const udpKeys = (ports: LiveOptions['ports']): string => JSON.stringify(udpSpecs(ports).map(listenKey));
+      if (udpKeys(next.ports) !== udpKeys(this.options.ports)) {
+        this.logger.warn('reload', 'changes to the /udp ports need a restart; they were not applied');
+      }
       return [...changes, ...(await applyPortChanges([portChange(site, listenSpecs(next.ports))], this.logger))];
     }
     const directory = new SiteDirectory(clients, this.options.tls);
@@ -224,7 +264,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         sites: this.sites,
         before: this.directory,
         after: directory,
-        newSite: (c) => this.newSite(c.name, c),
+        newSite: (c) => this.newSite(c.name, c, next.proxyProtocol),
+        routes: (c) => siteRoutes(c, next.proxyProtocol),
         commit: (d) => {
           this.directory = d;
           this.linkServer?.setSecurity(d.security, d.names);
@@ -244,6 +285,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
 
   private async doStop(reason: string): Promise<void> {
     for (const site of this.sites.values()) site.stopListening();
+    this.udpEntry.stop();
+    this.udp.stop();
     this.linkServer?.stop(reason);
     this.abort.abort();
     await this.loop;
@@ -261,8 +304,8 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     });
   }
 
-  private newSite(name: string, options: SiteOptions | ReloadableOptions): Site {
-    return new Site(name, routeTable(options), this.siteSettings, this, this.clock, this.logger);
+  private newSite(name: string, options: SiteOptions | ReloadableOptions, proxyProtocol = this.options.proxyProtocol): Site {
+    return new Site(name, siteRoutes(options, proxyProtocol), this.siteSettings, this, this.clock, this.logger);
   }
 
   private siteOf(peer: LinkPeer): Site | undefined {
@@ -283,12 +326,14 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           session.goAway(GoAwayCode.NORMAL, 'this client was removed from the configuration');
           return;
         }
-        site.sessionUp(session, peer);
+        if (this.directory === null) this.udp.sessionUp(session, peer.hello);
+        site.sessionUp(session, peer, originNegotiated(this.linkSettings, peer.hello));
         report.up(peer);
       },
       onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
         const site = this.siteOf(peer);
         site?.sessionDown(session);
+        this.udp.sessionDown(session);
         report.down(peer, end, site?.pipes.size ?? 0);
       },
       onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => {
@@ -296,7 +341,13 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         report.held(peer, end, session.streamCount);
       },
       onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => report.resumed(peer, info),
+      onDatagramFrame: (_session: Session, frame) => this.udp.handleFrame(frame),
     };
+  }
+
+  /** UDP counters (cheap: no flow list), for the metrics. */
+  udpStats(): UdpStats {
+    return this.udp.stats();
   }
 
   /** A snapshot for `tcpipe status` and the metrics. */
@@ -322,6 +373,12 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
       bytesOut,
       streams: sites.flatMap((site) => site.streams(now)),
       ...(this.directory !== null ? { clients: sites.map((site) => site.clientStatus()) } : {}),
+      udp: { ...this.udp.stats(), flowList: this.udp.flows() },
     };
   }
+}
+
+/** A site's TCP routes: a client's routes take the server's --proxy-protocol where they do not choose. */
+function siteRoutes(options: SiteOptions | ReloadableOptions, proxyProtocol: ReloadableOptions['proxyProtocol']): RouteTable {
+  return routeTable({ ...options, ...(proxyProtocol !== undefined ? { proxyProtocol } : {}) });
 }

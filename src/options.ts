@@ -4,6 +4,7 @@ import type { DEFAULTS } from './config/defaults.js';
 import type { Logger } from './log/logger.js';
 import type { ListenSpec } from './endpoints/entry.js';
 import type { Secret } from './security/secret.js';
+import type { UdpFlowInfo, UdpStats } from './endpoints/udp-relay.js';
 
 export type Limits = {
   -readonly [K in keyof typeof DEFAULTS]: number;
@@ -16,8 +17,23 @@ export interface CommonOptions {
   readonly target?: string;
   /** Per-port routes (-t PORT=HOST[:TPORT]): the partner's port P goes to host:port instead. */
   readonly routes?: readonly RouteSpec[];
+  /**
+   * Exit side: write a PROXY protocol header (HAProxy's v1 text or v2 binary)
+   * to every target before any relayed byte, naming the user's address and
+   * the entry address it connected to. A route may say otherwise (RouteSpec).
+   * The partner must speak capability origin: an older one is refused.
+   */
+  readonly proxyProtocol?: 'v1' | 'v2';
+  /**
+   * Entry side: every connection on the entry ports starts with a PROXY
+   * header (v1 or v2) from a load balancer; the address it names is the
+   * user's. A connection without a valid header is closed and logged.
+   */
+  readonly acceptProxyProtocol?: boolean;
   /** Ports the partner may ask for; default any. */
   readonly allow?: readonly number[];
+  /** UDP ports the partner may open flows for (--allow=N/udp). When `allow` or this is given, a UDP port not listed here is refused. */
+  readonly allowUdp?: readonly number[];
   /** The seed's exact behaviour: one connection at a time per port. */
   readonly onePerPort?: boolean;
   /** Link declared dead after this many seconds without an answer. */
@@ -45,10 +61,14 @@ export interface RouteSpec {
   readonly host: string;
   /** Default: the same port. */
   readonly targetPort?: number;
+  /** The PROXY header written to this route's target; default: proxyProtocol's; 'none': no header. */
+  readonly proxyProtocol?: 'v1' | 'v2' | 'none';
+  /** 'udp': a route for UDP flows on this port (-t P/udp=HOST[:TPORT]); default 'tcp'. */
+  readonly protocol?: 'tcp' | 'udp';
 }
 
 /** What SIGHUP (or `reload`) may change without touching the link. */
-export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow'>;
+export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow' | 'allowUdp' | 'proxyProtocol'>;
 
 /**
  * One site of a server that serves many (`[[client]]` in the file): the client
@@ -133,7 +153,16 @@ export interface StreamCloseInfo extends StreamInfo {
 }
 
 /** Why a connection or stream was refused, as a small fixed set (metric labels). */
-export type RefusalKind = 'no_partner' | 'link_full' | 'not_allowed' | 'target_refused' | 'target_unreachable' | 'limit' | 'other';
+export type RefusalKind =
+  | 'no_partner'
+  | 'link_full'
+  | 'not_allowed'
+  | 'target_refused'
+  | 'target_unreachable'
+  | 'limit'
+  /** --accept-proxy-protocol: the connection did not start with a valid PROXY header in time. */
+  | 'bad_proxy_header'
+  | 'other';
 
 export interface RefusedInfo {
   /** The site (a server with `clients`); absent otherwise. */
@@ -164,6 +193,8 @@ export interface TcpipeStatus {
   readonly streams: readonly (StreamInfo & { readonly ageMs: number; readonly bytesIn: number; readonly bytesOut: number })[];
   /** A server with `clients`: each site's link and traffic. */
   readonly clients?: readonly ClientStatus[];
+  /** UDP flows and their counters (in: from the partner, out: to it). */
+  readonly udp: UdpStats & { readonly flowList: readonly UdpFlowInfo[] };
 }
 
 export interface ClientStatus {

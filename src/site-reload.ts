@@ -7,7 +7,7 @@
  */
 import { errorMessage } from './errors.js';
 import type { ListenSpec } from './endpoints/entry.js';
-import { routeTable } from './config/resolve.js';
+import type { RouteTable } from './endpoints/routes.js';
 import type { Logger } from './log/logger.js';
 import type { SiteOptions } from './options.js';
 import { listenKey, type Site } from './site.js';
@@ -18,14 +18,22 @@ export interface SiteReload {
   readonly before: SiteDirectory;
   readonly after: SiteDirectory;
   newSite(options: SiteOptions): Site;
+  /** A client's route table (with the server's --proxy-protocol). */
+  routes(options: SiteOptions): RouteTable;
   /** The new directory takes effect for new links. */
   commit(directory: SiteDirectory): void;
   dropClient(name: string, reason: string): void;
   readonly logger: Logger;
 }
 
+/** The TCP entry ports of a list (a site's; the /udp ones are the instance's UdpEntryPorts). */
 export function listenSpecs(ports: readonly (number | ListenSpec)[] | undefined): ListenSpec[] {
-  return (ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
+  return (ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p)).filter((p) => p.protocol !== 'udp');
+}
+
+/** The /udp entry ports of a list. */
+export function udpSpecs(ports: readonly (number | ListenSpec)[] | undefined): ListenSpec[] {
+  return (ports ?? []).flatMap((p) => (typeof p !== 'number' && p.protocol === 'udp' ? [p] : []));
 }
 
 const shown = (key: string): string => key.replace(/^\*:/, '');
@@ -84,7 +92,7 @@ export async function applySites(reload: SiteReload, clients: readonly SiteOptio
       sites.set(c.name, site);
       lines.push(`client '${c.name}' added`);
     } else {
-      const routes = routeTable(c);
+      const routes = reload.routes(c);
       for (const change of site.routes.describeChanges(routes)) lines.push(`client '${c.name}': ${change}`);
       site.setRoutes(routes);
       if (before.credentials.get(c.name) !== after.credentials.get(c.name)) {

@@ -14,6 +14,7 @@ import { ExitDialer } from './endpoints/exit.js';
 import type { StreamPipe } from './endpoints/pipe.js';
 import type { RouteTable } from './endpoints/routes.js';
 import type { LinkPeer } from './link/link-session.js';
+import { formatAddress } from './link/transport.js';
 import type { Session } from './mux/session.js';
 import type { Stream } from './mux/stream.js';
 import type { ClientStatus, RefusalKind, StreamCloseInfo, StreamInfo, TcpipeEvents } from './options.js';
@@ -30,6 +31,9 @@ export interface SiteSettings {
   readonly onePerPort: boolean;
   readonly keepAliveMs: number;
   readonly connectTimeoutMs: number;
+  /** --accept-proxy-protocol: entry connections start with a load balancer's PROXY header. */
+  readonly acceptProxyProtocol: boolean;
+  readonly proxyHeaderTimeoutMs: number;
 }
 
 /** A listener's key: a port bound on one address or on all. */
@@ -52,6 +56,8 @@ export class Site {
   streamsTotal = 0;
   private pastBytesIn = 0;
   private pastBytesOut = 0;
+  /** Sessions whose HELLOs both listed capability origin: their OPENs carry the user's addresses. */
+  private readonly originSessions = new WeakSet<Session>();
 
   constructor(
     /** '' for the one partner of an instance without sites. */
@@ -154,8 +160,10 @@ export class Site {
     this.exit.handleStreamRequest(stream);
   }
 
-  sessionUp(session: Session, peer: LinkPeer): void {
+  sessionUp(session: Session, peer: LinkPeer, carriesOrigin: boolean): void {
     this.session = session;
+    if (carriesOrigin) this.originSessions.add(session);
+    else this.originSessions.delete(session);
     this.peer = peer.address;
     this.upSince = Date.now();
     this.linksUp++;
@@ -225,9 +233,20 @@ export class Site {
 
   private entryPorts(spec: ListenSpec, key: string): EntryPorts {
     return new EntryPorts(
-      { listen: [spec], onePerPort: this.settings.onePerPort, keepAliveMs: this.settings.keepAliveMs },
+      {
+        listen: [spec],
+        onePerPort: this.settings.onePerPort,
+        keepAliveMs: this.settings.keepAliveMs,
+        acceptProxyProtocol: this.settings.acceptProxyProtocol,
+        proxyHeaderTimeoutMs: this.settings.proxyHeaderTimeoutMs,
+      },
       {
         currentSession: () => this.session,
+        carriesOrigin: (session) => this.originSessions.has(session),
+        onBadProxyHeader: (port, peer, reason) => {
+          this.logger.warn('proxy_header', `closed connection on port ${port} from ${peer}: ${reason}`, { ...this.field, port, peer, reason });
+          this.events.emit('refused', { ...this.field, port, peer, reason, kind: 'bad_proxy_header' });
+        },
         onRefused: (port, peer, reason, session) => {
           this.logger.warn('stream_refused', `refused connection on port ${port} from ${peer}: ${reason}`, { ...this.field, port, peer, reason });
           this.events.emit('refused', { ...this.field, port, peer, reason, kind: session === null ? 'no_partner' : 'link_full' });
@@ -251,11 +270,14 @@ export class Site {
     this.streamsTotal++;
     const { stream } = pipe;
     const side = stream.isEntry ? 'entry' : 'exit';
-    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer})`, {
+    // The exit side names the user too when the OPEN carried the origin (capability origin).
+    const user = !stream.isEntry && stream.origin !== null ? formatAddress(stream.origin.sourceAddress, stream.origin.sourcePort) : null;
+    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer}${user !== null ? `, user ${user}` : ''})`, {
       ...this.field,
       stream: stream.id,
       port: stream.port,
       peer,
+      ...(user !== null ? { user } : {}),
     });
     this.events.emit('stream-open', { ...this.field, id: stream.id, port: stream.port, side, peer });
   }

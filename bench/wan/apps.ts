@@ -7,115 +7,12 @@
  */
 import net from 'node:net';
 import { serve, type Handlers } from '../ipc.js';
-import { WanMode, nowUs, type BulkCount, type Endpoint, type SinkApi, type UserApi } from './api.js';
-
-/** One buffer, written again and again: the generator allocates nothing per write. */
-const CHUNK = Buffer.alloc(256 * 1024, 0x5a);
-const ONE = Buffer.from([0x2e]);
-
-function connect(ep: Endpoint, timeoutMs: number): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect({ host: ep.host, port: ep.port, noDelay: true });
-    const timer = setTimeout(() => fail(new Error(`connect to ${ep.host}:${ep.port}: timeout`)), timeoutMs);
-    const fail = (err: Error): void => {
-      clearTimeout(timer);
-      socket.destroy();
-      reject(err);
-    };
-    socket.once('error', fail);
-    socket.once('connect', () => {
-      clearTimeout(timer);
-      socket.off('error', fail);
-      socket.on('error', () => undefined);
-      resolve(socket);
-    });
-  });
-}
-
-/** Waits for `n` bytes, or fails on close or after `timeoutMs`. */
-function receive(socket: net.Socket, n: number, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let got = 0;
-    const done = (err: Error | null): void => {
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      if (err === null) resolve();
-      else reject(err);
-    };
-    const onData = (chunk: Buffer): void => {
-      got += chunk.length;
-      if (got >= n) done(null);
-    };
-    const onClose = (): void => done(new Error('closed before the answer'));
-    const timer = setTimeout(() => done(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-    socket.on('data', onData);
-    socket.once('close', onClose);
-  });
-}
-
-function closed(socket: net.Socket, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (socket.closed) return resolve(true);
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(false);
-    }, Math.max(0, timeoutMs));
-    socket.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-interface Stop {
-  stopped: boolean;
-  wake?: () => void;
-}
-
-/** Resolves on 'drain' (true), or on close, stop or `untilUs` (false). */
-function drained(socket: net.Socket, untilUs: number, stop: Stop | null): Promise<boolean> {
-  return new Promise((resolve) => {
-    const done = (value: boolean): void => {
-      clearTimeout(timer);
-      socket.off('drain', onDrain);
-      socket.off('close', onClose);
-      if (stop !== null) delete stop.wake;
-      resolve(value);
-    };
-    const onDrain = (): void => done(true);
-    const onClose = (): void => done(false);
-    const timer = untilUs === Infinity ? undefined : setTimeout(() => done(false), Math.max(0, (untilUs - nowUs()) / 1000));
-    socket.once('drain', onDrain);
-    socket.once('close', onClose);
-    if (stop !== null) stop.wake = () => done(false);
-  });
-}
-
-/**
- * Writes `total` bytes as fast as the socket takes them; stops early at `untilUs`
- * or on `stop`. Returns the bytes handed to write() and those the kernel took.
- */
-async function pump(socket: net.Socket, total: number, untilUs: number, stop: Stop | null): Promise<{ handed: number; took: number }> {
-  let handed = 0;
-  while (handed < total && !socket.destroyed && nowUs() < untilUs && stop?.stopped !== true) {
-    const n = Math.min(total - handed, CHUNK.length);
-    handed += n;
-    if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) await drained(socket, untilUs, stop);
-  }
-  return { handed, took: handed - socket.writableLength };
-}
-
-interface Background {
-  readonly socket: net.Socket;
-  readonly stop: Stop;
-  readonly startAt: number;
-  readonly pumping: Promise<{ handed: number; took: number }>;
-}
+import { BackgroundStream, Conditions, byMode, closed, connect, counterOf, echo, listenOn, pump, receive, ONE } from '../sockets.js';
+import { WanMode, nowUs, type BulkCount, type SinkApi, type UserApi } from './api.js';
 
 class UserApp {
   private ping: net.Socket | null = null;
-  private background: Background | null = null;
+  private background: BackgroundStream | null = null;
   private bulkSockets: net.Socket[] = [];
 
   readonly handlers: Handlers<UserApi> = {
@@ -251,8 +148,7 @@ class UserApp {
       if (this.background !== null) throw new Error('a bulk stream is already running');
       const socket = await connect(args, 20_000);
       socket.write(Buffer.from([WanMode.DISCARD]));
-      const stop: Stop = { stopped: false };
-      this.background = { socket, stop, startAt: nowUs(), pumping: pump(socket, Number.MAX_SAFE_INTEGER, Infinity, stop) };
+      this.background = new BackgroundStream(socket);
       return null;
     },
 
@@ -260,10 +156,7 @@ class UserApp {
       const b = this.background;
       if (b === null) throw new Error('no bulk stream is running');
       this.background = null;
-      b.stop.stopped = true;
-      b.stop.wake?.();
-      const { took: bytes } = await b.pumping;
-      const ms = (nowUs() - b.startAt) / 1000;
+      const { bytes, ms } = await b.halt();
       // Whatever is still queued along the path is of no interest: reset, do not wait for it.
       b.socket.destroy();
       return { bytes, ms };
@@ -305,11 +198,9 @@ interface Counter {
   lastAt: number;
 }
 
-type Waiter = { done: () => boolean; resolve: () => void };
-
 class SinkApp {
   private readonly counters = new Map<number, Counter>();
-  private waiters: Waiter[] = [];
+  private readonly conditions = new Conditions();
   private open = 0;
 
   readonly handlers: Handlers<SinkApi> = {
@@ -323,59 +214,21 @@ class SinkApp {
     },
     bulkWait: async (args): Promise<BulkCount> => {
       const c = this.counter(args.port);
-      await this.until(() => c.ended >= args.streams, Math.max(0, (args.untilUs - nowUs()) / 1000));
+      await this.conditions.until(() => c.ended >= args.streams, Math.max(0, (args.untilUs - nowUs()) / 1000));
       return { ...c };
     },
     waitOpen: async (args) => {
-      await this.until(() => this.open <= args.open, args.timeoutMs);
+      await this.conditions.until(() => this.open <= args.open, args.timeoutMs);
       return { open: this.open };
     },
   };
 
-  private listen(port: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const server = net.createServer({ noDelay: true }, (socket) => this.accept(socket, port));
-      server.once('error', reject);
-      server.listen({ host: '0.0.0.0', port, backlog: 4096 }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+  private async listen(port: number): Promise<void> {
+    await listenOn('0.0.0.0', port, (socket) => this.accept(socket, port));
   }
 
   private counter(port: number): Counter {
-    let c = this.counters.get(port);
-    if (c === undefined) {
-      c = { ended: 0, bytes: 0, firstAt: 0, lastAt: 0 };
-      this.counters.set(port, c);
-    }
-    return c;
-  }
-
-  private until(done: () => boolean, timeoutMs: number): Promise<void> {
-    if (done()) return Promise.resolve();
-    return new Promise((resolve) => {
-      const waiter: Waiter = {
-        done,
-        resolve: () => {
-          clearTimeout(timer);
-          resolve();
-        },
-      };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== waiter);
-        resolve();
-      }, timeoutMs);
-      this.waiters.push(waiter);
-    });
-  }
-
-  private wake(): void {
-    if (this.waiters.length === 0) return;
-    const ready = this.waiters.filter((w) => w.done());
-    if (ready.length === 0) return;
-    this.waiters = this.waiters.filter((w) => !ready.includes(w));
-    for (const w of ready) w.resolve();
+    return counterOf(this.counters, port, () => ({ ended: 0, bytes: 0, firstAt: 0, lastAt: 0 }));
   }
 
   private accept(socket: net.Socket, port: number): void {
@@ -383,11 +236,9 @@ class SinkApp {
     socket.on('error', () => undefined);
     socket.on('close', () => {
       this.open--;
-      this.wake();
+      this.conditions.wake();
     });
-    socket.once('data', (first: Buffer) => {
-      const mode = first[0];
-      const rest = first.subarray(1);
+    byMode(socket, (mode, rest) => {
       switch (mode) {
         case WanMode.BULK: {
           const c = this.counter(port);
@@ -403,13 +254,12 @@ class SinkApp {
           socket.on('end', () => {
             c.ended++;
             socket.end();
-            this.wake();
+            this.conditions.wake();
           });
           return;
         }
         case WanMode.ECHO:
-          socket.on('data', (chunk: Buffer) => socket.write(chunk));
-          if (rest.length > 0) socket.write(rest);
+          echo(socket, rest);
           socket.on('end', () => socket.end());
           return;
         case WanMode.ONE:
@@ -423,8 +273,6 @@ class SinkApp {
           socket.destroy();
       }
     });
-    // Flowing mode for every connection: what no mode handler takes is dropped.
-    socket.on('data', () => undefined);
   }
 }
 

@@ -4,15 +4,9 @@
  * Lines join the lossless profiles; the 0.5% loss profile is drawn as hollow
  * markers at its RTT.
  */
+import { PATH_COLORS, axisTitles, dashOf, esc, legendEntry, panelFrame, svgDocument, xGridLine, yGridLine } from '../chart.js';
 import { WAN_LABELS, type WanPathId } from './paths.js';
 import type { ProfileRecord } from './report.js';
-
-const COLORS: Readonly<Record<WanPathId, string>> = {
-  direct: '#7f7f7f',
-  ssh: '#ff7f0e',
-  tcpipe: '#d62728',
-  'tcpipe-secret': '#9467bd',
-};
 
 const W = 1000;
 const H = 500;
@@ -22,10 +16,6 @@ const TOP = 80;
 const LEFTS = [80, 570] as const;
 /** TCP payload that fits in 1 Gbit/s of 1,514-byte frames (1,448 bytes of payload each). */
 const PAYLOAD_CEILING = (1000 * 1448) / 1514 / 1000;
-
-function esc(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-}
 
 interface Point {
   readonly rtt: number;
@@ -50,35 +40,27 @@ function panel(left: number, title: string, profiles: readonly ProfileRecord[], 
   const hi = Math.log10((rtts[rtts.length - 1] ?? 200) * 1.6);
   const px = (rtt: number): number => left + ((Math.log10(rtt) - lo) / (hi - lo)) * PANEL_W;
   const py = (v: number): number => TOP + PANEL_H - (v / yMax) * PANEL_H;
-  out.push(`<text x="${left + PANEL_W / 2}" y="${TOP - 14}" text-anchor="middle" font-weight="bold">${esc(title)}</text>`);
-  out.push(`<rect x="${left}" y="${TOP}" width="${PANEL_W}" height="${PANEL_H}" fill="none" stroke="#999"/>`);
+  out.push(...panelFrame(left, TOP, PANEL_W, PANEL_H, title));
   for (let i = 0; i <= 5; i++) {
     const v = (yMax * i) / 5;
-    const y = py(v).toFixed(1);
-    out.push(`<line x1="${left}" y1="${y}" x2="${left + PANEL_W}" y2="${y}" stroke="#e5e5e5"/>`);
-    out.push(`<text x="${left - 6}" y="${y}" text-anchor="end" dominant-baseline="middle">${v.toFixed(1)}</text>`);
+    out.push(...yGridLine(left, PANEL_W, py(v).toFixed(1), v.toFixed(1)));
   }
-  for (const r of rtts) {
-    const x = px(r).toFixed(1);
-    out.push(`<line x1="${x}" y1="${TOP}" x2="${x}" y2="${TOP + PANEL_H}" stroke="#f0f0f0"/>`);
-    out.push(`<text x="${x}" y="${TOP + PANEL_H + 16}" text-anchor="middle">${r} ms</text>`);
-  }
+  for (const r of rtts) out.push(...xGridLine(px(r).toFixed(1), TOP, PANEL_H, `${r} ms`));
   const ceiling = py(PAYLOAD_CEILING).toFixed(1);
   out.push(`<line x1="${left}" y1="${ceiling}" x2="${left + PANEL_W}" y2="${ceiling}" stroke="#2ca02c" stroke-dasharray="4 4"/>`);
   out.push(`<text x="${left + PANEL_W - 4}" y="${(Number(ceiling) - 5).toFixed(1)}" text-anchor="end" fill="#2ca02c" font-size="11">1 Gbit/s link: ${PAYLOAD_CEILING.toFixed(3)} of payload</text>`);
-  out.push(`<text x="${left + PANEL_W / 2}" y="${TOP + PANEL_H + 34}" text-anchor="middle">round-trip time (log scale)</text>`);
-  out.push(`<text transform="translate(${left - 50} ${TOP + PANEL_H / 2}) rotate(-90)" text-anchor="middle">Gbit/s at the sink</text>`);
+  out.push(...axisTitles(left, TOP, PANEL_W, PANEL_H, 'round-trip time (log scale)', 'Gbit/s at the sink'));
   for (const id of paths) {
     const all = points(profiles, id, key);
     const line = all.filter((p) => !p.loss);
-    const dash = id === 'tcpipe-secret' ? ' stroke-dasharray="6 3"' : '';
+    const color = PATH_COLORS[id];
     if (line.length > 1) {
       const d = line.map((p, i) => `${i === 0 ? 'M' : 'L'}${px(p.rtt).toFixed(1)},${py(p.gbps).toFixed(1)}`).join(' ');
-      out.push(`<path d="${d}" fill="none" stroke="${COLORS[id]}" stroke-width="2"${dash}/>`);
+      out.push(`<path d="${d}" fill="none" stroke="${color}" stroke-width="2"${dashOf(id)}/>`);
     }
     for (const p of all) {
-      const fill = p.loss ? '#fff' : COLORS[id];
-      out.push(`<circle cx="${px(p.rtt).toFixed(1)}" cy="${py(p.gbps).toFixed(1)}" r="${p.loss ? 5 : 3.5}" fill="${fill}" stroke="${COLORS[id]}" stroke-width="2"><title>${esc(`${WAN_LABELS[id]}, ${p.rtt} ms${p.loss ? ' with loss' : ''}: ${p.gbps.toFixed(3)} Gbit/s`)}</title></circle>`);
+      const fill = p.loss ? '#fff' : color;
+      out.push(`<circle cx="${px(p.rtt).toFixed(1)}" cy="${py(p.gbps).toFixed(1)}" r="${p.loss ? 5 : 3.5}" fill="${fill}" stroke="${color}" stroke-width="2"><title>${esc(`${WAN_LABELS[id]}, ${p.rtt} ms${p.loss ? ' with loss' : ''}: ${p.gbps.toFixed(3)} Gbit/s`)}</title></circle>`);
     }
   }
   return out;
@@ -87,9 +69,6 @@ function panel(left: number, title: string, profiles: readonly ProfileRecord[], 
 export function wanChart(profiles: readonly ProfileRecord[], paths: readonly WanPathId[], subtitle: string): string {
   const yMax = 1.2;
   const body: string[] = [
-    `<rect width="${W}" height="${H}" fill="#fff"/>`,
-    `<text x="${W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">Throughput against round-trip time on an emulated 1 Gbit/s path</text>`,
-    `<text x="${W / 2}" y="42" text-anchor="middle" fill="#555">${esc(subtitle)}</text>`,
     ...panel(LEFTS[0], 'One stream', profiles, paths, 'bulk1', yMax),
     ...panel(LEFTS[1], 'Eight streams at once (total)', profiles, paths, 'bulk8', yMax),
   ];
@@ -97,18 +76,11 @@ export function wanChart(profiles: readonly ProfileRecord[], paths: readonly Wan
   const step = W / (paths.length + 1.5);
   paths.forEach((id, i) => {
     const x = step * (i + 0.4) + 20;
-    const dash = id === 'tcpipe-secret' ? ' stroke-dasharray="6 3"' : '';
-    body.push(`<line x1="${x}" y1="${legendY}" x2="${x + 24}" y2="${legendY}" stroke="${COLORS[id]}" stroke-width="3"${dash}/>`);
-    body.push(`<text x="${x + 30}" y="${legendY}" dominant-baseline="middle">${esc(WAN_LABELS[id])}</text>`);
+    body.push(...legendEntry(x, legendY, id, WAN_LABELS[id]));
   });
   const hx = step * (paths.length + 0.4) + 20;
   body.push(`<circle cx="${hx + 8}" cy="${legendY}" r="5" fill="#fff" stroke="#333" stroke-width="2"/>`);
   body.push(`<text x="${hx + 20}" y="${legendY}" dominant-baseline="middle">50 ms with 0.5% loss</text>`);
   body.push(`<text x="${W / 2}" y="${H - 12}" text-anchor="middle" fill="#555" font-size="11">Written by npm run bench:wan (bench/wan/chart.ts); figures in bench/results/wan-latest.json.</text>`);
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
-    ...body.map((l) => `  ${l}`),
-    '</svg>',
-    '',
-  ].join('\n');
+  return svgDocument(W, H, 'Throughput against round-trip time on an emulated 1 Gbit/s path', subtitle, body);
 }

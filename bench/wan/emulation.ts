@@ -18,6 +18,7 @@
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { pollUntil } from '../../test/helpers/wait.js';
 import { waitForLog, type Child, type ProcessRegistry } from '../procs.js';
 
 export interface Profile {
@@ -326,11 +327,6 @@ export function compileHelper(source: string, out: string): void {
 
 /** Resolves once something listens on host:port, probed from inside namespace `ns`. */
 export async function waitTcp(ns: string, host: string, port: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = spawnSync('ip', ['netns', 'exec', ns, 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { stdio: 'ignore', timeout: 5000 });
-    if (r.status === 0) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on ${host}:${port} in ${ns} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  const accepts = (): boolean => spawnSync('ip', ['netns', 'exec', ns, 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { stdio: 'ignore', timeout: 5000 }).status === 0;
+  await pollUntil(accepts, (ok) => ok, timeoutMs, `a listener on ${host}:${port} in ${ns}`, 100);
 }

@@ -25,17 +25,9 @@ export interface WanOptions {
   readonly sysctls: readonly string[];
   /** Extra arguments for both tcpipe processes (experiments: --max-window=64M). */
   readonly tcpipeArgs: readonly string[];
-  /** Load-time patches of tcpipe to try a proposed change without editing src/ (bench/wan/experiment-*.ts). */
-  readonly experiments: readonly string[];
   /** Instead of the benchmark: traces, ss samples and CPU profiles of the given paths, into this directory. */
   readonly diagnoseDir: string | null;
 }
-
-/** Load-time patches of tcpipe (--experiment NAME): the module under dist/bench/wan/ and its environment. */
-export const EXPERIMENTS: Readonly<Record<string, { readonly module: string; readonly env: Readonly<Record<string, string>> }>> = {
-  coalesce: { module: 'experiment-coalesce.js', env: {} },
-  batch1ms: { module: 'experiment-coalesce.js', env: { TCPIPE_WAN_COALESCE_MS: '1' } },
-};
 
 export const USAGE = `Usage: npm run bench:wan -- [options]     (or: node dist/bench/wan/run.js [options]; as root)
 
@@ -54,10 +46,7 @@ export const USAGE = `Usage: npm run bench:wan -- [options]     (or: node dist/b
                        experiments such as net.ipv4.tcp_notsent_lowat=131072; the
                        docs are never rewritten from such a run.
   --tcpipe-arg ARG     Pass ARG to both tcpipe processes (repeatable), e.g. --max-window=64M.
-  --experiment NAME    Load bench/wan/experiment-NAME.js into both tcpipe processes
-                       (node --import): 'coalesce' writes a turn's frames at once,
-                       'batch1ms' the frames of 1 ms at once.
-                       Runs with --sysctl, --tcpipe-arg or --experiment never rewrite the docs.
+                       Runs with --sysctl or --tcpipe-arg never rewrite the docs.
   --diagnose DIR       Instead: run the bulk and interactive workloads with tcpipe's window
                        trace, ss -tmi samples of the link and CPU profiles (node --cpu-prof),
                        and write DIR/diagnose.md (default: paths tcpipe,tcpipe-secret,
@@ -79,7 +68,6 @@ export function parseOptions(argv: readonly string[]): WanOptions | 'help' {
   let diagnoseDir: string | null = null;
   const sysctls: string[] = [];
   const tcpipeArgs: string[] = [];
-  const experiments: string[] = [];
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith('--')) throw new Error(`${flag} needs a value`);
@@ -150,12 +138,6 @@ export function parseOptions(argv: readonly string[]): WanOptions | 'help' {
         tcpipeArgs.push(v);
         break;
       }
-      case '--experiment': {
-        const name = value(i++, a);
-        if (!(name in EXPERIMENTS)) throw new Error(`unknown experiment '${name}'`);
-        experiments.push(name);
-        break;
-      }
       case '--diagnose':
         diagnoseDir = value(i++, a);
         break;
@@ -177,12 +159,11 @@ export function parseOptions(argv: readonly string[]): WanOptions | 'help' {
     loadMaxMs: smoke ? 1000 : 8000,
     out,
     svg,
-    docs: docs && !smoke && diagnoseDir === null && sysctls.length + tcpipeArgs.length + experiments.length === 0,
+    docs: docs && !smoke && diagnoseDir === null && sysctls.length + tcpipeArgs.length === 0,
     install: install && !smoke,
     realtime,
     diagnoseDir,
     sysctls,
     tcpipeArgs,
-    experiments,
   };
 }

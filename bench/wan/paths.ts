@@ -10,12 +10,11 @@
  * Each path has its own port P (the sink listens on all of them), so nothing
  * one path left in TIME_WAIT touches the next.
  */
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { join } from 'node:path';
-import { processTree, waitForLog, type Child, type ProcessRegistry } from '../procs.js';
-import { SSH_CIPHER, sshdBinary } from '../sshd.js';
+import { sumKiB, waitForLog, type Child, type ProcessRegistry } from '../procs.js';
+import { ensurePrivsepDir, prepareSsh, removePrivsepDir, sshClientArgs, sshdBinary, type SshSetup } from '../sshd.js';
 import type { Endpoint } from './api.js';
 import { ADDR_A, ADDR_B, waitTcp, type EmulatedLink } from './emulation.js';
 
@@ -39,86 +38,17 @@ export const PATH_PORT: Readonly<Record<WanPathId, number>> = Object.freeze({
 const LINK_PORT = { tcpipe: 7003, 'tcpipe-secret': 7004 } as const;
 export const SSHD_PORT = 7022;
 
-export interface WanSsh {
-  readonly dir: string;
-  readonly config: string;
-  readonly userKey: string;
-  readonly knownHosts: string;
+/** The private sshd in B (sshd.ts), and whether this run created /run/sshd. */
+export interface WanSsh extends SshSetup {
   readonly createdPrivsepDir: boolean;
 }
 
-const PRIVSEP_DIR = '/run/sshd';
-
-/** A private sshd for B: throwaway keys in `tmp`, its own config; the system's ssh configuration is never read. */
 export function prepareWanSsh(tmp: string): WanSsh {
-  const dir = join(tmp, 'ssh');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const hostKey = join(dir, 'host_ed25519');
-  const userKey = join(dir, 'id_ed25519');
-  for (const key of [hostKey, userKey]) {
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'tcpipe-wan-bench', '-f', key], { stdio: 'ignore' });
-  }
-  const authorizedKeys = join(dir, 'authorized_keys');
-  writeFileSync(authorizedKeys, readFileSync(`${userKey}.pub`), { mode: 0o600 });
-  const config = join(dir, 'sshd_config');
-  writeFileSync(
-    config,
-    [
-      `Port ${SSHD_PORT}`,
-      `ListenAddress ${ADDR_B}`,
-      `HostKey ${hostKey}`,
-      `PidFile ${join(dir, 'sshd.pid')}`,
-      `AuthorizedKeysFile ${authorizedKeys}`,
-      'PermitRootLogin prohibit-password',
-      'PubkeyAuthentication yes',
-      'PasswordAuthentication no',
-      'KbdInteractiveAuthentication no',
-      'UsePAM no',
-      'StrictModes no',
-      'AllowTcpForwarding yes',
-      'PermitOpen any',
-      'X11Forwarding no',
-      'AllowAgentForwarding no',
-      'PrintMotd no',
-      'UseDNS no',
-      'Compression no',
-      `Ciphers ${SSH_CIPHER}`,
-      'MaxStartups 100',
-      'LogLevel ERROR',
-      '',
-    ].join('\n'),
-  );
-  let createdPrivsepDir = false;
-  if (!existsSync(PRIVSEP_DIR)) {
-    mkdirSync(PRIVSEP_DIR, { mode: 0o755 });
-    createdPrivsepDir = true;
-  }
-  return { dir, config, userKey, knownHosts: join(dir, 'known_hosts'), createdPrivsepDir };
+  return { ...prepareSsh(tmp, ADDR_B, SSHD_PORT), createdPrivsepDir: ensurePrivsepDir() };
 }
 
 export function cleanupWanSsh(setup: WanSsh): void {
-  if (!setup.createdPrivsepDir) return;
-  try {
-    rmdirSync(PRIVSEP_DIR);
-  } catch {
-    // not empty, or gone
-  }
-}
-
-function sshArgs(setup: WanSsh, forward: string): string[] {
-  const options = [
-    'IdentitiesOnly=yes',
-    'BatchMode=yes',
-    'StrictHostKeyChecking=no',
-    `UserKnownHostsFile=${setup.knownHosts}`,
-    `Ciphers=${SSH_CIPHER}`,
-    'Compression=no',
-    'ExitOnForwardFailure=yes',
-    'ControlMaster=no',
-    'ControlPath=none',
-    'LogLevel=ERROR',
-  ];
-  return ['-F', '/dev/null', '-N', '-T', '-p', String(SSHD_PORT), '-i', setup.userKey, ...options.flatMap((o) => ['-o', o]), '-L', forward, `root@${ADDR_B}`];
+  if (setup.createdPrivsepDir) removePrivsepDir();
 }
 
 export interface PathEnv {
@@ -169,7 +99,7 @@ export async function startPath(id: WanPathId, link: EmulatedLink, env: PathEnv)
       const sshd = registry.spawn(`sshd-${tag}`, 'ip', inB(sshdBinary(), ['-D', '-e', '-f', env.ssh.config]));
       exitSide.push(sshd);
       await waitTcp(link.b.ns, ADDR_B, SSHD_PORT, 10_000);
-      entrySide.push(registry.spawn(`ssh-${tag}`, 'ip', inA('ssh', sshArgs(env.ssh, `127.0.0.1:${port}:127.0.0.1:${port}`))));
+      entrySide.push(registry.spawn(`ssh-${tag}`, 'ip', inA('ssh', sshClientArgs(env.ssh, [`127.0.0.1:${port}:127.0.0.1:${port}`]))));
       return running({ host: '127.0.0.1', port });
     }
     case 'tcpipe':
@@ -219,24 +149,8 @@ export interface Rss {
 
 /** RSS and peak RSS of the processes and their descendants, from /proc/<pid>/status. */
 export function rssOf(children: readonly Child[]): Rss {
-  let rssKiB = 0;
-  let peakKiB = 0;
-  let processes = 0;
-  for (const s of processTree(children.map((c) => c.pid))) {
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${s.pid}/status`, 'utf8');
-    } catch {
-      continue;
-    }
-    const rss = /^VmRSS:\s+(\d+) kB/m.exec(text);
-    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(text);
-    const name = /^Name:\s+(\S+)/m.exec(text)?.[1] ?? '';
-    // The wrappers (bash, ip) exec into the relay: nothing else of theirs is running.
-    if (rss === null || hwm === null || name === 'bash') continue;
-    rssKiB += Number(rss[1]);
-    peakKiB += Number(hwm[1]);
-    processes++;
-  }
-  return { rssKiB, peakKiB, processes };
+  // The wrappers (bash, ip) exec into the relay: nothing else of theirs is running.
+  const notBash = (text: string): boolean => /^Name:\s+(\S+)/m.exec(text)?.[1] !== 'bash';
+  const { sums, processes } = sumKiB(children.map((c) => c.pid), 'status', ['VmRSS', 'VmHWM'], notBash);
+  return { rssKiB: sums[0] ?? 0, peakKiB: sums[1] ?? 0, processes };
 }

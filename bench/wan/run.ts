@@ -178,7 +178,6 @@ async function main(argv: readonly string[]): Promise<number> {
         realtimeHelpers: o.realtime,
         extraSysctls: o.sysctls.join('; '),
         tcpipeArgs: o.tcpipeArgs.join(' '),
-        experiments: o.experiments.join(','),
         bulkMiB: o.bulkBytes / 1048576,
         capSeconds: o.capMs / 1000,
         newStreams: o.newStreams,

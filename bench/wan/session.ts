@@ -8,12 +8,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { IpcClient } from '../ipc.js';
 import { ProcessRegistry, setClockTicks, type Child } from '../procs.js';
 import type { SinkApi, UserApi } from './api.js';
 import { cleanupSync, compileHelper, helperBuildable, sweepStale, type EmulatedLink } from './emulation.js';
-import { EXPERIMENTS, type WanOptions } from './options.js';
+import type { WanOptions } from './options.js';
 import { PATH_PORT, cleanupWanSsh, prepareWanSsh, type PathEnv, type WanSsh } from './paths.js';
 import type { Machine } from './report.js';
 
@@ -137,9 +137,6 @@ export async function closeSession(s: Session): Promise<void> {
 }
 
 export function pathEnv(s: Session, o: WanOptions, extra: Partial<Pick<PathEnv, 'tcpipeNodeFlags' | 'tcpipeEnv'>> = {}): PathEnv {
-  const chosen = o.experiments.map((name) => EXPERIMENTS[name]).filter((e) => e !== undefined);
-  const imports = chosen.flatMap((e) => ['--import', pathToFileURL(join(distRoot, 'bench', 'wan', e.module)).href]);
-  const experimentEnv: NodeJS.ProcessEnv = Object.assign({}, ...chosen.map((e) => e.env));
   const flags = extra.tcpipeNodeFlags ?? ((): readonly string[] => []);
   const env = extra.tcpipeEnv ?? ((): NodeJS.ProcessEnv => ({}));
   return {
@@ -148,8 +145,8 @@ export function pathEnv(s: Session, o: WanOptions, extra: Partial<Pick<PathEnv, 
     ssh: s.ssh,
     secret: s.secret,
     tcpipeArgs: o.tcpipeArgs,
-    tcpipeNodeFlags: (side) => [...imports, ...flags(side)],
-    tcpipeEnv: (side) => ({ ...experimentEnv, ...env(side) }),
+    tcpipeNodeFlags: flags,
+    tcpipeEnv: env,
   };
 }
 

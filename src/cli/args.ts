@@ -3,13 +3,16 @@
  * or a UsageError with a one-line reason (the CLI prints it with the usage
  * and exits 2).
  */
-import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
 import type { RouteSpec, SiteOptions } from '../instance.js';
 import { CLIENT_TABLES, readConfigFile, type OptionValues } from '../config/file.js';
 import { sitesOf } from '../config/site-args.js';
+import { parseProxyFlags } from './proxy-args.js';
+import { parseHostPort, parsePort, parsePortList, parseTargets } from './port-args.js';
+
+export { MAX_PORT_RANGE, parseHostPort, parsePort, parsePortList, parsePortRange, parseTargets, splitProtocol } from './port-args.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -32,6 +35,12 @@ export interface RunCommand {
   readonly secretFile: string | undefined;
   readonly tls: { readonly cert: string; readonly key: string; readonly ca: string; readonly serverName: string | undefined } | undefined;
   readonly allow: readonly number[] | undefined;
+  /** --allow=N/udp entries: the UDP ports the partner may open flows for. */
+  readonly allowUdp: readonly number[] | undefined;
+  /** --udp-timeout: seconds a UDP flow lives without a datagram. */
+  readonly udpTimeoutSeconds: number | undefined;
+  /** --udp-max-flows: UDP flows at once on this side. */
+  readonly udpMaxFlows: number | undefined;
   readonly maxHandshakes: number | undefined;
   /** --max-window: the largest receive window a stream may grow to, in bytes. */
   readonly maxWindow: number | undefined;
@@ -49,6 +58,10 @@ export interface RunCommand {
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
   /** A server's `[[client]]` tables (config file only): many sites, one partner each. */
   readonly sites?: readonly SiteOptions[];
+  /** --proxy-protocol: the PROXY header written to targets (routes may choose their own). */
+  readonly proxyProtocol: 'v1' | 'v2' | undefined;
+  /** --accept-proxy-protocol: entry connections start with a load balancer's PROXY header. */
+  readonly acceptProxyProtocol: boolean;
 }
 
 export type Command =
@@ -85,6 +98,10 @@ const OPTIONS = {
   'max-handshakes': { type: 'string' },
   'max-window': { type: 'string' },
   'session-budget': { type: 'string' },
+  'proxy-protocol': { type: 'string' },
+  'accept-proxy-protocol': { type: 'boolean' },
+  'udp-timeout': { type: 'string' },
+  'udp-max-flows': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
 } as const;
@@ -120,7 +137,7 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
   }
   let command: Command;
   try {
-    command = validate(merged as typeof values, positionals);
+    command = validate(merged as typeof values, positionals, file[CLIENT_TABLES] !== undefined);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     // Name the file and key when the bad value came from the file.
@@ -135,7 +152,8 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
 
 type ParsedValues = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
 
-function validate(values: ParsedValues, positionals: readonly string[]): Command {
+/** `clientTables`: the file has [[client]] tables, whose ports count as entry ports. */
+function validate(values: ParsedValues, positionals: readonly string[], clientTables = false): Command {
   if (values.verbose === true && values.quiet === true) throw new UsageError('-v/--verbose and -q/--quiet cannot be used together');
   const verbosity = values.verbose === true ? 'verbose' : values.quiet === true ? 'quiet' : 'normal';
 
@@ -188,6 +206,10 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
   }
 
   const ports = parsePortList((values.ports ?? []).join(','), (values.ports ?? []).length > 0);
+  const udpPort = ports.find((p) => p.protocol === 'udp');
+  if (values['one-per-port'] === true && udpPort !== undefined) {
+    throw new UsageError(`--one-per-port is for TCP ports: UDP port ${udpPort.port}/udp has no connection to wait for (each user address is a flow)`);
+  }
   const { target, routes } = parseTargets(values.target ?? []);
 
   let heartbeatSeconds: number | undefined;
@@ -246,10 +268,31 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     if (!/^\/[\x21-\x7e]*$/.test(wsPath)) throw new UsageError(`--ws-path must start with / and hold no spaces, not '${wsPath}'`);
   }
 
-  const allow = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
+  const allowSpecs = values.allow === undefined ? undefined : parsePortList(values.allow, true, '--allow').map((spec) => {
     if (spec.host !== undefined) throw new UsageError(`--allow takes port numbers, not '${spec.host}:${spec.port}'`);
-    return spec.port;
+    return spec;
   });
+  const allow = allowSpecs?.filter((s) => s.protocol !== 'udp').map((s) => s.port);
+  const allowUdp = allowSpecs?.filter((s) => s.protocol === 'udp').map((s) => s.port);
+
+  let udpTimeoutSeconds: number | undefined;
+  if (values['udp-timeout'] !== undefined) {
+    const text = values['udp-timeout'];
+    udpTimeoutSeconds = Number(text);
+    if (!/^\d+(\.\d+)?$/.test(text) || !(udpTimeoutSeconds >= 1 && udpTimeoutSeconds <= 86400)) {
+      throw new UsageError(`--udp-timeout must be a number of seconds from 1 to 86400, not '${text}'`);
+    }
+  }
+  let udpMaxFlows: number | undefined;
+  if (values['udp-max-flows'] !== undefined) {
+    const text = values['udp-max-flows'];
+    udpMaxFlows = Number(text);
+    if (!/^\d+$/.test(text) || udpMaxFlows < 1 || udpMaxFlows > 1_000_000) {
+      throw new UsageError(`--udp-max-flows must be a whole number from 1 to 1000000, not '${text}'`);
+    }
+  }
+
+  const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0 || clientTables);
 
   let maxHandshakes: number | undefined;
   if (values['max-handshakes'] !== undefined) {
@@ -276,6 +319,9 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     secretFile: values['secret-file'],
     tls,
     allow,
+    allowUdp,
+    udpTimeoutSeconds,
+    udpMaxFlows,
     maxHandshakes,
     maxWindow: values['max-window'] === undefined ? undefined : parseSize(values['max-window'], '--max-window', 64 * 1024, 1024 ** 3),
     sessionBudget:
@@ -287,71 +333,9 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     wsPath,
     wsCaFile: wsCaOnly ? values['tls-ca'] : tls !== undefined && linkUrl !== undefined ? tls.ca : undefined,
     metrics: values.metrics === undefined ? undefined : parseHostPort(values.metrics, '--metrics'),
+    proxyProtocol,
+    acceptProxyProtocol,
   };
-}
-
-export function parsePort(text: string, what: string): number {
-  if (!/^\d{1,5}$/.test(text)) throw new UsageError(`${what}: '${text}' is not a port number (1-65535)`);
-  const port = Number(text);
-  if (port < 1 || port > 65535) throw new UsageError(`${what}: port ${port} is outside 1-65535`);
-  return port;
-}
-
-/** `host:port`, `[v6]:port`. */
-export function parseHostPort(text: string, what: string): { host: string; port: number } {
-  if (text.startsWith('[')) {
-    const v6 = /^\[([^\]]*)\](.*)$/.exec(text);
-    const host = v6?.[1] ?? '';
-    const rest = v6?.[2] ?? '';
-    if (v6 !== null && host === '') throw new UsageError(`${what}: '[]' is not a host name or address`);
-    if (v6 === null || !rest.startsWith(':') || rest === ':') {
-      throw new UsageError(`${what}: '${text}' needs a port, as [${host || '<address>'}]:<port>`);
-    }
-    validateHost(host, what);
-    return { host, port: parsePort(rest.slice(1), what) };
-  }
-  if (isIP(text) === 6) throw new UsageError(`${what}: '${text}' needs a port; write it as [${text}]:<port>`);
-  const colon = text.lastIndexOf(':');
-  if (colon < 0) throw new UsageError(`${what}: '${text}' needs a port, as <host>:<port>`);
-  const host = text.slice(0, colon);
-  if (host.includes(':')) throw new UsageError(`${what}: write an IPv6 address in brackets, as [${host}]:${text.slice(colon + 1)}`);
-  if (host === '') throw new UsageError(`${what}: '${text}' has no host`);
-  validateHost(host, what);
-  return { host, port: parsePort(text.slice(colon + 1), what) };
-}
-
-/** `[BIND:]PORT[,[BIND:]PORT...]`; a PORT may be a range `A-B`. */
-export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
-  if (!given) return [];
-  const specs: ListenSpec[] = [];
-  for (const item of text.split(',')) {
-    if (item === '') throw new UsageError(`${what}: empty entry in '${text}'`);
-    for (const spec of parsePortRange(item, what) ?? [/^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what)]) {
-      // Two listeners clash on one port when either takes every address, or both take the same one.
-      const clash = specs.some((o) => o.port === spec.port && (o.host === undefined || spec.host === undefined || o.host === spec.host));
-      if (clash) throw new UsageError(`${what}: port ${spec.port} is listed twice`);
-      specs.push(spec);
-    }
-  }
-  return specs;
-}
-
-/** A range takes at most this many ports: a typo like 4000-40000 must not bind 36,000. */
-export const MAX_PORT_RANGE = 1000;
-
-/** `[BIND:]A-B`: the ports from A to B; null when the item is not a range. */
-export function parsePortRange(item: string, what: string): ListenSpec[] | null {
-  const range = /^(.*?)(\d{1,5})-(\d{1,5})$/.exec(item);
-  if (range === null) return null;
-  const [, prefix = '', a = '', b = ''] = range;
-  if (prefix !== '' && !prefix.endsWith(':')) return null;
-  const first: ListenSpec = prefix === '' ? { port: parsePort(a, what) } : parseHostPort(prefix + a, what);
-  const last = parsePort(b, what);
-  if (last < first.port) throw new UsageError(`${what}: range ${a}-${b} goes backwards`);
-  if (last - first.port + 1 > MAX_PORT_RANGE) throw new UsageError(`${what}: range ${a}-${b} has ${last - first.port + 1} ports (at most ${MAX_PORT_RANGE})`);
-  const specs: ListenSpec[] = [];
-  for (let port = first.port; port <= last; port++) specs.push(first.host === undefined ? { port } : { host: first.host, port });
-  return specs;
 }
 
 /** A size in bytes, with an optional K, M or G suffix (powers of 1024). */
@@ -363,46 +347,6 @@ export function parseSize(text: string, what: string, min: number, max: number):
     throw new UsageError(`${what} must be a size from ${min / 1024} KiB to ${max / 1024 ** 2} MiB (like 16M), not '${text}'`);
   }
   return value;
-}
-
-/** `-t HOST` (once) and `-t PORT=HOST[:TPORT]` (any number, one per port). */
-export function parseTargets(items: readonly string[]): { target: string | undefined; routes: RouteSpec[] } {
-  let target: string | undefined;
-  const routes: RouteSpec[] = [];
-  const seen = new Set<number>();
-  for (const item of items) {
-    const eq = item.indexOf('=');
-    if (eq < 0) {
-      if (target !== undefined) throw new UsageError(`-t/--target: two default hosts ('${target}' and '${item}'); route one port with -t PORT=HOST[:TPORT]`);
-      const host = item.replace(/^\[(.+)\]$/, '$1');
-      if (host.includes(':') && isIP(host) !== 6) {
-        throw new UsageError(`-t/--target: '${item}' is not a host; to change the port, route it: -t PORT=HOST:TPORT`);
-      }
-      validateHost(host, '-t/--target');
-      target = host;
-      continue;
-    }
-    const what = `-t/--target ${item}`;
-    const port = parsePort(item.slice(0, eq), what);
-    if (seen.has(port)) throw new UsageError(`-t/--target: port ${port} has two routes`);
-    seen.add(port);
-    const rest = item.slice(eq + 1);
-    if (rest === '') throw new UsageError(`${what}: no host after '='`);
-    const withPort = /^\[.+\]:\d+$/.test(rest) || (/^[^:]+:\d+$/.test(rest) && !rest.startsWith('['));
-    if (withPort) {
-      const address = parseHostPort(rest, what);
-      routes.push({ port, host: address.host, targetPort: address.port });
-    } else {
-      const host = rest.replace(/^\[(.+)\]$/, '$1');
-      validateHost(host, what);
-      routes.push({ port, host });
-    }
-  }
-  return { target, routes };
-}
-
-function validateHost(host: string, what: string): void {
-  if (host === '' || !/^[A-Za-z0-9._:%-]+$/.test(host)) throw new UsageError(`${what}: '${host}' is not a host name or address`);
 }
 
 function cleanParseError(err: unknown): string {

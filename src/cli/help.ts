@@ -8,7 +8,7 @@ export const USAGE = `Usage: tcpipe <mode> [<ports>] [<target>] [options]
   <target>  -t <host>        | --target=<host>          connect here for the partner's ports
 Try 'tcpipe --help' for every option.`;
 
-export const HELP_TEXT = `tcpipe relays TCP connections between two hosts over one link.
+export const HELP_TEXT = `tcpipe relays TCP connections and UDP flows between two hosts over one link.
 
 Usage: tcpipe <mode> [<ports>] [<target>] [options]
        tcpipe --config=<file> [options]
@@ -33,13 +33,28 @@ Relaying (both modes, either or both):
                                be given as <addr>:<port> or [<v6addr>]:<port> to
                                listen on one address only (default: all addresses),
                                and a range as <a>-<b> (at most 1000 ports).
+                               <port>/udp is a UDP port (5353/udp, [::1]:5353/udp);
+                               /tcp may be written, and is the default.
   -t, --target=<host>          Connect to <host> when the partner relays a port,
                                on the same port number.
-  -t, --target=<port>=<host>[:<tport>]
+  -t, --target=<port>[/udp]=<host>[:<tport>]
                                Route one port elsewhere (repeatable): the partner's
                                port <port> goes to <host>:<tport> (default <port>).
                                Without a default <host>, only routed ports are
-                               served; any other port is refused.
+                               served; any other port is refused. TCP and UDP
+                               ports are routed apart (-t 5353/udp=dns:53).
+
+The user's real address (PROXY protocol, see README):
+      --proxy-protocol=v1|v2   Write a PROXY header (HAProxy's v1 text or v2 binary)
+                               to each target before any byte: the user's address
+                               and the entry address it reached. Per route:
+                               -t <port>=<host>[:<tport>],proxy-protocol=v1|v2|none
+                               An older partner, which cannot send the address, is
+                               refused.
+      --accept-proxy-protocol  The entry ports are behind a load balancer that sends
+                               a PROXY header (v1 or v2): the address it names is the
+                               user's. A connection without a valid header within
+                               ${DEFAULTS.proxyHeaderTimeoutMs / 1000}s is closed and logged.
 
 Security (both ends alike; without either, tcpipe warns that the link is open):
       --secret-file=<path>     Read the shared secret from <path> (one per line:
@@ -53,9 +68,10 @@ Security (both ends alike; without either, tcpipe warns that the link is open):
                                (default: the system's CAs).
       --tls-server-name=<name> Name the client expects in the server's certificate
                                (default: the host it dials).
-      --allow=<port>[,<port>...]
+      --allow=<port>[/udp][,<port>[/udp]...]
                                Ports the partner may ask this side to connect to
-                               (default: any port on the -t host); ranges <a>-<b>.
+                               (default: any port on the -t host); ranges <a>-<b>;
+                               a UDP port needs /udp (--allow=53/udp).
       --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
 
 Windows (see README, Flow control and memory):
@@ -63,6 +79,12 @@ Windows (see README, Flow control and memory):
                                one stream moves at most this much per round trip.
       --session-budget=<size>  Receive memory the link may hold beyond the initial
                                windows, summed over streams (default ${DEFAULTS.receiveBudget / 1024 ** 2}M).
+
+UDP (flows: one per user address on a /udp port):
+      --udp-timeout=<seconds>  End a flow after this long without a datagram either
+                               way (default ${DEFAULTS.udpTimeoutSeconds}).
+      --udp-max-flows=<n>      Flows at once on this side; at the cap the flow idle
+                               longest ends (default ${DEFAULTS.udpMaxFlows}).
 
 Transports:
       --proxy=<url>            Client: dial through http://[user:pass@]host:port
@@ -101,7 +123,7 @@ Options:
                                long and resume them, with no byte lost, on the
                                next link (both sides must give it). Default 0:
                                off, every connection closes with the link.
-  -v, --verbose                Also log each stream opened and closed.
+  -v, --verbose                Also log each stream and UDP flow opened and closed.
   -q, --quiet                  Log only warnings and errors.
       --log-format=text|json   Log lines as text (default) or one JSON object each.
   -h, --help                   Show this help.
@@ -111,8 +133,8 @@ Commands:
   demo                         Run both ends, an echo target and some traffic on
                                this machine, print what happened, and exit.
   keygen                       Print a new random secret (256 bits, base64url).
-  status                       Print the link and open streams of the instance
-                               that serves --metrics at <host>:<port>.
+  status                       Print the link, open streams and UDP flows of the
+                               instance that serves --metrics at <host>:<port>.
 
 Exit status: 0 on a normal stop (SIGINT, SIGTERM), 1 when tcpipe cannot run
 (a port in use, an unreadable file, an instance that does not answer

@@ -117,8 +117,8 @@ function clientLinkOptions(command: RunCommand): ClientOptions {
 }
 
 /**
- * SIGHUP: re-reads the command line and config file; routes, --allow, the entry
- * ports and a server's [[client]] tables change in place. A bad file changes nothing.
+ * SIGHUP: re-reads the command line and config file; routes, --allow (TCP and
+ * UDP), --proxy-protocol, the entry ports and a server's [[client]] tables change in place. A bad file changes nothing.
  */
 async function reload(instance: Tcpipe, started: RunCommand, logger: Logger): Promise<void> {
   let next;
@@ -130,6 +130,8 @@ async function reload(instance: Tcpipe, started: RunCommand, logger: Logger): Pr
       ...(next.target !== undefined ? { target: next.target } : {}),
       routes: next.routes,
       ...(next.allow !== undefined ? { allow: next.allow } : {}),
+      ...(next.allowUdp !== undefined ? { allowUdp: next.allowUdp } : {}),
+      ...(next.proxyProtocol !== undefined ? { proxyProtocol: next.proxyProtocol } : {}),
       ports: next.ports,
       ...(next.sites !== undefined ? { clients: next.sites } : {}),
     });
@@ -137,7 +139,7 @@ async function reload(instance: Tcpipe, started: RunCommand, logger: Logger): Pr
     logger.error('reload_failed', `reload failed, keeping the running configuration: ${errorMessage(err)}`);
     return;
   }
-  const reloadable = new Set(['target', 'routes', 'allow', 'ports', 'sites']);
+  const reloadable = new Set(['target', 'routes', 'allow', 'allowUdp', 'proxyProtocol', 'ports', 'sites']);
   const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
     (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
   );
@@ -162,7 +164,10 @@ async function run(command: RunCommand): Promise<number> {
     ports: command.ports,
     ...security.options,
     ...(command.allow !== undefined ? { allow: command.allow } : {}),
+    ...(command.allowUdp !== undefined ? { allowUdp: command.allowUdp } : {}),
     limits: {
+      ...(command.udpTimeoutSeconds !== undefined ? { udpTimeoutSeconds: command.udpTimeoutSeconds } : {}),
+      ...(command.udpMaxFlows !== undefined ? { udpMaxFlows: command.udpMaxFlows } : {}),
       ...(command.maxHandshakes !== undefined ? { maxPendingHandshakes: command.maxHandshakes } : {}),
       ...(command.maxWindow !== undefined ? { maxWindow: command.maxWindow } : {}),
       ...(command.sessionBudget !== undefined ? { receiveBudget: command.sessionBudget } : {}),
@@ -172,6 +177,8 @@ async function run(command: RunCommand): Promise<number> {
     onePerPort: command.onePerPort,
     ...(command.heartbeatSeconds !== undefined ? { heartbeatSeconds: command.heartbeatSeconds } : {}),
     ...(command.resumeSeconds !== undefined ? { resumeSeconds: command.resumeSeconds } : {}),
+    ...(command.proxyProtocol !== undefined ? { proxyProtocol: command.proxyProtocol } : {}),
+    acceptProxyProtocol: command.acceptProxyProtocol,
     logger,
   };
   if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0 && command.sites === undefined) {
@@ -205,7 +212,9 @@ async function run(command: RunCommand): Promise<number> {
     logger.error('start_failed', errorMessage(err));
     return EXIT_FAILURE;
   }
-  const ports = command.ports.map((p) => (p.host !== undefined ? `${p.host}:${p.port}` : String(p.port))).join(',');
+  const ports = command.ports
+    .map((p) => `${p.host !== undefined ? `${p.host}:${p.port}` : String(p.port)}${p.protocol === 'udp' ? '/udp' : ''}`)
+    .join(',');
   const where =
     command.mode === 'server'
       ? `link port ${instance.linkAddress?.port ?? command.linkPort}`

@@ -81,6 +81,30 @@ export function renderStatus(status: TcpipeStatus, now: number): string {
     }
     lines.push(...table(rows));
   }
+  // An instance older than UDP flows has no `udp` in its status.
+  const udp = (status as Partial<TcpipeStatus>).udp;
+  if (udp !== undefined && (udp.flowsTotal > 0 || udp.flows > 0)) {
+    const drops = Object.entries(udp.dropped).filter(([, n]) => n > 0);
+    lines.push(
+      `udp: ${udp.flows} flows open (${udp.flowsTotal} since start), ${udp.datagramsIn} datagrams (${formatBytes(udp.bytesIn)}) in, ${udp.datagramsOut} (${formatBytes(udp.bytesOut)}) out, ${drops.length === 0 ? 'none dropped' : `dropped: ${drops.map(([r, n]) => `${n} ${r}`).join(', ')}`}`,
+    );
+    if (udp.flowList.length > 0) {
+      const rows = [['FLOW', 'PORT', 'SIDE', 'PEER', 'AGE', 'IDLE', 'IN', 'OUT']];
+      for (const f of udp.flowList) {
+        rows.push([
+          String(f.id),
+          `${f.port}/udp`,
+          f.side,
+          f.peer || '-',
+          formatDuration(f.ageMs),
+          formatDuration(f.idleMs),
+          `${f.datagramsIn} (${formatBytes(f.bytesIn)})`,
+          `${f.datagramsOut} (${formatBytes(f.bytesOut)})`,
+        ]);
+      }
+      lines.push(...table(rows));
+    }
+  }
   return lines.join('\n');
 }
 

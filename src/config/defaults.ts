@@ -23,6 +23,8 @@ export const DEFAULTS = Object.freeze({
   linkWriteBound: 256 * 1024,
   /** Time for a new link to finish its handshake. */
   handshakeTimeoutMs: 10_000,
+  /** --accept-proxy-protocol: time for a connection's PROXY header to arrive whole (a load balancer sends it at once). */
+  proxyHeaderTimeoutMs: 5_000,
   /** Time for a target connection to be established. */
   connectTimeoutMs: 10_000,
   /** A server asks its current partner for a PONG within this time before replacing it. */
@@ -33,6 +35,14 @@ export const DEFAULTS = Object.freeze({
   backoffResetAfterMs: 5_000,
   /** Unauthenticated (handshaking) links held at once by a server. */
   maxPendingHandshakes: 64,
+  /** A UDP flow with no datagram either way for this long ends (--udp-timeout), on each side on its own. */
+  udpTimeoutSeconds: 60,
+  /**
+   * UDP flows live at once on this side (--udp-max-flows); at the cap the one idle longest ends.
+   * Each exit flow holds a socket: 4,096 keeps a side within a few MiB and within common descriptor
+   * limits, yet serves about 68 new flows per second sustained at the 60 s timeout (a busy DNS forwarder).
+   */
+  udpMaxFlows: 4096,
   /** On SIGINT/SIGTERM, time left to say goodbye before the process exits. */
   shutdownGraceMs: 1_500,
 });

@@ -4,7 +4,7 @@
  *
  *   server = 50000
  *   ports = [40000, 40001]
- *   target = ["appli2", "5432=db.internal:15432"]
+ *   target = ["appli2", "5432=db.internal:15432,proxy-protocol=v2"]
  *   secret-file = "/etc/tcpipe/secret"
  *
  * This module reads the file and checks each key's name and type; the values
@@ -45,11 +45,15 @@ export const CONFIG_KEYS: Readonly<Record<string, Kind>> = Object.freeze({
   'max-handshakes': 'string',
   'max-window': 'string',
   'session-budget': 'string',
+  'udp-timeout': 'string',
+  'udp-max-flows': 'string',
   proxy: 'string',
   'proxy-password-file': 'string',
   transport: 'list',
   'ws-path': 'string',
   metrics: 'string',
+  'proxy-protocol': 'string',
+  'accept-proxy-protocol': 'boolean',
 });
 
 function scalar(value: unknown): string | null {

@@ -10,6 +10,8 @@ import { Secret } from '../security/secret.js';
 import { ErrorCodes, TcpipeError } from '../errors.js';
 import type { ClientOptions, CommonOptions, Limits, ReloadableOptions } from '../instance.js';
 import type { LinkSettings } from '../link/link-session.js';
+import { Capability } from '../protocol/constants.js';
+import type { CapabilityRequirement } from '../protocol/hello.js';
 
 export function securityFrom(options: CommonOptions): LinkSecurity {
   if (options.secret !== undefined && options.tls !== undefined) {
@@ -59,18 +61,59 @@ export function clientProxy(o: ClientOptions, target: LinkTarget): { spec: Proxy
 export function routeTable(options: ReloadableOptions): RouteTable {
   const routes = new Map<number, Route>();
   for (const r of options.routes ?? []) {
+    if ((r.protocol ?? 'tcp') !== 'tcp') continue;
     if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port} has two routes`);
-    routes.set(r.port, { host: r.host, port: r.targetPort ?? r.port });
+    routes.set(r.port, {
+      host: r.host,
+      port: r.targetPort ?? r.port,
+      ...(r.proxyProtocol !== undefined ? { proxyProtocol: r.proxyProtocol === 'none' ? null : r.proxyProtocol } : {}),
+    });
   }
   return new RouteTable({
     defaultHost: options.target ?? null,
+    proxyProtocol: options.proxyProtocol ?? null,
     routes,
     allow: options.allow === undefined ? null : new Set(options.allow),
   });
 }
 
-/** The link's settings from the limits (defaults merged with the caller's) and --resume. */
-export function linkSettingsFrom(l: Limits, resumeSeconds: number): LinkSettings {
+/** The exit side's table for UDP flows: /udp routes, the same default host, --allow=N/udp. */
+export function udpRouteTable(options: ReloadableOptions): RouteTable {
+  const routes = new Map<number, Route>();
+  for (const r of options.routes ?? []) {
+    if (r.protocol !== 'udp') continue;
+    if (routes.has(r.port)) throw new TcpipeError(ErrorCodes.CONFIG, `port ${r.port}/udp has two routes`);
+    routes.set(r.port, { host: r.host, port: r.targetPort ?? r.port });
+  }
+  // --allow lists ports of both kinds: given at all, a UDP port must be listed with /udp.
+  const listed = options.allow !== undefined || options.allowUdp !== undefined;
+  return new RouteTable({
+    defaultHost: options.target ?? null,
+    routes,
+    allow: listed ? new Set(options.allowUdp ?? []) : null,
+  });
+}
+
+/** What needs capability udp of the partner: the first /udp port or /udp route, for the refusal line. */
+export function udpRequirement(options: CommonOptions): CapabilityRequirement[] {
+  const port = (options.ports ?? []).find((p) => typeof p !== 'number' && p.protocol === 'udp');
+  if (port !== undefined && typeof port !== 'number') return [{ capability: Capability.UDP, neededBy: `the /udp port ${port.port}` }];
+  const route = (options.routes ?? []).find((r) => r.protocol === 'udp');
+  if (route !== undefined) return [{ capability: Capability.UDP, neededBy: `the /udp route for port ${route.port}` }];
+  return [];
+}
+
+/**
+ * What this side's options need of the partner: writing PROXY headers to
+ * targets needs the user's addresses, which only the partner's OPEN carries.
+ */
+export function requirementsFrom(options: ReloadableOptions): CapabilityRequirement[] {
+  const writesHeaders = options.proxyProtocol !== undefined || (options.routes ?? []).some((r) => r.proxyProtocol === 'v1' || r.proxyProtocol === 'v2');
+  return writesHeaders ? [{ capability: Capability.ORIGIN, neededBy: '--proxy-protocol' }] : [];
+}
+
+/** The link's settings from the limits (defaults merged with the caller's), --resume and the requirements. */
+export function linkSettingsFrom(l: Limits, resumeSeconds: number, requirements: readonly CapabilityRequirement[] = []): LinkSettings {
   const heartbeatMs = l.heartbeatSeconds * 1000;
   return {
     mux: {
@@ -87,7 +130,8 @@ export function linkSettingsFrom(l: Limits, resumeSeconds: number): LinkSettings
     handshakeTimeoutMs: l.handshakeTimeoutMs,
     keepAliveMs: Math.max(1000, Math.floor(heartbeatMs / 2)),
     resumeGraceMs: Math.round(resumeSeconds * 1000),
-    capabilities: [],
-    requirements: [],
+    // Every tcpipe of this version speaks these (docs/PROTOCOL.md, "Capabilities").
+    capabilities: [Capability.ORIGIN, Capability.UDP],
+    requirements,
   };
 }

@@ -12,7 +12,7 @@ import { resolveSites, type ClientTables } from './sites.js';
 export function sitesOf(command: RunCommand, raw: ClientTables): readonly SiteOptions[] {
   const where = `config ${raw.path}: [[client]]`;
   if (command.mode !== 'server') throw new UsageError(`${where} tables are for a server (-s); a client's configuration cannot hold them`);
-  if (command.ports.length > 0 || command.target !== undefined || command.routes.length > 0 || command.allow !== undefined) {
+  if (command.ports.length > 0 || command.target !== undefined || command.routes.length > 0 || command.allow !== undefined || command.allowUdp !== undefined) {
     throw new UsageError(`${where}: with client tables, ports, target and allow go in each client's table, not at the top`);
   }
   if (command.secretFile !== undefined) throw new UsageError(`${where}: with client tables, each client has its own secret-file; remove the top-level one`);

@@ -106,6 +106,8 @@ export function resolveSites(raw: ClientTables, security: 'psk' | 'cert', parse:
       } catch (err) {
         throw new UsageError(errorMessage(err));
       }
+      const udp = ports.find((p) => p.protocol === 'udp');
+      if (udp !== undefined) fail('ports', `${udp.port}/udp: a client's ports are TCP only (UDP is for a server without [[client]] tables)`);
       for (const spec of ports) {
         const holders = portOwners.get(spec.port) ?? [];
         // Two listeners clash on one port when either takes every address, or both take the same one.
@@ -124,6 +126,8 @@ export function resolveSites(raw: ClientTables, security: 'psk' | 'cert', parse:
       } catch (err) {
         throw new UsageError(errorMessage(err));
       }
+      const udp = routes.find((r) => r.protocol === 'udp');
+      if (udp !== undefined) fail('target', `${udp.port}/udp: a client's routes are TCP only (UDP is for a server without [[client]] tables)`);
     }
     let allow: number[] | undefined;
     if (table.allow !== undefined) {
@@ -131,6 +135,7 @@ export function resolveSites(raw: ClientTables, security: 'psk' | 'cert', parse:
       try {
         allow = parse.portList(items.join(','), `config ${path}: ${label}: key 'allow'`).map((s) => {
           if (s.host !== undefined) fail('allow', `takes port numbers, not '${s.host}:${s.port}'`);
+          if (s.protocol === 'udp') fail('allow', `${s.port}/udp: a client's allowed ports are TCP only`);
           return s.port;
         });
       } catch (err) {

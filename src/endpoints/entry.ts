@@ -3,13 +3,17 @@
  * connection becomes a stream to the partner, which connects to its target
  * on the same port. Without a partner the connection is reset at once.
  * With onePerPort (the seed's exact behaviour) a port stops listening while
- * its connection is open.
+ * its connection is open. With acceptProxyProtocol each connection must
+ * first bring a load balancer's PROXY header (origin.ts): the user is who it
+ * names. Without it, the user's bytes are never read as a header.
  */
 import net from 'node:net';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, TcpipeError, errorMessage } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import type { Session } from '../mux/session.js';
+import type { Origin } from '../protocol/frame.js';
+import { originPeer, readProxyHeader, socketOrigin } from './origin.js';
 import { StreamPipe, type PipeEvents } from './pipe.js';
 import { formatAddress, remoteAddress, tuneSocket } from '../link/transport.js';
 
@@ -17,18 +21,28 @@ export interface ListenSpec {
   readonly port: number;
   /** Bind address; undefined means every interface. */
   readonly host?: string;
+  /** 'udp' ports are UDP entry ports (udp-entry.ts), not this module's; default 'tcp'. */
+  readonly protocol?: 'tcp' | 'udp';
 }
 
 export interface EntryOptions {
   readonly listen: readonly ListenSpec[];
   readonly onePerPort: boolean;
   readonly keepAliveMs: number;
+  /** --accept-proxy-protocol: every connection starts with a PROXY header (v1 or v2). */
+  readonly acceptProxyProtocol?: boolean;
+  /** Time for that header to arrive whole. */
+  readonly proxyHeaderTimeoutMs?: number;
 }
 
 export interface EntryHooks extends PipeEvents {
   currentSession(): Session | null;
   onRefused(port: number, peer: string, reason: string, session: Session | null): void;
   onPipe(pipe: StreamPipe, peer: string): void;
+  /** Both HELLOs of this session listed capability origin: OPEN carries the user's addresses. */
+  carriesOrigin(session: Session): boolean;
+  /** --accept-proxy-protocol: a connection without a valid PROXY header was closed. */
+  onBadProxyHeader(port: number, peer: string, reason: string): void;
 }
 
 interface PortListener {
@@ -41,6 +55,8 @@ interface PortListener {
 export class EntryPorts {
   private readonly listeners: PortListener[] = [];
   private stopped = false;
+  /** Connections still reading their PROXY header: closed by stop(). */
+  private readonly awaitingHeader = new Set<net.Socket>();
 
   constructor(
     private readonly options: EntryOptions,
@@ -71,6 +87,8 @@ export class EntryPorts {
   stop(): void {
     this.stopped = true;
     for (const l of this.listeners) if (l.listening) l.server.close();
+    for (const socket of this.awaitingHeader) socket.destroy();
+    this.awaitingHeader.clear();
   }
 
   private createServer(spec: ListenSpec): net.Server {
@@ -101,8 +119,30 @@ export class EntryPorts {
   }
 
   private handleConnection(socket: net.Socket, spec: ListenSpec): void {
-    const peer = remoteAddress(socket);
     socket.on('error', () => undefined); // the pipe reports errors once it exists
+    if (this.options.acceptProxyProtocol !== true) {
+      this.openStreamFor(socket, spec, socketOrigin(socket), remoteAddress(socket));
+      return;
+    }
+    const sender = remoteAddress(socket); // the load balancer
+    this.awaitingHeader.add(socket);
+    readProxyHeader(socket, this.options.proxyHeaderTimeoutMs ?? 5000, this.clock, (outcome) => {
+      this.awaitingHeader.delete(socket);
+      if (!outcome.ok || this.stopped) {
+        if (!outcome.ok) this.hooks.onBadProxyHeader(spec.port, sender, outcome.reason);
+        socket.destroy();
+        return;
+      }
+      const { header } = outcome;
+      // LOCAL: the balancer's own connection (a health check): relayed with no origin, so the
+      // target gets LOCAL (v2) or UNKNOWN (v1) in turn. UNKNOWN and AF_UNSPEC: the connection's own.
+      const origin = header.command === 'local' ? null : (header.addresses ?? socketOrigin(socket));
+      this.openStreamFor(socket, spec, origin, origin !== null ? originPeer(origin) : sender);
+    });
+  }
+
+  /** Opens the stream for a user connection (paused until its pipe starts); `peer` names the user in logs and status. */
+  private openStreamFor(socket: net.Socket, spec: ListenSpec, origin: Origin | null, peer: string): void {
     const session = this.hooks.currentSession();
     if (session === null || session.isEnded) {
       this.refuse(socket, spec.port, peer, 'no partner connected', null);
@@ -116,7 +156,7 @@ export class EntryPorts {
         this.hooks.onClosed(pipe, reason);
       },
     };
-    const stream = session.openStream(spec.port);
+    const stream = session.openStream(spec.port, this.hooks.carriesOrigin(session) ? origin : null);
     if (stream === null) {
       this.refuse(socket, spec.port, peer, 'the link cannot take another stream', session);
       return;

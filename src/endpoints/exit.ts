@@ -1,11 +1,14 @@
 /**
  * The exit side: for each stream the partner opens, connect to the target on
  * the route of the stream's port. This side alone decides where it connects:
- * the partner names only a port (see routes.ts).
+ * the partner names only a port (see routes.ts). A route with a PROXY
+ * protocol version gets the header, naming the user's origin as the partner's
+ * OPEN carried it, before any relayed byte.
  */
 import net from 'node:net';
 import { errorMessage } from '../errors.js';
 import { ResetCode } from '../protocol/constants.js';
+import { encodeProxyHeader } from '../protocol/proxy-header.js';
 import type { Stream } from '../mux/stream.js';
 import { formatAddress, tuneSocket } from '../link/transport.js';
 import { StreamPipe, type PipeEvents } from './pipe.js';
@@ -48,9 +51,12 @@ export class ExitDialer {
   handleStreamRequest(stream: Stream): void {
     const decision = this.routes.resolve(stream.port);
     if (!decision.ok) return this.refuse(stream, ResetCode.NOT_ALLOWED, decision.reason);
-    const { host, port } = decision.route;
+    const { host, port, proxyProtocol } = decision.route;
     const address = formatAddress(host, port);
     const socket = net.connect({ host, port, allowHalfOpen: true });
+    // Written before the pipe exists, so ahead of any relayed byte (the socket queues both until it connects).
+    // Without an origin (a partner's LOCAL, or no capability): v1 UNKNOWN, v2 LOCAL.
+    if (proxyProtocol !== undefined) socket.write(encodeProxyHeader(proxyProtocol === 'v1' ? 1 : 2, stream.origin));
     const pipe = new StreamPipe(socket, stream, this.hooks);
     const onConnectError = (err: NodeJS.ErrnoException): void => {
       socket.setTimeout(0);

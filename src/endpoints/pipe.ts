@@ -22,6 +22,27 @@ const EMPTY = Buffer.alloc(0);
 const COALESCE_BYTES = 256 * 1024;
 /** A first piece smaller than this is written at once, uncorked: interactive traffic pays no extra latency. */
 const DIRECT_BYTES = 2048;
+/**
+ * While the socket is paused, it is probed this often for a reset: a paused
+ * socket whose read buffer is full stops reading, so the kernel's RST goes
+ * unseen until it reads again. docs/PROTOCOL.md bounds the relay of a reset
+ * at 1 s; a probe is one empty write (no byte on the wire).
+ */
+const RESET_PROBE_MS = 250;
+
+/**
+ * Closes a socket abortively (RST). Not while its FIN may be pending (end()
+ * called, its last bytes handed to the kernel, 'finish' not yet come): libuv
+ * refuses to reset a socket that is shutting down (UV_EINVAL), and Node then
+ * drops the handle without closing it: no 'close', a leaked descriptor, and a
+ * process that spins at exit waiting for it (issue 17: fault scenario 9's
+ * client after SIGTERM). Its FIN is then on its way anyway: a plain close.
+ */
+function resetSocket(socket: net.Socket): void {
+  if (socket.destroyed) return;
+  if (socket.writableEnded && !socket.writableFinished && socket.writableLength === 0) socket.destroy();
+  else socket.resetAndDestroy();
+}
 
 export interface PipeEvents {
   /** The socket is gone; `reason` is empty for a clean close in both directions. */
@@ -38,7 +59,20 @@ export class StreamPipe implements StreamSink {
   closeCode = -1;
 
   private readonly onSocketData = (chunk: Buffer): void => {
-    if (!this.stream.write(chunk)) this.socket.pause();
+    if (!this.stream.write(chunk)) this.pauseSocket();
+  };
+  /** Probes a paused socket for a reset while it waits for window (see RESET_PROBE_MS). */
+  private resetProbe: NodeJS.Timeout | null = null;
+  private readonly probeForReset = (): void => {
+    const socket = this.socket;
+    if (socket.destroyed || !socket.isPaused()) return this.stopResetProbe();
+    // An empty write reports a pending ECONNRESET (the kernel checks the socket's error
+    // before the length); Node then destroys the socket and handleSocketClose relays the reset.
+    // Once this side has ended its writes, only reading again would see the RST.
+    if (socket.writable && !socket.writableEnded && !this.corked) socket.write(EMPTY, this.onResetProbed);
+  };
+  private readonly onResetProbed = (err?: Error | null): void => {
+    if (err !== null && err !== undefined) this.socketError ??= err;
   };
   private readEnded = false;
   private readonly onSocketEnd = (): void => {
@@ -128,7 +162,7 @@ export class StreamPipe implements StreamSink {
     this.closeCode = code;
     this.closedReason = reason;
     this.uncorkNow();
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+    resetSocket(this.socket);
   }
 
   /** Entry side: the exit side reached its target (a refusal comes as a reset before this). */
@@ -139,7 +173,22 @@ export class StreamPipe implements StreamSink {
   }
 
   onWritable(): void {
+    this.stopResetProbe();
     if (!this.socket.destroyed) this.socket.resume();
+  }
+
+  private pauseSocket(): void {
+    this.socket.pause();
+    if (this.resetProbe === null) {
+      this.resetProbe = setInterval(this.probeForReset, RESET_PROBE_MS);
+      this.resetProbe.unref();
+    }
+  }
+
+  private stopResetProbe(): void {
+    if (this.resetProbe === null) return;
+    clearInterval(this.resetProbe);
+    this.resetProbe = null;
   }
 
   /** Closes the local socket abortively and tells the partner (shutdown, limits). */
@@ -148,7 +197,7 @@ export class StreamPipe implements StreamSink {
     this.closeCode = code;
     this.stream.reset(code, reason);
     this.uncorkNow();
-    if (!this.socket.destroyed) this.socket.resetAndDestroy();
+    resetSocket(this.socket);
   }
 
   /** Writes what this turn corked (before end(), the FIN probe, a reset, and at the end of the turn). */
@@ -159,6 +208,7 @@ export class StreamPipe implements StreamSink {
   }
 
   private handleSocketClose(): void {
+    this.stopResetProbe();
     const { stream } = this;
     // Whatever was written is delivered or lost with the socket: either way it leaves the receive budget.
     this.onSocketDrain();

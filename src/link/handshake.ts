@@ -17,7 +17,11 @@ export interface HandshakeResult {
   readonly decoder: FrameDecoder;
 }
 
+/** The role this side announced on a link, to check the partner's against (see readHello). */
+const sentRoles = new WeakMap<Duplex, HelloInfo['role']>();
+
 export function sendHello(link: Duplex, hello: HelloInfo): void {
+  sentRoles.set(link, hello.role);
   link.cork();
   link.write(PREFACE);
   link.write(encodeHelloInfo(hello));
@@ -43,7 +47,14 @@ export async function readHello(link: Duplex, maxDataPayload: number, timeoutMs:
   if (frame.type !== FrameType.HELLO) {
     throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `first frame must be HELLO, got type ${frame.type}`);
   }
-  return { peer: decodeHelloInfo(parseHello(frame.payload)), decoder };
+  const peer = decodeHelloInfo(parseHello(frame.payload));
+  // "A receiver refuses a HELLO whose role is its own." A client sends its HELLO before it
+  // reads one; a server reads first: a link with no HELLO sent yet is a server's.
+  const ownRole = sentRoles.get(link) ?? 'server';
+  if (peer.role === ownRole) {
+    throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `HELLO: the partner says it is a ${peer.role} too`);
+  }
+  return { peer, decoder };
 }
 
 /**

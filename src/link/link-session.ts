@@ -6,9 +6,10 @@ import type { Duplex } from 'node:stream';
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
-import { GoAwayCode } from '../protocol/constants.js';
+import { Capability, GoAwayCode } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
-import type { CapabilityRequirement, HelloInfo } from '../protocol/hello.js';
+import type { Frame } from '../protocol/frame.js';
+import { bothSpeak, type CapabilityRequirement, type HelloInfo } from '../protocol/hello.js';
 import { Session, type MuxSettings, type PeerSettings, type ResumeInfo, type SessionEnd } from '../mux/session.js';
 import type { Stream } from '../mux/stream.js';
 import { Heartbeat } from './heartbeat.js';
@@ -41,6 +42,8 @@ export interface LinkHandlers {
   onSessionHeld(session: Session, end: SessionEnd, peer: LinkPeer): void;
   /** A held session's streams flow again on a new link. */
   onSessionResumed(session: Session, peer: LinkPeer, info: ResumeInfo): void;
+  /** A datagram frame (capability udp) arrived on the session. */
+  onDatagramFrame?(session: Session, frame: Frame): void;
 }
 
 export interface LinkPeer {
@@ -87,6 +90,11 @@ export function helloFor(
   };
 }
 
+/** Both HELLOs listed capability origin: OPEN may carry the user's addresses, both ways. */
+export function originNegotiated(settings: LinkSettings, peer: HelloInfo): boolean {
+  return bothSpeak(Capability.ORIGIN, settings.capabilities, peer);
+}
+
 /** Both HELLOs announced resumption. */
 export function resumeNegotiated(settings: LinkSettings, peer: HelloInfo): boolean {
   return settings.resumeGraceMs > 0 && (peer.resumeGraceMs ?? 0) > 0 && peer.keyShare !== null && peer.keyShare !== undefined;
@@ -123,6 +131,7 @@ export class LinkedSession {
     readonly identity: ResumeIdentity | null,
   ) {
     this.peer = peer;
+    if (originNegotiated(settings, peer.hello)) decoder.acceptOpenOrigin();
     const mux: MuxSettings = { ...settings.mux, resumeGraceMs: identity !== null ? settings.resumeGraceMs : 0 };
     this.session = new Session(
       link,
@@ -140,6 +149,9 @@ export class LinkedSession {
           handlers.onSessionHeld(this.session, end, this.peer);
         },
         onResumed: (info) => handlers.onSessionResumed(this.session, this.peer, info),
+        ...(handlers.onDatagramFrame !== undefined
+          ? { onDatagramFrame: (frame: Frame) => handlers.onDatagramFrame?.(this.session, frame) }
+          : {}),
       },
       clock,
     );
@@ -156,6 +168,7 @@ export class LinkedSession {
   /** Carries the held session over to a new link (its resumption handshake succeeded). */
   resume(link: Duplex, decoder: FrameDecoder, peer: LinkPeer, onLinkGone: (end: SessionEnd) => void): void {
     this.peer = peer;
+    if (originNegotiated(this.settings, peer.hello)) decoder.acceptOpenOrigin();
     this.session.setLinkGone(onLinkGone);
     this.handlers.onSessionUp(this.session, peer);
     this.session.resumeOn(link, decoder, peerSettings(this.settings, peer.hello));

@@ -9,7 +9,7 @@ import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError } from '../errors.js';
 import { FrameType, GoAwayCode, ResumeKind } from '../protocol/constants.js';
 import type { FrameDecoder } from '../protocol/decode.js';
-import { encodeResume } from '../protocol/encode.js';
+import { encodeResume, reasonBytes } from '../protocol/encode.js';
 import { SESSION_ID_LENGTH } from '../protocol/hello.js';
 import { readFrame } from './handshake.js';
 import { PROOF_LENGTH, proofMatches, resumeProof, type LinkBinding, type ResumeIdentity } from './resume-auth.js';
@@ -76,5 +76,5 @@ export function sendResumed(link: Duplex, identity: ResumeIdentity, binding: Lin
 }
 
 export function sendFresh(link: Duplex, reason: string): void {
-  link.write(encodeResume(ResumeKind.FRESH, Buffer.from(reason.slice(0, 200), 'utf8')));
+  link.write(encodeResume(ResumeKind.FRESH, reasonBytes(reason)));
 }

@@ -12,6 +12,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Tcpipe } from '../instance.js';
 import type { Logger } from '../log/logger.js';
 import { errorMessage } from '../errors.js';
+import { UDP_DROP_REASONS } from '../endpoints/udp-relay.js';
 
 export interface MetricsServer {
   readonly address: AddressInfo;
@@ -124,9 +125,57 @@ export function createRegistry(instance: Tcpipe): Registry {
     labelNames: ['reason', 'client'],
     registers: [registry],
   });
+  registerUdpMetrics(registry, instance);
   instance.on('stream-open', (s) => opened.inc({ port: String(s.port), side: s.side, ...byClient(s.client) }));
   instance.on('refused', (r) => refused.inc({ reason: r.kind, ...byClient(r.client) }));
   return registry;
+}
+
+/** UDP flows (issue 20): read from the instance's counters at scrape time. */
+function registerUdpMetrics(registry: Registry, instance: Tcpipe): void {
+  new Gauge({
+    name: 'tcpipe_udp_flows',
+    help: 'UDP flows open on this side (entry and exit)',
+    registers: [registry],
+    collect() {
+      this.set(instance.udpStats().flows);
+    },
+  });
+  const datagrams = new Counter({
+    name: 'tcpipe_udp_datagrams_total',
+    help: 'UDP datagrams carried: in = from the partner, out = to the partner',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      const udp = instance.udpStats();
+      datagrams.reset();
+      datagrams.inc({ direction: 'in' }, udp.datagramsIn);
+      datagrams.inc({ direction: 'out' }, udp.datagramsOut);
+    },
+  });
+  const bytes = new Counter({
+    name: 'tcpipe_udp_bytes_total',
+    help: 'UDP payload bytes carried: in = from the partner, out = to the partner',
+    labelNames: ['direction'],
+    registers: [registry],
+    collect() {
+      const udp = instance.udpStats();
+      bytes.reset();
+      bytes.inc({ direction: 'in' }, udp.bytesIn);
+      bytes.inc({ direction: 'out' }, udp.bytesOut);
+    },
+  });
+  const dropped = new Counter({
+    name: 'tcpipe_udp_dropped_total',
+    help: 'UDP datagrams dropped, by reason (congested, held, no-link, no-flow, too-large, queue-full, refused)',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      const udp = instance.udpStats();
+      dropped.reset();
+      for (const reason of UDP_DROP_REASONS) dropped.inc({ reason }, udp.dropped[reason]);
+    },
+  });
 }
 
 export function startMetricsServer(instance: Tcpipe, host: string, port: number, logger: Logger): Promise<MetricsServer> {

@@ -87,9 +87,13 @@ export class LinkPacer {
    * (contended): a lone bulk transfer keeps the kernel's whole send buffer,
    * since on a lossy path the partner's reads come in bursts that read as a
    * queue, and the cap would cost throughput that no one waits for.
+   * Only an answer reopens it, so it holds only while a probe is in flight:
+   * with none (MAX_PROBES were out when the cap was reached, or the cap shrank
+   * below the bytes written after the last probe), the next frame goes, and a
+   * probe behind it (issue 17: every bulk stream of a side stopped for good).
    */
   get closed(): boolean {
-    return this.enforcing && this.inFlight >= this.cap;
+    return this.enforcing && this.inFlight >= this.cap && this.probeSeq.length > 0;
   }
 
   /** The cap would be exceeded: a small send now waits behind bulk. */

@@ -7,8 +7,8 @@
 import type { Clock } from '../clock.js';
 import { ErrorCodes, ProtocolError, TcpipeError, errorMessage, goAwayError } from '../errors.js';
 import { Flag, FrameType, GoAwayCode, ResumeKind } from '../protocol/constants.js';
-import { parseCodeAndReason, parseOpenPort, parseWindow } from '../protocol/decode.js';
-import type { Frame } from '../protocol/frame.js';
+import { parseCodeAndReason, parseOpen, parseWindow } from '../protocol/decode.js';
+import type { Frame, Origin } from '../protocol/frame.js';
 import type { ReadGate } from './read-gate.js';
 import { TokenBucket } from './rate.js';
 import { SessionState, type SessionStateValue } from './session-state.js';
@@ -21,6 +21,8 @@ import type { MuxSettings } from './types.js';
  */
 export interface FrameOwner {
   readonly state: SessionStateValue;
+  /** Both sides resume: the resumption flags of WINDOW may be used. */
+  readonly resumable: boolean;
   /** The stream of a frame, by Stream.key. */
   stream(key: number): Stream | undefined;
   /** Ids below this one were opened by this side. */
@@ -28,7 +30,7 @@ export interface FrameOwner {
   /** Streams the partner opened that are not finished yet. */
   readonly peerOpenStreams: number;
   /** The partner opened stream `id` to `port`, within the limits: create it and offer it. */
-  openPeerStream(id: number, port: number): void;
+  openPeerStream(id: number, port: number, origin: Origin | null): void;
   /** A PING without ACK: answer it. */
   answerPing(payload: Buffer): void;
   /** A PING with ACK: the answer to one of this side's pings or link pacer probes. */
@@ -37,6 +39,8 @@ export interface FrameOwner {
   resumedEntry(frame: Frame): void;
   /** The partner's stream list is complete; it had opened streams up to `peerLastOpened`. */
   resumeDone(peerLastOpened: number): void;
+  /** A frame of capability udp: handed to the session's owner as it is. */
+  datagramFrame(frame: Frame): void;
   /** The partner said goodbye: the session ends and the link closes. */
   partnerLeft(error: TcpipeError | null, reason: string): void;
   /** A frame broke the protocol (or handling it failed): the session ends with a GOAWAY. */
@@ -79,6 +83,9 @@ export class FrameRouter {
         return;
       }
       case FrameType.WINDOW: {
+        // The resumption flags belong to resumable sessions; ACCEPTED only to a resumed link's entries.
+        if ((frame.flags & RESUMPTION_FLAGS) !== 0 && !this.owner.resumable) throw protocolError('a resumption flag on a WINDOW of a link without resumption');
+        if ((frame.flags & (Flag.ACCEPTED | Flag.RESUMED)) === Flag.ACCEPTED) throw protocolError('ACCEPTED on a WINDOW that is not a resumed stream entry');
         if ((frame.flags & Flag.RESUMED) !== 0) {
           if (this.owner.state !== SessionState.RESUMING) throw protocolError('a resumed stream entry outside a resumption');
           this.owner.resumedEntry(frame);
@@ -124,6 +131,11 @@ export class FrameRouter {
         this.owner.partnerLeft(goAwayError(code, `partner said goodbye: ${reason}`), `partner said goodbye: ${reason}`);
         return;
       }
+      case FrameType.FLOW_OPEN:
+      case FrameType.DATAGRAM:
+      case FrameType.FLOW_CLOSE:
+        this.owner.datagramFrame(frame);
+        return;
       case FrameType.HELLO:
         throw protocolError('HELLO after the handshake');
     }
@@ -147,7 +159,7 @@ export class FrameRouter {
   private handleOpen(frame: Frame): void {
     const id = frame.streamId;
     if (id <= this.lastPeerStreamId) throw protocolError(`OPEN reuses stream id ${id}`);
-    const port = parseOpenPort(frame.payload);
+    const { port, origin } = parseOpen(frame.payload);
     this.lastPeerStreamId = id;
     if (!this.openRate.take(this.clock.now())) {
       throw new ProtocolError(
@@ -163,9 +175,11 @@ export class FrameRouter {
         ErrorCodes.LIMIT,
       );
     }
-    this.owner.openPeerStream(id, port);
+    this.owner.openPeerStream(id, port, origin);
   }
 }
+
+const RESUMPTION_FLAGS = Flag.FIN_RECEIVED | Flag.RESUMED | Flag.ACCEPTED;
 
 function protocolError(message: string): ProtocolError {
   return new ProtocolError(GoAwayCode.PROTOCOL_ERROR, message);

@@ -7,7 +7,7 @@
  */
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode, ResetCode, ResumeKind } from '../protocol/constants.js';
-import { encodeOpen, encodeReset, encodeResume, encodeResumedWindow, encodeWindow, u32 } from '../protocol/encode.js';
+import { encodeOpenWithOrigin, encodeReset, encodeResume, encodeResumedWindow, encodeWindow, u32 } from '../protocol/encode.js';
 import { parseResumedReceived, parseWindow } from '../protocol/decode.js';
 import type { Frame } from '../protocol/frame.js';
 import type { Stream } from './stream.js';
@@ -93,7 +93,7 @@ export class Resumption {
     for (const stream of held.streams.values()) {
       if (this.listed.has(stream.key)) continue;
       if (stream.isEntry && stream.id > peerLastOpened) {
-        held.write(encodeOpen(stream.id, 0, stream.port));
+        held.write(encodeOpenWithOrigin(stream.id, 0, stream.port, stream.origin));
         this.replayed += stream.resumeFrom(0, 0, 0, 0);
         this.resumed++;
       }

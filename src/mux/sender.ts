@@ -54,6 +54,8 @@ export class Sender implements StreamSender {
   /** DATA payload bytes written, over every link of the session. */
   bytesOut = 0;
   private dataAllowed = false;
+  /** Datagrams are dropped once the link socket holds this much (1.5 times the link write bound). */
+  private readonly datagramBound: number;
   private readonly queue = new Set<SendingStream>();
   private readonly writer: LinkWriter;
   private pacer: LinkPacer;
@@ -65,6 +67,7 @@ export class Sender implements StreamSender {
     maxFrame: number,
   ) {
     this.maxFrame = maxFrame;
+    this.datagramBound = writeBound * 1.5;
     this.writer = new LinkWriter(clock, roundTrip, writeBound, () => this.flushQueue());
     this.pacer = new LinkPacer(roundTrip);
   }
@@ -151,6 +154,18 @@ export class Sender implements StreamSender {
   sendFrame(frame: Buffer): void {
     this.writer.writeFrame(frame);
     this.pacer.wrote(frame.length);
+  }
+
+  /**
+   * A datagram frame (capability udp) goes now or never: datagrams never wait in the session,
+   * late is worse than lost. It passes the pacer and the write bound where streams stop
+   * (a bulk stream that keeps the socket at its bound must not crowd datagrams out), up to
+   * half of it again; beyond that it is dropped.
+   */
+  sendDatagram(frame: Buffer): boolean {
+    if (!this.dataAllowed || this.writer.queued >= this.datagramBound) return false;
+    this.sendFrame(frame);
+    return true;
   }
 
   schedule(stream: SendingStream): void {

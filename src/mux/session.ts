@@ -10,11 +10,13 @@
  */
 import type { Duplex } from 'node:stream';
 import type { Clock, Timer } from '../clock.js';
-import { ErrorCodes, ProtocolError, TcpipeError, errorMessage } from '../errors.js';
+import { ErrorCodes, ProtocolError, TcpipeError } from '../errors.js';
 import { Flag, GoAwayCode, MAX_STREAM_ID, ResetCode } from '../protocol/constants.js';
-import { encodeGoAway, encodeOpen, encodePing } from '../protocol/encode.js';
+import { encodeGoAway, encodeOpenWithOrigin, encodePing } from '../protocol/encode.js';
+import type { Origin } from '../protocol/frame.js';
 import type { FrameDecoder } from '../protocol/decode.js';
 import { channels, type SessionSnapshot } from '../observe.js';
+import { LinkWatch } from './link-watch.js';
 import { PingTracker } from './pings.js';
 import { ReadGate } from './read-gate.js';
 import { FrameRouter, type FrameOwner } from './receive.js';
@@ -55,10 +57,7 @@ export class Session {
   /** The first link's decoder, until start() reads with it. */
   private firstDecoder: FrameDecoder | null;
 
-  private readonly onLinkEnd = (): void => this.linkLost(null, 'link closed by the partner');
-  private readonly onLinkError = (err: Error): void =>
-    this.linkLost(new TcpipeError(ErrorCodes.LINK_CLOSED, `link error: ${errorMessage(err)}`), `link error: ${errorMessage(err)}`);
-  private readonly onLinkClose = (): void => this.linkLost(null, 'link closed');
+  private readonly watch = new LinkWatch((error, reason) => this.linkLost(error, reason));
 
   constructor(
     link: Duplex,
@@ -107,7 +106,7 @@ export class Session {
     return this.stateValue === SessionState.ENDED;
   }
 
-  /** The link was lost and the streams wait for the next one (held or resuming). */
+  /** The link was lost and the streams wait for the next one. */
   get isHeld(): boolean {
     return this.stateValue === SessionState.HELD;
   }
@@ -158,14 +157,20 @@ export class Session {
   }
 
   /** Entry side: opens a stream to the partner's target on `port`; attach a sink before returning to the event loop. */
-  openStream(port: number): Stream | null {
+  openStream(port: number, origin: Origin | null = null): Stream | null {
     if (this.isEnded || this.nextStreamId > MAX_STREAM_ID) return null;
     if (this.streams.size - this.peerOpenStreams >= this.peer.maxStreams) return null;
-    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.newStreamWindows);
+    // `origin` only when both HELLOs listed capability origin (the caller knows): it goes in the OPEN.
+    const stream = new Stream(this.nextStreamId++, true, port, this.streamContext, this.newStreamWindows, origin);
     this.streams.set(stream.key, stream);
     // While the link is down or resuming, the OPEN waits: the resumption sends it in id order.
-    if (this.stateValue === SessionState.LIVE) this.sender.sendFrame(encodeOpen(stream.id, 0, port));
+    if (this.stateValue === SessionState.LIVE) this.sender.sendFrame(encodeOpenWithOrigin(stream.id, 0, port, origin));
     return stream;
+  }
+
+  /** One encoded datagram frame (capability udp), written now or not at all (false: the caller counts a drop). */
+  sendDatagramFrame(frame: Buffer): boolean {
+    return this.stateValue === SessionState.LIVE && this.sender.sendDatagram(frame);
   }
 
   /** Sends a PING; resolves with the round trip (also fed to the estimator), or null after `timeoutMs` or when the link goes. */
@@ -241,9 +246,7 @@ export class Session {
     const link = this.link;
     if (link === null || this.isEnded) return;
     this.gate.attach(link, decoder);
-    link.on('end', this.onLinkEnd);
-    link.on('error', this.onLinkError);
-    link.on('close', this.onLinkClose);
+    this.watch.watch(link);
     this.router.drain();
     if (!this.isEnded && this.link === link) this.gate.resume();
   }
@@ -290,18 +293,10 @@ export class Session {
     this.link = null;
     this.sender.detach();
     this.gate.detach();
-    this.unlisten(link);
+    this.watch.unwatch(link);
     const gone = this.linkGone;
     this.linkGone = null;
     gone?.(end);
-  }
-
-  private unlisten(link: Duplex): void {
-    link.off('end', this.onLinkEnd);
-    link.off('close', this.onLinkClose);
-    // Keep an error listener: a late socket error must not crash the process.
-    link.off('error', this.onLinkError);
-    link.on('error', ignore);
   }
 
   private terminate(error: TcpipeError | null, reason: string, byPeer: boolean): void {
@@ -313,7 +308,7 @@ export class Session {
     const gone = this.linkGone;
     this.linkGone = null;
     if (this.link !== null) {
-      this.unlisten(this.link);
+      this.watch.unwatch(this.link);
       this.gate.detach();
     }
     this.sender.close();
@@ -336,8 +331,8 @@ export class Session {
   }
 
   /** Exit side: the partner opened a stream (the router checked the limits); the hooks attach a sink or reset it. */
-  private openPeerStream(id: number, port: number): void {
-    const stream = new Stream(id, false, port, this.streamContext, this.newStreamWindows);
+  private openPeerStream(id: number, port: number, origin: Origin | null): void {
+    const stream = new Stream(id, false, port, this.streamContext, this.newStreamWindows, origin);
     this.streams.set(stream.key, stream);
     this.peerOpenStreams++;
     this.hooks.onStreamRequest(stream);
@@ -351,6 +346,7 @@ export class Session {
       get state() {
         return session.stateValue;
       },
+      resumable: this.resumable,
       stream: (key) => this.streams.get(key),
       get nextStreamId() {
         return session.nextStreamId;
@@ -358,7 +354,7 @@ export class Session {
       get peerOpenStreams() {
         return session.peerOpenStreams;
       },
-      openPeerStream: (id, port) => this.openPeerStream(id, port),
+      openPeerStream: (id, port, origin) => this.openPeerStream(id, port, origin),
       answerPing: (payload) => this.sender.sendFrame(encodePing(Flag.ACK, payload)),
       pingAnswered: (payload) => {
         if (!this.sender.probeAnswered(payload)) this.pings.answered(payload);
@@ -371,6 +367,10 @@ export class Session {
         link?.destroy();
       },
       fail: (error) => this.fail(error),
+      datagramFrame: (frame) => {
+        if (this.hooks.onDatagramFrame === undefined) throw new ProtocolError(GoAwayCode.PROTOCOL_ERROR, `frame type ${frame.type} without capability udp`);
+        this.hooks.onDatagramFrame(frame);
+      },
     };
   }
 
@@ -395,4 +395,3 @@ export class Session {
   }
 }
 
-function ignore(): void {}

@@ -9,6 +9,7 @@ import type { Clock } from '../clock.js';
 import { ProtocolError } from '../errors.js';
 import { Flag, GoAwayCode } from '../protocol/constants.js';
 import { encodeAccept, encodeReset, encodeWindow } from '../protocol/encode.js';
+import type { Origin } from '../protocol/frame.js';
 import { ReceiveWindow, type WindowBudget } from './receive-window.js';
 import type { RoundTripView } from './round-trip.js';
 import type { SendingStream, StreamSender } from './sender.js';
@@ -93,6 +94,8 @@ export class Stream implements SendingStream {
     readonly port: number,
     private readonly context: StreamContext,
     windows: StreamWindows,
+    /** The user's addresses carried by the OPEN (capability origin); null when it carried none. */
+    readonly origin: Origin | null = null,
   ) {
     this.sendFlags = isEntry ? 0 : Flag.LOCAL;
     this.sendBuffer = new SendBuffer(windows.sendWindow, context.resumable);

@@ -1,5 +1,6 @@
 /** The session's settings, what the partner announced, and the hooks its owner gives it. */
 import type { TcpipeError } from '../errors.js';
+import type { Frame } from '../protocol/frame.js';
 import type { Stream } from './stream.js';
 
 export interface MuxSettings {
@@ -40,6 +41,8 @@ export interface SessionHooks {
   onHeld?(end: SessionEnd): void;
   /** Resumable sessions: both stream lists crossed on a new link and data flows again. */
   onResumed?(info: ResumeInfo): void;
+  /** A FLOW_OPEN, DATAGRAM or FLOW_CLOSE (capability udp), undecoded; absent: such a frame is a protocol error. Throwing a ProtocolError closes the link. */
+  onDatagramFrame?(frame: Frame): void;
 }
 
 export interface ResumeInfo {

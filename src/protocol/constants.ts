@@ -31,9 +31,15 @@ export const FrameType = Object.freeze({
   GOAWAY: 0x08,
   /** "RESUME: the resumption handshake and the end of a resumed link's stream list; kind u8 first." */
   RESUME: 0x09,
+  /** "FLOW_OPEN (capability udp): the entry side opens flow `id` to the exit side's target for `port`." */
+  FLOW_OPEN: 0x0a,
+  /** "DATAGRAM (capability udp): exactly one datagram of a flow; the frame's payload is the datagram." */
+  DATAGRAM: 0x0b,
+  /** "FLOW_CLOSE (capability udp): the sender has ended the flow; code u8 and a UTF-8 reason." */
+  FLOW_CLOSE: 0x0c,
 } as const);
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
-export const MAX_FRAME_TYPE = 0x09;
+export const MAX_FRAME_TYPE = 0x0c;
 
 export const Flag = Object.freeze({
   /** "FIN (0x01, DATA only): the sender will send no more data on this stream." */
@@ -65,12 +71,17 @@ export const ALLOWED_FLAGS: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: Flag.ACK,
   [FrameType.GOAWAY]: 0,
   [FrameType.RESUME]: 0,
+  [FrameType.FLOW_OPEN]: 0,
+  [FrameType.DATAGRAM]: Flag.LOCAL,
+  [FrameType.FLOW_CLOSE]: Flag.LOCAL,
 });
 
 /** "Control frames (all but DATA) carry at most 1,024 payload bytes." */
 export const MAX_CONTROL_PAYLOAD = 1024;
 /** "DATA payloads are at most the smaller of the two sides' HELLO max-frame values, and never above 1 MiB." */
 export const MAX_DATA_PAYLOAD_LIMIT = 1024 * 1024;
+/** "A DATAGRAM payload is at most 65,535 bytes (any UDP payload: 65,507 over IPv4, 65,527 over IPv6)." */
+export const MAX_DATAGRAM_PAYLOAD = 65535;
 /** "Reasons in RESET and GOAWAY are UTF-8, at most 256 bytes." */
 export const MAX_REASON_BYTES = 256;
 /** "Stream ids are 1..2^32-1, allocated in increasing order by the entry side." */
@@ -109,6 +120,26 @@ export const ResetCode = Object.freeze({
   SHUTDOWN: 5,
   /** "Any other local failure." */
   INTERNAL: 6,
+} as const);
+
+/** FLOW_CLOSE codes ("FLOW_CLOSE codes" table). */
+export const FlowCloseCode = Object.freeze({
+  /** "No datagram either way for the sender's --udp-timeout." */
+  IDLE: 0,
+  /** "The target answered with ICMP port unreachable (or the connected socket reported another error)." */
+  TARGET_REFUSED: 1,
+  /** "The exit side could not reach the target: unknown host, no route." */
+  TARGET_UNREACHABLE: 2,
+  /** "The exit side does not allow this port or has no /udp route for it." */
+  NOT_ALLOWED: 3,
+  /** "The sender's --udp-max-flows was reached: its flow idle longest was ended." */
+  LIMIT: 4,
+  /** "The sender is shutting down or its session ended." */
+  SHUTDOWN: 5,
+  /** "A DATAGRAM arrived for a flow the sender does not hold (ended, or never opened)." */
+  NO_FLOW: 6,
+  /** "Any other local failure." */
+  INTERNAL: 7,
 } as const);
 
 /** HELLO parameter keys ("HELLO parameters" table). Unknown keys are ignored. */
@@ -168,6 +199,22 @@ export const ResumeKind = Object.freeze({
   FRESH: 4,
   /** "either side, on a resumed link: my stream list is complete; last stream id I saw opened by you, u32." */
   DONE: 5,
+} as const);
+
+/**
+ * "With capability origin, OPEN may carry the user's connection after the port:
+ * family u8, source and destination address, source and destination port u16:
+ * 15 payload bytes for IPv4, 39 for IPv6" ("Origin addresses (capability 1)").
+ */
+export const OPEN_LENGTH = 2;
+export const OPEN_ORIGIN_LENGTH_V4 = 15;
+export const OPEN_ORIGIN_LENGTH_V6 = 39;
+/** The origin's family byte: PROXY protocol v2's "address family and transport" byte. */
+export const OriginFamily = Object.freeze({
+  TCP4: 0x11,
+  UDP4: 0x12,
+  TCP6: 0x21,
+  UDP6: 0x22,
 } as const);
 
 /** "A resumed link's stream entries: WINDOW with RESUMED carries 20 bytes." */

@@ -17,15 +17,21 @@ import {
   GoAwayCode,
   HEADER_LENGTH,
   MAX_CONTROL_PAYLOAD,
+  MAX_DATAGRAM_PAYLOAD,
   MAX_FRAME_TYPE,
   MAX_REASON_BYTES,
+  OPEN_LENGTH,
+  OPEN_ORIGIN_LENGTH_V4,
+  OPEN_ORIGIN_LENGTH_V6,
+  OriginFamily,
   PREFACE,
   PREFACE_LENGTH,
   PROTOCOL_VERSION,
   RESUMED_WINDOW_LENGTH,
   type FrameTypeValue,
 } from './constants.js';
-import type { CodeAndReason, Frame, HelloParams, WindowUpdate } from './frame.js';
+import type { CodeAndReason, Frame, HelloParams, OpenRequest, Origin, WindowUpdate } from './frame.js';
+import { ipv4Text, ipv6Text } from './ip.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -36,7 +42,7 @@ function protocolError(message: string, goAway: number = GoAwayCode.PROTOCOL_ERR
 /** Exact payload lengths; -1 means variable (checked elsewhere). */
 const FIXED_LENGTH: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.HELLO]: -1,
-  [FrameType.OPEN]: 2,
+  [FrameType.OPEN]: -1,
   [FrameType.ACCEPT]: 0,
   [FrameType.DATA]: -1,
   [FrameType.WINDOW]: -1,
@@ -44,6 +50,9 @@ const FIXED_LENGTH: Readonly<Record<number, number>> = Object.freeze({
   [FrameType.PING]: 8,
   [FrameType.GOAWAY]: -1,
   [FrameType.RESUME]: -1,
+  [FrameType.FLOW_OPEN]: -1,
+  [FrameType.DATAGRAM]: -1,
+  [FrameType.FLOW_CLOSE]: -1,
 });
 
 const CONNECTION_FRAMES =
@@ -68,6 +77,8 @@ export class FrameDecoder {
   private dataStream = 0;
   private dataFlags = 0;
   private readonly scratch = Buffer.allocUnsafe(HEADER_LENGTH);
+  /** Both HELLOs listed capability origin: OPEN may carry one (15 or 39 bytes). */
+  private openOrigin = false;
 
   constructor(options: DecoderOptions) {
     this.maxDataPayload = options.maxDataPayload;
@@ -82,6 +93,11 @@ export class FrameDecoder {
   /** The HELLO exchange may lower the DATA limit for the rest of the link. */
   setMaxDataPayload(limit: number): void {
     this.maxDataPayload = limit;
+  }
+
+  /** Both HELLOs listed capability origin: from now on OPEN may carry the user's origin. */
+  acceptOpenOrigin(): void {
+    this.openOrigin = true;
   }
 
   push(chunk: Buffer): void {
@@ -160,6 +176,17 @@ export class FrameDecoder {
       }
       return;
     }
+    if (type === FrameType.DATAGRAM) {
+      // A datagram arrives whole (frame boundary = datagram boundary), so it is bounded on its own.
+      if (length > MAX_DATAGRAM_PAYLOAD) {
+        throw new ProtocolError(
+          GoAwayCode.LIMIT_EXCEEDED,
+          `DATAGRAM of ${length} bytes exceeds the limit of ${MAX_DATAGRAM_PAYLOAD}`,
+          ErrorCodes.FRAME_TOO_LARGE,
+        );
+      }
+      return;
+    }
     if (length > MAX_CONTROL_PAYLOAD) {
       throw new ProtocolError(
         GoAwayCode.LIMIT_EXCEEDED,
@@ -169,12 +196,22 @@ export class FrameDecoder {
     }
     const fixed = FIXED_LENGTH[type] ?? -1;
     if (fixed >= 0 && length !== fixed) throw protocolError(`frame type ${type} must carry ${fixed} bytes, not ${length}`);
+    if (type === FrameType.OPEN && length !== OPEN_LENGTH) {
+      const withOrigin = this.openOrigin && (length === OPEN_ORIGIN_LENGTH_V4 || length === OPEN_ORIGIN_LENGTH_V6);
+      if (!withOrigin) {
+        throw protocolError(
+          this.openOrigin
+            ? `OPEN must carry ${OPEN_LENGTH}, ${OPEN_ORIGIN_LENGTH_V4} or ${OPEN_ORIGIN_LENGTH_V6} bytes, not ${length}`
+            : `frame type ${type} must carry ${OPEN_LENGTH} bytes, not ${length}`,
+        );
+      }
+    }
     if (type === FrameType.WINDOW) {
       const expected = (flags & Flag.RESUMED) !== 0 ? RESUMED_WINDOW_LENGTH : 12;
       if (length !== expected) throw protocolError(`WINDOW must carry ${expected} bytes, not ${length}`);
     }
     if (type === FrameType.RESUME && length < 1) throw protocolError('RESUME without a kind');
-    if ((type === FrameType.RESET || type === FrameType.GOAWAY) && (length < 1 || length > 1 + MAX_REASON_BYTES)) {
+    if ((type === FrameType.RESET || type === FrameType.GOAWAY || type === FrameType.FLOW_CLOSE) && (length < 1 || length > 1 + MAX_REASON_BYTES)) {
       throw protocolError(`frame type ${type}: bad length ${length}`);
     }
   }
@@ -242,6 +279,32 @@ export function parseOpenPort(payload: Buffer): number {
   const port = payload.readUInt16BE(0);
   if (port === 0) throw protocolError('OPEN for port 0');
   return port;
+}
+
+/** An OPEN's port and, with capability origin, the user's origin (the decoder checked the length). */
+export function parseOpen(payload: Buffer): OpenRequest {
+  const port = parseOpenPort(payload);
+  if (payload.length === OPEN_LENGTH) return { port, origin: null };
+  return { port, origin: parseOrigin(payload.subarray(OPEN_LENGTH)) };
+}
+
+function parseOrigin(bytes: Buffer): Origin {
+  const family = bytes[0] ?? 0;
+  const four = family === OriginFamily.TCP4 || family === OriginFamily.UDP4;
+  const six = family === OriginFamily.TCP6 || family === OriginFamily.UDP6;
+  const size = four ? 4 : 16;
+  if ((!four && !six) || bytes.length !== 1 + size * 2 + 4) {
+    throw protocolError(`OPEN: origin family 0x${family.toString(16).padStart(2, '0')} with ${bytes.length} bytes`);
+  }
+  const text = four ? ipv4Text : ipv6Text;
+  return {
+    family: four ? 4 : 6,
+    transport: family === OriginFamily.UDP4 || family === OriginFamily.UDP6 ? 'dgram' : 'stream',
+    sourceAddress: text(bytes.subarray(1, 1 + size)),
+    destinationAddress: text(bytes.subarray(1 + size, 1 + size * 2)),
+    sourcePort: bytes.readUInt16BE(1 + size * 2),
+    destinationPort: bytes.readUInt16BE(3 + size * 2),
+  };
 }
 
 export function parseWindow(payload: Buffer): WindowUpdate {

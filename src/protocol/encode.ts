@@ -10,9 +10,12 @@ import {
   FrameType,
   HEADER_LENGTH,
   MAX_REASON_BYTES,
+  OriginFamily,
   RESUMED_WINDOW_LENGTH,
   type FrameTypeValue,
 } from './constants.js';
+import type { Origin } from './frame.js';
+import { addressBytes } from './proxy-header.js';
 
 function header(type: FrameTypeValue, flags: number, streamId: number, length: number, extra = 0): Buffer {
   const buf = Buffer.allocUnsafe(HEADER_LENGTH + extra);
@@ -38,6 +41,31 @@ export function encodeSmallData(streamId: number, flags: number, payload: Buffer
 export function encodeOpen(streamId: number, flags: number, port: number): Buffer {
   const buf = header(FrameType.OPEN, flags, streamId, 2, 2);
   buf.writeUInt16BE(port, HEADER_LENGTH);
+  return buf;
+}
+
+/**
+ * OPEN with the user's origin after the port (capability origin; send it only
+ * when both HELLOs listed it): family u8, source address, destination
+ * address (4 or 16 bytes each), source port u16, destination port u16. An
+ * origin whose addresses are not of its family is left out (a plain OPEN).
+ */
+export function encodeOpenWithOrigin(streamId: number, flags: number, port: number, origin: Origin | null): Buffer {
+  const source = origin === null ? null : addressBytes(origin.family, origin.sourceAddress);
+  const destination = origin === null ? null : addressBytes(origin.family, origin.destinationAddress);
+  if (origin === null || source === null || destination === null) return encodeOpen(streamId, flags, port);
+  const length = 2 + 1 + source.length * 2 + 4;
+  const buf = header(FrameType.OPEN, flags, streamId, length, length);
+  let at = HEADER_LENGTH;
+  buf.writeUInt16BE(port, at);
+  const dgram = origin.transport === 'dgram';
+  buf[at + 2] = origin.family === 4 ? (dgram ? OriginFamily.UDP4 : OriginFamily.TCP4) : dgram ? OriginFamily.UDP6 : OriginFamily.TCP6;
+  at += 3;
+  source.copy(buf, at);
+  destination.copy(buf, at + source.length);
+  at += source.length * 2;
+  buf.writeUInt16BE(origin.sourcePort & 0xffff, at);
+  buf.writeUInt16BE(origin.destinationPort & 0xffff, at + 2);
   return buf;
 }
 

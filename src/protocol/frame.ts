@@ -1,4 +1,5 @@
 import type { FrameTypeValue } from './constants.js';
+import type { ProxyAddresses } from './proxy-header.js';
 
 /**
  * One decoded frame. DATA frames may arrive split: the decoder hands out a
@@ -26,3 +27,16 @@ export interface CodeAndReason {
 }
 
 export type HelloParams = ReadonlyMap<number, Buffer>;
+
+/**
+ * The user's connection as the entry side saw it (capability origin): its
+ * source, and the address it connected to. Behind a load balancer that sends
+ * a PROXY header, the addresses that header named.
+ */
+export type Origin = ProxyAddresses;
+
+/** An OPEN's payload: the port, and the origin when it carries one. */
+export interface OpenRequest {
+  readonly port: number;
+  readonly origin: Origin | null;
+}

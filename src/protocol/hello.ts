@@ -36,6 +36,19 @@ export const SESSION_ID_LENGTH = 16;
 /** "A receiver rejects an initial-window below 1,024 or a max-frame outside 1,024..1 MiB." */
 export const MIN_WINDOW = 1024;
 export const MIN_FRAME = 1024;
+/** "A heartbeat of 1..299 ms is taken as 300 ms; 0 or absent: the sender has no preference." */
+export const MIN_HEARTBEAT_MS = 300;
+/** "software: at most 64 bytes; a receiver shows at most the first 64 bytes." */
+export const MAX_SOFTWARE_BYTES = 64;
+
+/** The first 64 bytes of `software`, never splitting a UTF-8 sequence. */
+function softwareBytes(software: string): Buffer {
+  const bytes = Buffer.from(software, 'utf8');
+  if (bytes.length <= MAX_SOFTWARE_BYTES) return bytes;
+  let end = MAX_SOFTWARE_BYTES;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--;
+  return bytes.subarray(0, end);
+}
 
 export function encodeHelloInfo(info: HelloInfo): Buffer {
   const params = new Map<number, Buffer>([
@@ -44,7 +57,7 @@ export function encodeHelloInfo(info: HelloInfo): Buffer {
     [HelloKey.MAX_FRAME, u32(info.maxFramePayload)],
     [HelloKey.MAX_STREAMS, u32(info.maxStreams)],
     [HelloKey.HEARTBEAT_MS, u32(info.heartbeatMs)],
-    [HelloKey.SOFTWARE, Buffer.from(info.software.slice(0, 64), 'utf8')],
+    [HelloKey.SOFTWARE, softwareBytes(info.software)],
   ]);
   const capabilities = info.capabilities ?? [];
   if (capabilities.length > 0) {
@@ -73,8 +86,10 @@ export function decodeHelloInfo(params: HelloParams): HelloInfo {
   if (maxFramePayload < MIN_FRAME || maxFramePayload > MAX_DATA_PAYLOAD_LIMIT) fail(`max frame ${maxFramePayload} out of range`);
   const maxStreams = helloU32(params, HelloKey.MAX_STREAMS, 0);
   if (maxStreams < 1) fail('max streams must be at least 1');
-  const heartbeatMs = helloU32(params, HelloKey.HEARTBEAT_MS, 0);
-  const software = (params.get(HelloKey.SOFTWARE)?.toString('utf8') ?? '').replace(/[^\x20-\x7e]/g, '?');
+  const announcedHeartbeat = helloU32(params, HelloKey.HEARTBEAT_MS, 0);
+  const heartbeatMs = announcedHeartbeat > 0 && announcedHeartbeat < MIN_HEARTBEAT_MS ? MIN_HEARTBEAT_MS : announcedHeartbeat;
+  // A longer software string is accepted (it is only for logs) and shown cut.
+  const software = (params.get(HelloKey.SOFTWARE)?.subarray(0, MAX_SOFTWARE_BYTES).toString('utf8') ?? '').replace(/[^\x20-\x7e]/g, '?');
   let resumeGraceMs = helloU32(params, HelloKey.RESUME_GRACE_MS, 0);
   const keyShare = params.get(HelloKey.KEY_SHARE) ?? null;
   const sessionId = params.get(HelloKey.SESSION_ID) ?? null;

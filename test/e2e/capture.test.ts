@@ -16,10 +16,11 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Secret, generateSecret } from '../../src/security/secret.js';
-import { createTopology, netnsAvailable, outputOf, waitForLine, type Topology } from '../helpers/netns.js';
-import { CLI_MAIN, childEnv, withTimeout } from '../helpers/security-kit.js';
+import { childEnv, CLI_MAIN, NODE } from '../helpers/cli.js';
+import { createTopology, netnsAvailable, type Topology } from '../helpers/netns.js';
+import { outputOf, waitForLine } from '../helpers/output.js';
+import { withTimeout } from '../helpers/wait.js';
 
-const NODE = process.execPath;
 const LINK_PORT = 50000;
 const APP_PORT = 40000;
 

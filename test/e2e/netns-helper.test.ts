@@ -5,10 +5,10 @@ import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { createTopology, netnsAvailable, waitForLine } from '../helpers/netns.js';
-import type { Topology } from '../helpers/netns.js';
+import { NODE } from '../helpers/cli.js';
+import { createTopology, netnsAvailable, type Topology } from '../helpers/netns.js';
+import { waitForLine } from '../helpers/output.js';
 
-const NODE = process.execPath;
 
 // Tiny TCP server: argv = [port, tag]. Greets every connection with "<tag>\n".
 const SERVER = `

@@ -5,11 +5,10 @@
 //   host1 (server, -p 40000,40001,40002) <-> host2 (client) <-> db (the targets)
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fileURLToPath } from 'node:url';
-import { createTopology, netnsAvailable, waitForLine } from '../helpers/netns.js';
+import { CLI_MAIN, NODE } from '../helpers/cli.js';
+import { createTopology, netnsAvailable } from '../helpers/netns.js';
+import { waitForLine } from '../helpers/output.js';
 
-const NODE = process.execPath;
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 // Greets each connection with "<port the target listens on>\n" and closes.
 const TARGETS = `
@@ -43,10 +42,10 @@ describe('routes across network namespaces', { skip: avail.ok ? false : avail.re
     const targets = topo.spawn('db', NODE, ['-e', TARGETS, '40000', '41001', '40002']);
     for (const p of [40000, 41001, 40002]) await waitForLine(targets, new RegExp(`^listening ${p}$`), 5000);
 
-    const server = topo.spawn('host1', NODE, [MAIN, '-s', '50000', '-p', '40000,40001,40002']);
+    const server = topo.spawn('host1', NODE, [CLI_MAIN, '-s', '50000', '-p', '40000,40001,40002']);
     await waitForLine(server, /server: link port 50000/, 5000);
     const client = topo.spawn('host2', NODE, [
-      MAIN,
+      CLI_MAIN,
       '-c',
       `${topo.addr('host1', 'host2')}:50000`,
       '-t',

@@ -14,12 +14,11 @@ import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { createTopology, netnsAvailable, outputOf, waitForLine } from '../helpers/netns.js';
-import type { Topology } from '../helpers/netns.js';
+import { childEnv, CLI_MAIN, NODE } from '../helpers/cli.js';
+import { createTopology, netnsAvailable, type Topology } from '../helpers/netns.js';
+import { assertIntact, echoFrom } from '../helpers/ns-apps.js';
+import { outputOf, waitForLine } from '../helpers/output.js';
 
-const NODE = process.execPath;
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const HOSTS = ['appli1', 'host1', 'host2', 'appli2'] as const;
 type Host = (typeof HOSTS)[number];
 
@@ -52,36 +51,6 @@ for (const p of ports) {
 }
 `;
 
-// A user 'client' application. argv: addr port size timeoutMs
-// Sends <size> random bytes then half-closes, reads until the other side closes,
-// prints one JSON line: the greeting, byte counts and SHA-256 of what was sent
-// and of what came back after the greeting.
-const ECHO_USER = `
-const net = require('node:net');
-const crypto = require('node:crypto');
-const [addr, port, size, ms] = process.argv.slice(1);
-const payload = crypto.randomBytes(Number(size));
-const hash = (b) => crypto.createHash('sha256').update(b).digest('hex');
-const chunks = [];
-let finished = false;
-const done = (error) => {
-  if (finished) return;
-  finished = true;
-  const all = Buffer.concat(chunks);
-  const nl = all.indexOf(10);
-  const header = nl < 0 ? '' : all.subarray(0, nl).toString();
-  const body = nl < 0 ? all : all.subarray(nl + 1);
-  console.log(JSON.stringify({ error, header, sent: payload.length, got: body.length, sentHash: hash(payload), gotHash: hash(body) }));
-  process.exit(0);
-};
-const s = net.connect({ host: addr, port: Number(port), allowHalfOpen: true });
-s.on('connect', () => s.end(payload));
-s.on('data', (d) => chunks.push(d));
-s.on('end', () => done(null));
-s.on('error', (e) => done(e.code || e.message));
-setTimeout(() => done('timeout'), Number(ms));
-`;
-
 // A user 'client' application that holds its connection. argv: addr port mode timeoutMs
 //   hold: send "ping\\n", print "ready <greeting>" once echoed, then wait
 //   quit: like hold, then close its side once echoed
@@ -108,14 +77,6 @@ s.on('close', () => { console.log('closed ' + JSON.stringify(buf)); process.exit
 setTimeout(() => { console.log('timeout'); process.exit(2); }, Number(ms));
 `;
 
-interface EchoResult {
-  error: string | null;
-  header: string;
-  sent: number;
-  got: number;
-  sentHash: string;
-  gotHash: string;
-}
 
 const avail = await netnsAvailable({ need: ['iptables', 'nc'] });
 
@@ -126,9 +87,7 @@ async function topology(t: TestContext): Promise<Topology<Host>> {
 }
 
 function tcpipe(topo: Topology<Host>, host: Host, args: readonly string[]): ChildProcess {
-  const env = { ...process.env };
-  delete env.TCPIPE_SECRET;
-  return topo.spawn(host, NODE, [MAIN, ...args], { env });
+  return topo.spawn(host, NODE, [CLI_MAIN, ...args], { env: childEnv() });
 }
 
 async function startTarget(topo: Topology<Host>, host: Host, bind: string, tag: string, ports: readonly number[]): Promise<ChildProcess> {
@@ -137,22 +96,7 @@ async function startTarget(topo: Topology<Host>, host: Host, bind: string, tag: 
   return app;
 }
 
-async function echo(topo: Topology<Host>, from: Host, addr: string, port: number, size: number, timeoutMs = 8000): Promise<EchoResult> {
-  const r = await topo.exec(from, NODE, ['-e', ECHO_USER, addr, String(port), String(size), String(timeoutMs)], { timeoutMs: timeoutMs + 4000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as EchoResult;
-  } catch {
-    throw new Error(`echo user produced no result (code ${String(r.code)}): ${r.stdout} ${r.stderr}`);
-  }
-}
 
-function assertIntact(r: EchoResult, greeting: string, what: string): void {
-  assert.equal(r.error, null, `${what}: ${JSON.stringify(r)}`);
-  assert.equal(r.header, greeting, `${what}: greeting`);
-  assert.equal(r.got, r.sent, `${what}: bytes back`);
-  assert.equal(r.gotHash, r.sentHash, `${what}: SHA-256 of the bytes back`);
-}
 
 /** The seed's pair: server on host1 behind the firewall, client on host2 targeting appli2. */
 async function seedPair(topo: Topology<Host>, extra: readonly string[] = []): Promise<{ server: ChildProcess; client: ChildProcess }> {
@@ -183,7 +127,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     const target = await startTarget(topo, 'appli2', '0.0.0.0', 'appli2', [40000, 40001]);
     // Without tcpipe, appli1 cannot reach appli2 (no forwarding), and host1 cannot dial out at all.
     await topo.firewallNoDialOut('host1', [50000, 40000, 40001]);
-    const direct = await echo(topo, 'appli1', appli2, 40000, 16, 1500);
+    const direct = await echoFrom(topo, 'appli1', appli2, 40000, 'rand:16', 1500);
     assert.notEqual(direct.error, null, `appli1 must not reach appli2 directly: ${JSON.stringify(direct)}`);
     const probe = await startTarget(topo, 'host2', '0.0.0.0', 'probe', [40999]);
     const dialOut = await topo.exec('host1', 'nc', ['-z', '-n', '-w', '1', topo.addr('host2', 'host1'), '40999'], { timeoutMs: 3000 });
@@ -195,7 +139,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     assert.match(await waitForLine(server, LINK_UP, 100), new RegExp(`link up with ${topo.addr('host2', 'host1').replace(/\./g, '\\.')}:`));
 
     const size = 1024 * 1024;
-    const [r0, r1] = await Promise.all([echo(topo, 'appli1', host1, 40000, size), echo(topo, 'appli1', host1, 40001, size)]);
+    const [r0, r1] = await Promise.all([echoFrom(topo, 'appli1', host1, 40000, `rand:${size}`), echoFrom(topo, 'appli1', host1, 40001, `rand:${size}`)]);
     // The exit side (host2) connected to appli2 on the same port number as the entry port.
     const host2 = topo.addr('host2', 'appli2');
     assertIntact(r0, `appli2:40000 from ${host2}`, 'port 40000');
@@ -203,7 +147,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     assert.match(outputOf(target), new RegExp(`accept 40000 from ${host2.replace(/\./g, '\\.')}`));
 
     // Several connections on one port at once, each its own stream.
-    const many = await Promise.all([1, 2, 3].map(() => echo(topo, 'appli1', host1, 40001, 64 * 1024)));
+    const many = await Promise.all([1, 2, 3].map(() => echoFrom(topo, 'appli1', host1, 40001, 'rand:65536')));
     for (const [i, r] of many.entries()) assertIntact(r, `appli2:40001 from ${host2}`, `parallel connection ${i}`);
 
     // A user 'client' closing its side reaches appli2, and appli2 closing reaches appli1.
@@ -230,18 +174,18 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
 
     // A user on appli2 connects to host2:40002 and reaches host1's 127.0.0.1:40002.
     const host2 = topo.addr('host2', 'appli2');
-    const r = await echo(topo, 'appli2', host2, 40002, 1024 * 1024);
+    const r = await echoFrom(topo, 'appli2', host2, 40002, 'rand:1048576');
     assertIntact(r, 'host1-local:40002 from 127.0.0.1', 'reverse port 40002');
     assert.match(outputOf(target), /accept 40002 from 127\.0\.0\.1/);
 
     // No target on 40003: host2 closes the user's connection without any data.
-    const refused = await echo(topo, 'appli2', host2, 40003, 16, 5000);
+    const refused = await echoFrom(topo, 'appli2', host2, 40003, 'rand:16', 5000);
     assert.notEqual(refused.error, 'timeout', 'the connection must be closed, not left hanging');
     assert.equal(refused.header, '');
     assert.equal(refused.got, 0);
     await waitForLine(server, /40003/, 3000);
     // The link survives a refused stream.
-    assertIntact(await echo(topo, 'appli2', host2, 40002, 4096), 'host1-local:40002 from 127.0.0.1', 'after the refusal');
+    assertIntact(await echoFrom(topo, 'appli2', host2, 40002, 'rand:4096'), 'host1-local:40002 from 127.0.0.1', 'after the refusal');
   });
 
   test('client killed: the user connection on host1 closes, new ones are refused; restarted, the pair re-forms', { timeout: 30_000 }, async (t) => {
@@ -260,7 +204,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     assert.ok(closedAfter < 5000, `user connection closed ${closedAfter} ms after the client died`);
 
     // No partner: host1 closes a new user connection at once.
-    const lonely = await echo(topo, 'appli1', topo.addr('host1', 'appli1'), 40000, 16, 5000);
+    const lonely = await echoFrom(topo, 'appli1', topo.addr('host1', 'appli1'), 40000, 'rand:16', 5000);
     assert.notEqual(lonely.error, 'timeout', 'the connection must be closed, not left hanging');
     assert.equal(lonely.header, '');
 
@@ -268,7 +212,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     const serverUp = waitForLine(server, LINK_UP, 10_000, { includePast: false });
     const again = tcpipe(topo, 'host2', ['-c', `${topo.addr('host1', 'host2')}:50000`, '-t', topo.addr('appli2', 'host2')]);
     await Promise.all([waitForLine(again, LINK_UP, 10_000), serverUp]);
-    const r = await echo(topo, 'appli1', topo.addr('host1', 'appli1'), 40000, 256 * 1024);
+    const r = await echoFrom(topo, 'appli1', topo.addr('host1', 'appli1'), 40000, 'rand:262144');
     assertIntact(r, `appli2:40000 from ${topo.addr('host2', 'appli2')}`, 'after the restart');
   });
 
@@ -302,7 +246,7 @@ describe('seed example across network namespaces', { skip: avail.ok ? false : av
     const clientUp = waitForLine(client, LINK_UP, 15_000, { includePast: false });
     await topo.healLink('host2', 'host1');
     await Promise.all([serverUp, clientUp]);
-    const r = await echo(topo, 'appli1', topo.addr('host1', 'appli1'), 40001, 256 * 1024);
+    const r = await echoFrom(topo, 'appli1', topo.addr('host1', 'appli1'), 40001, 'rand:262144');
     assertIntact(r, `appli2:40001 from ${topo.addr('host2', 'appli2')}`, 'after healing');
   });
 });

@@ -23,14 +23,9 @@ import { describe, test, before, after } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { createTopology, netnsAvailable, outputOf, waitForLine } from '../helpers/netns.js';
-import type { Topology } from '../helpers/netns.js';
+import { childEnv, CLI_MAIN, NODE } from '../helpers/cli.js';
 import {
-  TempDir,
-  writeNameShim,
-  type Certificates,
   createSystemUser,
   ensureTools,
   makeCertificates,
@@ -42,12 +37,16 @@ import {
   startDante,
   startNginx,
   startSquid,
-  stopProcess,
+  TempDir,
+  writeNameShim,
+  type Certificates,
   type Squid,
 } from '../helpers/middlebox.js';
+import { createTopology, netnsAvailable, type Topology } from '../helpers/netns.js';
+import { assertIntact, echoFrom } from '../helpers/ns-apps.js';
+import { outputOf, waitForLine } from '../helpers/output.js';
+import { stopProcess } from '../helpers/proc.js';
 
-const NODE = process.execPath;
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
 /** Bounds on waits, generous for a loaded machine: a node start there can take seconds. */
 const START_MS = 15_000;
@@ -81,35 +80,6 @@ for (const p of ports) {
   });
   srv.listen(Number(p), '127.0.0.1', () => console.log('listening ' + p));
 }
-`;
-
-// A user 'client' application. argv: addr port payload timeoutMs
-// payload: 'rand:<size>' (random bytes) or 'text:<string>' (the string, 200 times).
-// Sends it, half-closes, reads until the other side closes, prints one JSON line.
-const ECHO_USER = `
-const net = require('node:net');
-const crypto = require('node:crypto');
-const [addr, port, spec, ms] = process.argv.slice(1);
-const payload = spec.startsWith('text:') ? Buffer.from(spec.slice(5).repeat(200)) : crypto.randomBytes(Number(spec.slice(5)));
-const hash = (b) => crypto.createHash('sha256').update(b).digest('hex');
-const chunks = [];
-let finished = false;
-const done = (error) => {
-  if (finished) return;
-  finished = true;
-  const all = Buffer.concat(chunks);
-  const nl = all.indexOf(10);
-  const header = nl < 0 ? '' : all.subarray(0, nl).toString();
-  const body = nl < 0 ? all : all.subarray(nl + 1);
-  console.log(JSON.stringify({ error, header, sent: payload.length, got: body.length, sentHash: hash(payload), gotHash: hash(body) }));
-  process.exit(0);
-};
-const s = net.connect({ host: addr, port: Number(port), allowHalfOpen: true });
-s.on('connect', () => s.end(payload));
-s.on('data', (d) => chunks.push(d));
-s.on('end', () => done(null));
-s.on('error', (e) => done(e.code || e.message));
-setTimeout(() => done('timeout'), Number(ms));
 `;
 
 // A user that keeps one connection busy. argv: addr port durationMs
@@ -179,14 +149,6 @@ req.on('error', (e) => console.log('error ' + (e.code || e.message)));
 req.setTimeout(10000, () => { console.log('error timeout'); req.destroy(); });
 `;
 
-interface EchoResult {
-  error: string | null;
-  header: string;
-  sent: number;
-  got: number;
-  sentHash: string;
-  gotHash: string;
-}
 
 interface AttackResult {
   reply: string;
@@ -203,23 +165,14 @@ const tools = netns.ok ? await ensureTools() : netns;
 const SKIP: string | false = !netns.ok ? netns.reason : !tools.ok ? tools.reason : false;
 if (tools.ok && tools.installed.length > 0) process.stderr.write(`transports.test: installed ${tools.installed.join(' ')}\n`);
 
-const PROXY_VARS = ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY', 'no_proxy', 'NO_PROXY'];
-
-/** The test's environment without proxy settings and secrets, plus `extra`. */
-function cleanEnv(extra: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of [...PROXY_VARS, 'TCPIPE_SECRET', 'TCPIPE_PROXY_PASSWORD']) delete env[name];
-  return { ...env, ...extra };
-}
-
 async function keygen(): Promise<string> {
-  const r = await runCommand(NODE, [MAIN, 'keygen']);
+  const r = await runCommand(NODE, [CLI_MAIN, 'keygen']);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout.trim();
 }
 
-function tcpipe<H extends string>(topo: Topology<H>, host: H, args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): ChildProcess {
-  return topo.spawn(host, NODE, [MAIN, ...args], { env });
+function tcpipe<H extends string>(topo: Topology<H>, host: H, args: readonly string[], env: NodeJS.ProcessEnv = childEnv()): ChildProcess {
+  return topo.spawn(host, NODE, [CLI_MAIN, ...args], { env });
 }
 
 async function startTarget<H extends string>(topo: Topology<H>, host: H, tag: string, ports: readonly number[]): Promise<ChildProcess> {
@@ -228,28 +181,13 @@ async function startTarget<H extends string>(topo: Topology<H>, host: H, tag: st
   return app;
 }
 
-async function echo<H extends string>(topo: Topology<H>, from: H, addr: string, port: number, payload: string, timeoutMs = 15_000): Promise<EchoResult> {
-  const r = await topo.exec(from, NODE, ['-e', ECHO_USER, addr, String(port), payload, String(timeoutMs)], { timeoutMs: timeoutMs + 4000 });
-  const line = r.stdout.trim().split('\n').pop() ?? '';
-  try {
-    return JSON.parse(line) as EchoResult;
-  } catch {
-    throw new Error(`echo user produced no result (code ${String(r.code)}): ${r.stdout} ${r.stderr}`);
-  }
-}
 
-function assertIntact(r: EchoResult, greeting: string, what: string): void {
-  assert.equal(r.error, null, `${what}: ${JSON.stringify(r)}`);
-  assert.equal(r.header, greeting, `${what}: greeting`);
-  assert.equal(r.got, r.sent, `${what}: bytes back`);
-  assert.equal(r.gotHash, r.sentHash, `${what}: SHA-256 of the bytes back`);
-}
 
 /** Relays 256 KiB through the client's entry port (to the server side) and the server's (to the client side). */
 async function relayBothWays<H extends string>(topo: Topology<H>, clientHost: H, serverHost: H, what: string): Promise<void> {
   const [forward, reverse] = await Promise.all([
-    echo(topo, clientHost, '127.0.0.1', FORWARD_PORT, 'rand:262144'),
-    echo(topo, serverHost, '127.0.0.1', REVERSE_PORT, 'rand:262144'),
+    echoFrom(topo, clientHost, '127.0.0.1', FORWARD_PORT, 'rand:262144', 15_000),
+    echoFrom(topo, serverHost, '127.0.0.1', REVERSE_PORT, 'rand:262144', 15_000),
   ]);
   assertIntact(forward, `server-app:${FORWARD_PORT}`, `${what}: client-side -p ${FORWARD_PORT} to the target behind the server`);
   assertIntact(reverse, `client-app:${REVERSE_PORT}`, `${what}: server-side -p ${REVERSE_PORT} to the target behind the client`);
@@ -329,7 +267,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
       squid = await startSquid(topo, 'proxy', dir, { port: SQUID_PORT, users: { [USER]: PASSWORD } });
       await startTarget(topo, 'server', 'server-app', [FORWARD_PORT]);
       await startTarget(topo, 'client', 'client-app', [REVERSE_PORT]);
-      server = tcpipe(topo, 'server', ['-s', String(LINK_PORT), '-p', String(REVERSE_PORT), '-t', '127.0.0.1'], cleanEnv({ TCPIPE_SECRET: secret }));
+      server = tcpipe(topo, 'server', ['-s', String(LINK_PORT), '-p', String(REVERSE_PORT), '-t', '127.0.0.1'], childEnv({ TCPIPE_SECRET: secret }));
       await waitForLine(server, /server: link port 50000/, START_MS);
       await onlyThisWayOut(topo, 'client', proxyAddr, SQUID_PORT);
     });
@@ -345,7 +283,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
         topo,
         'client',
         ['-c', `${serverAddr}:${LINK_PORT}`, '-p', String(FORWARD_PORT), '-t', '127.0.0.1', ...args],
-        cleanEnv({ TCPIPE_SECRET: secret, ...env }),
+        childEnv({ TCPIPE_SECRET: secret, ...env }),
       );
       t.after(() => stopProcess(client));
       const [, serverLine] = await Promise.all([waitForLine(client, LINK_UP, LINK_MS), serverUp]);
@@ -408,7 +346,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
         topo,
         'client',
         ['-c', `${serverAddr}:${LINK_PORT}`, '-t', '127.0.0.1', `--proxy=http://${USER}:${wrong}@${proxyAddr}:${SQUID_PORT}`],
-        cleanEnv({ TCPIPE_SECRET: secret }),
+        childEnv({ TCPIPE_SECRET: secret }),
       );
       t.after(() => stopProcess(client));
       const first = await waitForLine(client, NO_LINK, LINK_MS);
@@ -479,8 +417,8 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
     });
 
     /** A tcpipe client in the client's namespace that resolves tunnel.test. */
-    function client(t: TestContext, args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): ChildProcess {
-      const child = topo.spawn('client', NODE, ['-r', nameShim, MAIN, ...args], { env });
+    function client(t: TestContext, args: readonly string[], env: NodeJS.ProcessEnv = childEnv()): ChildProcess {
+      const child = topo.spawn('client', NODE, ['-r', nameShim, CLI_MAIN, ...args], { env });
       t.after(() => stopProcess(child));
       return child;
     }
@@ -507,7 +445,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
       const serverIface = topo.host('server').interfaces[0]?.name ?? '';
       for (const withSecret of [false, true]) {
         const what = withSecret ? 'with a secret' : 'without a secret';
-        const env = withSecret ? cleanEnv({ TCPIPE_SECRET: await keygen() }) : cleanEnv();
+        const env = withSecret ? childEnv({ TCPIPE_SECRET: await keygen() }) : childEnv();
         const server = tcpipe(topo, 'server', ['-s', String(LINK_PORT), '-t', '127.0.0.1'], env);
         t.after(() => stopProcess(server));
         await waitForLine(server, /server: link port 50000/, START_MS);
@@ -520,7 +458,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
         assert.match(serverLine, new RegExp(`link up with ${escape(topo.addr('nginx', 'server'))}:\\d+`), `${what}: the server's partner is nginx`);
 
         const marker = `PLAINTEXT-MARKER-${randomBytes(6).toString('hex')}|`;
-        const relayed = await echo(topo, 'client', '127.0.0.1', FORWARD_PORT, `text:${marker}`);
+        const relayed = await echoFrom(topo, 'client', '127.0.0.1', FORWARD_PORT, `text:${marker}`, 15_000);
         assertIntact(relayed, `server-app:${FORWARD_PORT}`, `${what}: relayed through nginx`);
         await stopClient(pair, server);
         const pcap = await capture.stop();
@@ -544,7 +482,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
       const pair = client(t, ['-c', `wss://${nginxAddr}:${NGINX_PORT}/tcpipe`, '-p', String(FORWARD_PORT), `--tls-ca=${certs.caCert}`]);
       const first = await waitForLine(pair, /link up with |no link: /, LINK_MS);
       assert.match(first, LINK_UP, `a certificate for IP:${nginxAddr} must verify for wss://${nginxAddr}`);
-      assertIntact(await echo(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536'), `server-app:${FORWARD_PORT}`, 'wss:// to an IP');
+      assertIntact(await echoFrom(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536', 15_000), `server-app:${FORWARD_PORT}`, 'wss:// to an IP');
       await stopClient(pair, server);
       await stopProcess(server);
     });
@@ -555,7 +493,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
   // -------------------------------------------------------------------------
   test('one server port takes a plain TCP client, then a ws:// client', { timeout: 60_000 }, async (t) => {
     const topo = await topology(t, ['client', 'server'], false);
-    const env = cleanEnv({ TCPIPE_SECRET: await keygen() });
+    const env = childEnv({ TCPIPE_SECRET: await keygen() });
     const serverAddr = topo.addr('server', 'client');
     await startTarget(topo, 'server', 'server-app', [FORWARD_PORT]);
     await startTarget(topo, 'client', 'client-app', [REVERSE_PORT]);
@@ -588,7 +526,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
     const good = tcpipe(topo, 'client', ['-c', `ws://${serverAddr}:${LINK_PORT}/custom`, '-p', String(FORWARD_PORT)]);
     t.after(() => stopProcess(good));
     await Promise.all([waitForLine(good, LINK_UP, LINK_MS), waitForLine(server, LINK_UP, LINK_MS)]);
-    assertIntact(await echo(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536'), `server-app:${FORWARD_PORT}`, 'ws://.../custom');
+    assertIntact(await echoFrom(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536', 15_000), `server-app:${FORWARD_PORT}`, 'ws://.../custom');
     await stopClient(good, server);
 
     const logged = waitForLine(server, /refused link from [\d.]+:\d+: WebSocket upgrade on the wrong path \/tcpipe/, 10_000, { includePast: false });
@@ -616,7 +554,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
     await startDante(topo, 'socks', dir, { internal: socksAddr, port: SOCKS_PORT, external: topo.addr('socks', 'server'), method: 'username' });
     await startTarget(topo, 'server', 'server-app', [FORWARD_PORT]);
     await startTarget(topo, 'client', 'client-app', [REVERSE_PORT]);
-    const env = cleanEnv({ TCPIPE_SECRET: await keygen() });
+    const env = childEnv({ TCPIPE_SECRET: await keygen() });
     const server = tcpipe(topo, 'server', ['-s', String(LINK_PORT), '-p', String(REVERSE_PORT), '-t', '127.0.0.1'], env);
     await waitForLine(server, /server: link port 50000/, START_MS);
     await onlyThisWayOut(topo, 'client', socksAddr, SOCKS_PORT);
@@ -644,7 +582,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
   test('garbage, unfinished upgrades and wrong paths are closed with a reason while the pair keeps relaying', { timeout: 60_000 }, async (t) => {
     // attacker — server — client: the attacker reaches the server from its own addresses.
     const topo = await topology(t, ['attacker', 'server', 'client'], false);
-    const env = cleanEnv({ TCPIPE_SECRET: await keygen() });
+    const env = childEnv({ TCPIPE_SECRET: await keygen() });
     const serverAddr = topo.addr('server', 'attacker');
     await startTarget(topo, 'client', 'client-app', [REVERSE_PORT]);
     const server = tcpipe(topo, 'server', ['-s', String(LINK_PORT), '-p', String(REVERSE_PORT)], env);
@@ -710,7 +648,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
     assert.equal(chat.error, null, JSON.stringify(chat));
     assert.equal(chat.header, `client-app:${REVERSE_PORT}`);
     assert.ok(chat.sent > 100 && chat.echoed === chat.sent, `every tick echoed during the attacks: ${JSON.stringify(chat)}`);
-    assertIntact(await echo(topo, 'server', '127.0.0.1', REVERSE_PORT, 'rand:262144'), `client-app:${REVERSE_PORT}`, 'after the attacks');
+    assertIntact(await echoFrom(topo, 'server', '127.0.0.1', REVERSE_PORT, 'rand:262144', 15_000), `client-app:${REVERSE_PORT}`, 'after the attacks');
     assert.doesNotMatch(outputOf(server) + outputOf(client), LINK_DOWN, 'the link stayed up');
     assert.equal(count(outputOf(server), LINK_UP), 1);
   });
@@ -736,7 +674,7 @@ describe('transports through real middleboxes', { skip: SKIP, concurrency: 4 }, 
       const serverUp = waitForLine(server, LINK_UP, LINK_MS, { includePast: false });
       const client = tcpipe(topo, 'client', ['-c', address, '-p', String(FORWARD_PORT)]);
       await Promise.all([waitForLine(client, LINK_UP, LINK_MS), serverUp]);
-      assertIntact(await echo(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536'), `server-app:${FORWARD_PORT}`, `${address} accepted`);
+      assertIntact(await echoFrom(topo, 'client', '127.0.0.1', FORWARD_PORT, 'rand:65536', 15_000), `server-app:${FORWARD_PORT}`, `${address} accepted`);
       await stopClient(client, server);
     }
 

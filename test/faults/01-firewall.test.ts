@@ -11,23 +11,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  LINK_PORT,
-  LINK_UP,
-  MiB,
-  createChain,
-  faultsAvailable,
-  firewallNoInbound,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startTcpipe,
-  type ConnectFate,
-  type LoadSummary,
-  type TargetStats,
-} from './kit.js';
+import { startAgents, type ConnectFate, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, firewallNoInbound, LINK_PORT, skipReason } from '../helpers/chain.js';
+import { mib, startTcpipe } from '../helpers/chain-tcpipe.js';
+import { LINK_UP } from '../helpers/logs.js';
+import { MiB } from '../helpers/net.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const NAME = '1. seed firewall, both directions';
 const INJECTED = 'srv: no dial-out, inbound only link+relay port; cli: no inbound except loopback';
@@ -39,12 +29,7 @@ describe('faults: firewall', { skip: skipReason(avail) }, () => {
     scenario(t, NAME, INJECTED, async (s) => {
       const chain = await createChain(t);
       const { topo } = chain;
-      const [users, srvApp, cliApp, outsider] = await Promise.all([
-        startAgent(t, topo, 'users'),
-        startAgent(t, topo, 'srv'),
-        startAgent(t, topo, 'cli'),
-        startAgent(t, topo, 'targets'),
-      ]);
+      const [users, srvApp, cliApp, outsider] = await startAgents(t, topo, ['users', 'srv', 'cli', 'targets']);
       // Applications local to each tcpipe host, and a listener the firewall must hide.
       await cliApp.call('listen', { port: 31001, host: '127.0.0.1', mode: 'pattern' }, 5000);
       await srvApp.call('listen', { port: 31002, host: '127.0.0.1', mode: 'pattern' }, 5000);

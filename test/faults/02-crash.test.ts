@@ -12,29 +12,11 @@
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario, type ScenarioContext } from './record.js';
-import {
-  LINK_DOWN,
-  LINK_UP,
-  PAIR_BOTH_WAYS,
-  createChain,
-  faultsAvailable,
-  lastRetryDelay,
-  lineTime,
-  loadStats,
-  percentile,
-  pollUntil,
-  skipReason,
-  startClient,
-  startFlowAgents,
-  startLoads,
-  startPair,
-  startServer,
-  targetStats,
-  waitLoads,
-  type TcpipeProc,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { assertRelaysBothWays, percentile, startFlowAgents, startPacedLoads, targetStats, waitLoads } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason } from '../helpers/chain.js';
+import { lastRetryDelay, PAIR_BOTH_WAYS, startChainClient, startChainPair, startChainServer, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { lineTime, LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { recordSkipped, scenario, type ScenarioContext } from '../helpers/scenario.js';
 
 /** Every connection on the surviving side must be closed within this long after the kill. */
 const CLOSE_BOUND_MS = 2000;
@@ -53,22 +35,8 @@ if (!avail.ok) for (const name of Object.values(NAMES)) recordSkipped(name, INJE
 async function crash(t: TestContext, s: ScenarioContext, victimRole: 'server' | 'client'): Promise<void> {
   const chain = await createChain(t);
   const flows = await startFlowAgents(t, chain);
-  const pair = await startPair(t, chain, PAIR_BOTH_WAYS);
-  await startLoads(flows, chain, 'crash', {
-    count: STREAMS,
-    concurrency: STREAMS,
-    sizeMin: 256 * 1024 * 1024,
-    replyMin: 256 * 1024 * 1024,
-    flags: Flags.PACED,
-    timeoutMs: 60_000,
-  });
-  // In flight: every stream reached its target and bytes came back both ways.
-  await pollUntil(
-    async () => ({ targets: await targetStats(flows), loads: await loadStats(flows, 'crash') }),
-    (v) => v.targets.fwd.streams === STREAMS && v.targets.rev.streams === STREAMS && v.loads.fwd.recv > 0 && v.loads.rev.recv > 0,
-    10_000,
-    'all streams in flight',
-  );
+  const pair = await startChainPair(t, chain, PAIR_BOTH_WAYS);
+  await startPacedLoads(flows, chain, 'crash', STREAMS);
 
   const victim: TcpipeProc = victimRole === 'server' ? pair.server : pair.client;
   const survivor: TcpipeProc = victimRole === 'server' ? pair.client : pair.server;
@@ -104,7 +72,7 @@ async function crash(t: TestContext, s: ScenarioContext, victimRole: 'server' | 
   // Restart the victim with the same command line; a dead server stays down 3 s, so that the client's backoff grows.
   if (victimRole === 'server') await new Promise((resolve) => setTimeout(resolve, SERVER_DOWN_MS));
   s.check('restarted, the pair re-forms (client within its announced backoff) and relays intact both ways');
-  const restarted = victimRole === 'server' ? await startServer(t, chain, PAIR_BOTH_WAYS.serverArgs) : await startClient(t, chain, PAIR_BOTH_WAYS.clientArgs);
+  const restarted = victimRole === 'server' ? await startChainServer(t, chain, PAIR_BOTH_WAYS.serverArgs) : await startChainClient(t, chain, PAIR_BOTH_WAYS.clientArgs);
   const startLine = await restarted.waitFor(/ tcpipe \S+ (server|client): /, 1000);
   const client = victimRole === 'server' ? pair.client : restarted;
   const server = victimRole === 'server' ? restarted : pair.server;
@@ -121,13 +89,7 @@ async function crash(t: TestContext, s: ScenarioContext, victimRole: 'server' | 
   } else {
     assert.ok(reconnectMs <= 2000, `a restarted client paired ${reconnectMs} ms after starting`);
   }
-  await startLoads(flows, chain, 'after', { count: 4, concurrency: 4, sizeMin: 256 * 1024, replyMin: 256 * 1024, keyBase: 500 });
-  const after = await waitLoads(flows, 'after', 15_000);
-  for (const l of [after.fwd, after.rev]) {
-    assert.deepEqual(l.errors, {});
-    assert.equal(l.clean, 4);
-    assert.equal(l.bad, 0);
-  }
+  await assertRelaysBothWays(flows, chain, 'after', 500);
   assert.ok(survivor.alive(), 'the survivor is still running');
 }
 

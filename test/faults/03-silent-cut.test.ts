@@ -12,26 +12,11 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  LINK_DOWN,
-  LINK_UP,
-  PAIR_BOTH_WAYS,
-  createChain,
-  faultsAvailable,
-  lastRetryDelay,
-  lineTime,
-  percentile,
-  pollUntil,
-  skipReason,
-  startFlowAgents,
-  startLoads,
-  startPair,
-  targetStats,
-  loadStats,
-  waitLoads,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { assertRelaysBothWays, percentile, startFlowAgents, startPacedLoads, targetStats, waitLoads } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason } from '../helpers/chain.js';
+import { lastRetryDelay, PAIR_BOTH_WAYS, startChainPair } from '../helpers/chain-tcpipe.js';
+import { lineTime, LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
 
 const HEARTBEAT_S = 2;
 const CUT_MS = 4000;
@@ -48,24 +33,11 @@ describe('faults: silent cut', { skip: skipReason(avail) }, () => {
       const chain = await createChain(t);
       const flows = await startFlowAgents(t, chain);
       const hb = [`--heartbeat=${HEARTBEAT_S}`];
-      const { server, client } = await startPair(t, chain, {
+      const { server, client } = await startChainPair(t, chain, {
         serverArgs: [...PAIR_BOTH_WAYS.serverArgs, ...hb],
         clientArgs: [...PAIR_BOTH_WAYS.clientArgs, ...hb],
       });
-      await startLoads(flows, chain, 'cut', {
-        count: STREAMS,
-        concurrency: STREAMS,
-        sizeMin: 256 * 1024 * 1024,
-        replyMin: 256 * 1024 * 1024,
-        flags: Flags.PACED,
-        timeoutMs: 60_000,
-      });
-      await pollUntil(
-        async () => ({ targets: await targetStats(flows), loads: await loadStats(flows, 'cut') }),
-        (v) => v.targets.fwd.streams === STREAMS && v.targets.rev.streams === STREAMS && v.loads.fwd.recv > 0 && v.loads.rev.recv > 0,
-        10_000,
-        'all streams in flight',
-      );
+      await startPacedLoads(flows, chain, 'cut', STREAMS);
 
       const serverFrom = server.mark();
       const clientFrom = client.mark();
@@ -133,13 +105,7 @@ describe('faults: silent cut', { skip: skipReason(avail) }, () => {
       );
 
       s.check('the new link relays intact both ways');
-      await startLoads(flows, chain, 'after', { count: 4, concurrency: 4, sizeMin: 256 * 1024, replyMin: 256 * 1024, keyBase: 500 });
-      const after = await waitLoads(flows, 'after', 15_000);
-      for (const l of [after.fwd, after.rev]) {
-        assert.deepEqual(l.errors, {});
-        assert.equal(l.clean, 4);
-        assert.equal(l.bad, 0);
-      }
+      await assertRelaysBothWays(flows, chain, 'after', 500);
       s.figure('p50 close after link down (ms)', percentile(lags, 50));
     }),
   );

@@ -14,27 +14,13 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SOAK, recordSkipped, scenario } from './record.js';
-import {
-  LINK_DOWN,
-  LINK_UP,
-  PAIR_BOTH_WAYS,
-  assertBackToBaseline,
-  createChain,
-  quietBaseline,
-  faultsAvailable,
-  mib,
-  pollUntil,
-  skipReason,
-  startFlowAgents,
-  startLoads,
-  startPair,
-  targetStats,
-  targetsQuiet,
-  waitLoads,
-  type TcpipeProc,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { startFlowAgents, startLoads, targetsQuiet, targetStats, waitLoads } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, flapLink, skipReason } from '../helpers/chain.js';
+import { assertBackToBaseline, mib, PAIR_BOTH_WAYS, quietBaseline, startChainPair, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario, SOAK } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const FLAP_MS = SOAK ? 60_000 : 20_000;
 /** [cut ms, heal ms]: long cuts kill the link (heartbeat 2 s), short ones do not. */
@@ -66,7 +52,7 @@ describe('faults: flapping link', { skip: skipReason(avail) }, () => {
       const chain = await createChain(t);
       const flows = await startFlowAgents(t, chain);
       const hb = ['--heartbeat=2'];
-      const { server, client } = await startPair(t, chain, {
+      const { server, client } = await startChainPair(t, chain, {
         serverArgs: [...PAIR_BOTH_WAYS.serverArgs, ...hb],
         clientArgs: [...PAIR_BOTH_WAYS.clientArgs, ...hb],
       });
@@ -81,16 +67,7 @@ describe('faults: flapping link', { skip: skipReason(avail) }, () => {
 
       const serverFrom = server.mark();
       await startLoads(flows, chain, 'flap', { ...load, keyBase: 100_000 });
-      const started = Date.now();
-      let cuts = 0;
-      for (let i = 0; Date.now() - started < FLAP_MS; i++) {
-        const [cutMs, healMs] = CYCLE[i % CYCLE.length] ?? [1000, 1000];
-        await chain.topo.cutLink('cli', 'srv');
-        cuts++;
-        await new Promise((resolve) => setTimeout(resolve, cutMs));
-        await chain.topo.healLink('cli', 'srv');
-        await new Promise((resolve) => setTimeout(resolve, healMs));
-      }
+      const cuts = await flapLink(chain, FLAP_MS, CYCLE);
       // Healed for good: the link comes back; stop the load and let every stream finish.
       const clientFrom = 0;
       await pollUntil(

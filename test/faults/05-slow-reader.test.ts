@@ -19,20 +19,12 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SOAK, recordSkipped, scenario } from './record.js';
-import {
-  MiB,
-  createChain,
-  faultsAvailable,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  type LoadSummary,
-  type PingStats,
-  type TargetStats,
-} from './kit.js';
+import { startAgent, startAgents, type LoadSummary, type PingStats, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason } from '../helpers/chain.js';
+import { mib, startChainPair } from '../helpers/chain-tcpipe.js';
+import { MiB } from '../helpers/net.js';
+import { recordSkipped, scenario, SOAK } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const SIZE = SOAK ? 1024 * MiB : 128 * MiB;
 const BULK_PORT = 31003;
@@ -67,15 +59,10 @@ describe('faults: slow and stopped readers', { skip: skipReason(avail) }, () => 
       const chain = await createChain(t);
       const { topo } = chain;
       // The ping-pong has processes of its own, so that the bulk sender's and reader's event loops do not delay it.
-      const [users, targets, pinger, echo] = await Promise.all([
-        startAgent(t, topo, 'users'),
-        startAgent(t, topo, 'targets'),
-        startAgent(t, topo, 'users'),
-        startAgent(t, topo, 'targets'),
-      ]);
+      const [users, targets, pinger, echo] = await startAgents(t, topo, ['users', 'targets', 'users', 'targets']);
       await targets.call('listen', { port: BULK_PORT, mode: 'pattern', paused: true }, 5000);
       await echo.call('listen', { port: PING_PORT, mode: 'echo' }, 5000);
-      const { server, client } = await startPair(t, chain, { serverArgs: ['-p', `${BULK_PORT},${PING_PORT}`] });
+      const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', `${BULK_PORT},${PING_PORT}`] });
       const procs = [server, client];
 
       // Warm up the ping path, then the baseline.
@@ -189,15 +176,10 @@ describe('faults: interactive beside bulk on a slow link', { skip: skipReason(av
       const dev = topo.host('srv').interfaces.find((i) => i.peer === 'cli')?.name;
       if (dev === undefined) throw new Error('no srv -> cli interface');
       await topo.execOk('srv', 'tc', ['qdisc', 'add', 'dev', dev, 'root', 'tbf', 'rate', '100mbit', 'burst', '64kb', 'latency', '20ms']);
-      const [users, targets, pinger, echo] = await Promise.all([
-        startAgent(t, topo, 'users'),
-        startAgent(t, topo, 'targets'),
-        startAgent(t, topo, 'users'),
-        startAgent(t, topo, 'targets'),
-      ]);
+      const [users, targets, pinger, echo] = await startAgents(t, topo, ['users', 'targets', 'users', 'targets']);
       await targets.call('listen', { port: BULK_PORT, mode: 'pattern' }, 5000);
       await echo.call('listen', { port: PING_PORT, mode: 'echo' }, 5000);
-      await startPair(t, chain, { serverArgs: ['-p', `${BULK_PORT},${PING_PORT}`] });
+      await startChainPair(t, chain, { serverArgs: ['-p', `${BULK_PORT},${PING_PORT}`] });
       const idle = await pinger.call<PingStats>('pingpong', { host: chain.srvForUsers, port: PING_PORT, rounds: 200 }, 20_000);
       s.figure('ping p50/p99 idle (ms)', `${idle.p50.toFixed(1)}/${idle.p99.toFixed(1)}`);
       // 32 MiB at 12.5 MB/s: about 2.7 s of line-rate bulk; ping during 2 s of it.

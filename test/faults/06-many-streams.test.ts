@@ -16,25 +16,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SOAK, recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  KiB,
-  MiB,
-  createChain,
-  faultsAvailable,
-  hardNofile,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  type LoadSummary,
-  type Probe,
-  type TargetStats,
-  type TcpipeProc,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { startAgent, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, skipReason } from '../helpers/chain.js';
+import { mib, socketHandles, startChainPair, type Probe, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { hardNofile } from '../helpers/proc.js';
+import { recordSkipped, scenario, SOAK } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const CONCURRENT = SOAK ? 10_000 : 2_000;
 const SHORT = SOAK ? 100_000 : 10_000;
@@ -46,9 +35,6 @@ const INJECTED = `${CONCURRENT} concurrent connections, then ${SHORT} short ones
 const avail = await faultsAvailable();
 if (!avail.ok) recordSkipped(NAME, INJECTED, avail.reason);
 
-function sockets(p: Probe): number {
-  return p.handles.Socket ?? 0;
-}
 
 describe('faults: many streams', { skip: skipReason(avail) }, () => {
   test(NAME, { timeout: SOAK ? 900_000 : 150_000 }, (t) =>
@@ -60,7 +46,7 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
       const { topo } = chain;
       const [users, targets] = await Promise.all([startAgent(t, topo, 'users', nofile), startAgent(t, topo, 'targets', nofile)]);
       await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
-      const { server, client } = await startPair(t, chain, { serverArgs: ['-p', String(FWD_PORT)], serverNofile: nofile, clientNofile: nofile });
+      const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', String(FWD_PORT)], serverNofile: nofile, clientNofile: nofile });
       const procs: readonly TcpipeProc[] = [server, client];
       const to = { host: chain.srvForUsers, port: FWD_PORT };
 
@@ -69,7 +55,7 @@ describe('faults: many streams', { skip: skipReason(avail) }, () => {
       const warm = await users.call<LoadSummary>('load-wait', { id: 'warm', timeoutMs: 20_000 }, 25_000);
       assert.equal(warm.clean, 200, JSON.stringify(warm.errors));
       const quiet = async (): Promise<Probe[]> => {
-        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => sockets(p) <= 3), 30_000, 'stream sockets closed', 200);
+        await pollUntil(() => Promise.all(procs.map((p) => p.probe())), (ps) => ps.every((p) => socketHandles(p) <= 3), 30_000, 'stream sockets closed', 200);
         return Promise.all(procs.map((p) => p.probe()));
       };
       const base = await quiet();

@@ -23,27 +23,22 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SOAK, recordSkipped, scenario } from './record.js';
 import {
-  LINK_DOWN,
-  MiB,
-  PAIR_BOTH_WAYS,
-  createChain,
-  faultsAvailable,
-  mib,
-  skipReason,
   startFlowAgents,
   startLoads,
-  startPair,
-  targetStats,
   targetsQuiet,
+  targetStats,
   waitLoads,
   type LoadSummary,
   type TargetRecord,
-  type TcpipeProc,
   type UserRecord,
-} from './kit.js';
-import { Flags } from './pattern.js';
+} from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason } from '../helpers/chain.js';
+import { mib, PAIR_BOTH_WAYS, startChainPair, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { LINK_DOWN } from '../helpers/logs.js';
+import { MiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario, SOAK } from '../helpers/scenario.js';
 
 const DURATION_MS = SOAK ? 180_000 : 20_000;
 const CONCURRENCY = 24;
@@ -134,7 +129,7 @@ describe('faults: integrity soak', { skip: skipReason(avail) }, () => {
     scenario(t, NAME, INJECTED, async (s) => {
       const chain = await createChain(t);
       const flows = await startFlowAgents(t, chain);
-      const pair = await startPair(t, chain, PAIR_BOTH_WAYS);
+      const pair = await startChainPair(t, chain, PAIR_BOTH_WAYS);
       const started = performance.now();
       await startLoads(flows, chain, 'soak', {
         durationMs: DURATION_MS,
@@ -214,7 +209,7 @@ describe('faults: integrity soak', { skip: skipReason(avail) }, () => {
         // the exit side's last writes wait for a 'drain' while the user's FIN arrives.
         await flows.targets.call('listen', { port: SLOW_PORT, mode: 'pattern', stallAt: 14 * MiB, stallMs: 300 }, 5000);
         const hb = ['--heartbeat=2'];
-        const { server, client } = await startPair(t, chain, { serverArgs: ['-p', String(SLOW_PORT), ...hb], clientArgs: hb });
+        const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', String(SLOW_PORT), ...hb], clientArgs: hb });
         await flows.users.call(
           'load-start',
           { id: 'halfclose', host: chain.srvForUsers, port: SLOW_PORT, count: HALF_CLOSE_STREAMS, concurrency: 4, sizeMin: 16 * MiB, replyMin: 0, flags: Flags.TARGET_WAIT_EOF, timeoutMs: 10_000, keyBase: 1 },

@@ -17,24 +17,12 @@
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  KiB,
-  MiB,
-  createChain,
-  faultsAvailable,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  type Agent,
-  type Chain,
-  type ConnectFate,
-  type LoadSummary,
-  type TargetStats,
-  type TcpipeProc,
-} from './kit.js';
-import { BUGS } from './bugs.js';
+import { startAgent, type Agent, type ConnectFate, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, skipReason, type Chain } from '../helpers/chain.js';
+import { startChainPair, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { BUGS, recordSkipped, scenario, type ScenarioContext } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const P = { refused: 31011, reset: 31012, silent: 31013, halfClose: 31014, resetMid: 31015, resetAfterFin: 31016 } as const;
 const NAMES = {
@@ -74,11 +62,23 @@ async function setup(t: TestContext): Promise<Setup> {
   await targets.call('listen', { port: P.resetMid, mode: 'pattern' }, 5000);
   await targets.call('listen', { port: P.resetAfterFin, mode: 'pattern' }, 5000);
   const ports = Object.values(P).join(',');
-  const { server, client } = await startPair(t, chain, { serverArgs: ['-p', ports, '-v'], clientArgs: ['-v'] });
+  const { server, client } = await startChainPair(t, chain, { serverArgs: ['-p', ports, '-v'], clientArgs: ['-v'] });
   return { chain, users, targets, server, client };
 }
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** A user connects to `to` and sends 16 bytes: it must be reset within 1 s (no FIN first). */
+async function userReset(s: ScenarioContext, users: Agent, to: { host: string; port: number }): Promise<ConnectFate> {
+  const fate = await users.call<ConnectFate>('probe-connect', { ...to, send: 16, timeoutMs: 3000 }, 5000);
+  s.figure('user closed after (ms)', fate.ms);
+  s.check('the user is reset within 1 s, no byte back');
+  assert.ok(fate.connected && fate.closed, JSON.stringify(fate));
+  assert.equal(fate.err, 'ECONNRESET', `the user saw ${String(fate.err)}${fate.sawEnd ? ' after a FIN' : ''}`);
+  assert.equal(fate.sawEnd, false);
+  assert.ok(fate.ms < 1000, `closed after ${fate.ms} ms`);
+  return fate;
+}
 
 describe('faults: target faults', { skip: skipReason(avail) }, () => {
   test('target faults', { timeout: 90_000 }, async (t) => {
@@ -88,14 +88,8 @@ describe('faults: target faults', { skip: skipReason(avail) }, () => {
 
     await t.test(NAMES.refused, (st) =>
       scenario(st, NAMES.refused, INJECTED.refused, async (s) => {
-        const fate = await users.call<ConnectFate>('probe-connect', { ...at(P.refused), send: 16, timeoutMs: 3000 }, 5000);
-        s.figure('user closed after (ms)', fate.ms);
-        s.check('the user is reset within 1 s, no byte back');
-        assert.ok(fate.connected && fate.closed, JSON.stringify(fate));
-        assert.equal(fate.err, 'ECONNRESET', `the user saw ${String(fate.err)}${fate.sawEnd ? ' after a FIN' : ''}`);
-        assert.equal(fate.sawEnd, false);
+        const fate = await userReset(s, users, at(P.refused));
         assert.equal(fate.recv, 0);
-        assert.ok(fate.ms < 1000, `closed after ${fate.ms} ms`);
         s.check('both sides log why (ECONNREFUSED)');
         await client.waitFor(new RegExp(`${P.refused}.*cannot connect to target ${target}${P.refused}: connect ECONNREFUSED`), 3000);
         await server.waitFor(new RegExp(`${P.refused}.*ECONNREFUSED`), 3000);
@@ -104,13 +98,7 @@ describe('faults: target faults', { skip: skipReason(avail) }, () => {
 
     await t.test(NAMES.reset, (st) =>
       scenario(st, NAMES.reset, INJECTED.reset, async (s) => {
-        const fate = await users.call<ConnectFate>('probe-connect', { ...at(P.reset), send: 16, timeoutMs: 3000 }, 5000);
-        s.figure('user closed after (ms)', fate.ms);
-        s.check('the user is reset within 1 s, no byte back');
-        assert.ok(fate.connected && fate.closed, JSON.stringify(fate));
-        assert.equal(fate.err, 'ECONNRESET', `the user saw ${String(fate.err)}${fate.sawEnd ? ' after a FIN' : ''}`);
-        assert.equal(fate.sawEnd, false);
-        assert.ok(fate.ms < 1000, `closed after ${fate.ms} ms`);
+        await userReset(s, users, at(P.reset));
         s.check('both sides log the stream closed because the target reset');
         await client.waitFor(new RegExp(`port ${P.reset}.*(ECONNRESET|reset)`, 'i'), 3000);
         await server.waitFor(new RegExp(`port ${P.reset}.*(ECONNRESET|reset)`, 'i'), 3000);

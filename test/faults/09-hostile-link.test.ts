@@ -17,25 +17,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  LINK_DOWN,
-  LINK_PORT,
-  LINK_UP,
-  MiB,
-  createChain,
-  faultsAvailable,
-  lineTime,
-  mib,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startClient,
-  startServer,
-  type LoadSummary,
-  type TargetStats,
-} from './kit.js';
+import { readFileSync } from 'node:fs';
+import { startAgent, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, LINK_PORT, skipReason } from '../helpers/chain.js';
+import { mib, startChainClient, startChainServer, type TcpipeProc } from '../helpers/chain-tcpipe.js';
+import { lineTime, LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { MiB } from '../helpers/net.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const FLOOD_PORT = 31020;
 const HEARTBEAT_S = 2;
@@ -55,6 +44,30 @@ const CASES = [
 ] as const;
 const NAME_E = '9e. hostile link: partner stops reading';
 
+/**
+ * SIGTERM stops tcpipe within 2 s (main.ts gives up and exits after that). Bounded, so that a
+ * client that does not stop fails here with its state, instead of using up the test's 120 s
+ * (issue 17: a CI run's 9a took 119.6 s, and this was its only unbounded wait).
+ */
+async function clientStops(client: TcpipeProc): Promise<void> {
+  const STOP_MS = 5000;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), STOP_MS)));
+  const exit = await Promise.race([client.exited, late]);
+  clearTimeout(timer);
+  if (exit !== null) return;
+  const read = (file: string): string => {
+    try {
+      return readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    }
+  };
+  // Field 3 of stat is the state (R running, S sleeping, D in the kernel); wchan says where it sleeps.
+  const state = `state ${read(`/proc/${client.pid}/stat`).split(' ')[2] ?? '?'}, wchan ${read(`/proc/${client.pid}/wchan`)}`;
+  assert.fail(`the client did not exit within ${STOP_MS} ms of SIGTERM (${state}); last output:\n${client.output().split('\n').slice(-20).join('\n')}`);
+}
+
 const avail = await faultsAvailable();
 if (!avail.ok) {
   for (const c of CASES) recordSkipped(c.name, c.mode, avail.reason);
@@ -68,14 +81,14 @@ describe('faults: hostile link input', { skip: skipReason(avail) }, () => {
     await users.call('listen', { port: FLOOD_PORT, mode: 'flood' }, 5000);
     await users.call('listen', { port: FWD_PORT + 100, mode: 'echo' }, 5000);
     await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
-    const server = await startServer(t, chain, ['-p', String(FWD_PORT), `--heartbeat=${HEARTBEAT_S}`]);
+    const server = await startChainServer(t, chain, ['-p', String(FWD_PORT), `--heartbeat=${HEARTBEAT_S}`]);
     const link = { host: chain.srvForCli, port: LINK_PORT };
     let keyBase = 1;
 
     /** A real client pairs, relays 1 MiB each way intact, and leaves. */
     const realClientPairs = async (): Promise<number> => {
       const from = server.mark();
-      const client = await startClient(t, chain, [`--heartbeat=${HEARTBEAT_S}`]);
+      const client = await startChainClient(t, chain, [`--heartbeat=${HEARTBEAT_S}`]);
       const started = Date.now();
       await Promise.all([client.waitFor(LINK_UP, 10_000), server.waitFor(LINK_UP, 10_000, from)]);
       const pairedMs = Date.now() - started;
@@ -87,7 +100,7 @@ describe('faults: hostile link input', { skip: skipReason(avail) }, () => {
       assert.equal(done.bad, 0);
       const downFrom = server.mark();
       client.child.kill('SIGTERM');
-      await client.exited;
+      await clientStops(client);
       await server.waitFor(LINK_DOWN, 5000, downFrom);
       return pairedMs;
     };

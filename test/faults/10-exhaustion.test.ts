@@ -22,26 +22,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { recordSkipped, scenario } from './record.js';
-import {
-  FWD_PORT,
-  KiB,
-  LINK_DOWN,
-  LINK_PORT,
-  LINK_UP,
-  REV_PORT,
-  createChain,
-  faultsAvailable,
-  pollUntil,
-  skipReason,
-  startAgent,
-  startPair,
-  startTcpipe,
-  type ConnectFate,
-  type LoadSummary,
-  type TargetStats,
-} from './kit.js';
-import { Flags } from './pattern.js';
+import { startAgent, type Agent, type ConnectFate, type Json, type LoadSummary, type TargetStats } from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, FWD_PORT, LINK_PORT, REV_PORT, skipReason } from '../helpers/chain.js';
+import { startChainPair, startTcpipe } from '../helpers/chain-tcpipe.js';
+import { LINK_DOWN, LINK_UP } from '../helpers/logs.js';
+import { KiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const NOFILE = 48;
 const HELD = 10;
@@ -60,13 +48,25 @@ const INJECTED = {
 const avail = await faultsAvailable();
 if (!avail.ok) for (const k of Object.keys(NAMES) as (keyof typeof NAMES)[]) recordSkipped(NAMES[k], INJECTED[k], avail.reason);
 
+/** Opens BURST held connections at once as load `id` and waits until each was relayed or refused. */
+async function burstOf(users: Agent, id: string, args: Record<string, Json>, what: string): Promise<LoadSummary> {
+  await users.call('load-start', { id, ...args, count: BURST, concurrency: BURST }, 5000);
+  return pollUntil(
+    () => users.call<LoadSummary>('load-stats', { id }, 5000),
+    (v) => v.ready + v.finished >= BURST,
+    15_000,
+    what,
+    200,
+  );
+}
+
 describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
   test('out of descriptors', { timeout: 90_000 }, async (t) => {
     const chain = await createChain(t);
     const [users, targets] = await Promise.all([startAgent(t, chain.topo, 'users'), startAgent(t, chain.topo, 'targets')]);
     await targets.call('listen', { port: FWD_PORT, mode: 'pattern' }, 5000);
     await users.call('listen', { port: REV_PORT, mode: 'echo' }, 5000);
-    const { server, client } = await startPair(t, chain, {
+    const { server, client } = await startChainPair(t, chain, {
       serverArgs: ['-p', String(FWD_PORT), '-v'],
       clientArgs: ['-p', String(REV_PORT), '--metrics=127.0.0.1:39100', '-v'],
       serverNofile: NOFILE,
@@ -83,14 +83,7 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
         const fdsHeld = server.stats().fds;
         s.figure('server fds with the held connections', fdsHeld);
 
-        await users.call('load-start', { id: 'burst', ...to, ...hold, count: BURST, concurrency: BURST, keyBase: 1000 }, 5000);
-        const burst = await pollUntil(
-          () => users.call<LoadSummary>('load-stats', { id: 'burst' }, 5000),
-          (v) => v.ready + v.finished >= BURST,
-          15_000,
-          'every burst connection relayed or refused',
-          200,
-        );
+        const burst = await burstOf(users, 'burst', { ...to, ...hold, keyBase: 1000 }, 'every burst connection relayed or refused');
         const refused = burst.finished;
         s.figure('burst relayed', burst.ready);
         s.figure('burst refused', refused);
@@ -134,14 +127,7 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
         INJECTED.exit,
         async (s) => {
           // Use the server's descriptors up, then a user on targets dials cli:31002 (the server must dial users:31002).
-          await users.call('load-start', { id: 'fill', ...to, ...hold, count: BURST, concurrency: BURST, keyBase: 9000 }, 5000);
-          const fill = await pollUntil(
-            () => users.call<LoadSummary>('load-stats', { id: 'fill' }, 5000),
-            (v) => v.ready + v.finished >= BURST,
-            15_000,
-            'the server out of descriptors',
-            200,
-          );
+          const fill = await burstOf(users, 'fill', { ...to, ...hold, keyBase: 9000 }, 'the server out of descriptors');
           assert.ok(fill.finished > 0, 'the server did not run out of descriptors');
           const clientFrom = client.mark();
           const serverFrom = server.mark();
@@ -176,24 +162,21 @@ describe('faults: resource exhaustion', { skip: skipReason(avail) }, () => {
       const chain = await createChain(t);
       const squatter = await startAgent(t, chain.topo, 'srv');
       await squatter.call('listen', { port: FWD_PORT, mode: 'echo' }, 5000);
+      // Starts a server whose `busy` port is taken: it must exit 1 within 5 s with one error line naming the port.
+      const refusesToStart = async (busy: number, linkPort: number, entryPort: number): Promise<string> => {
+        const proc = await startTcpipe(t, chain.topo, 'srv', 'server', ['-s', String(linkPort), '-p', String(entryPort)], { waitStarted: false });
+        const exit = await Promise.race([proc.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000))]);
+        assert.deepEqual(exit, { code: 1, signal: null }, proc.output());
+        const errors = proc.since(0).filter((l) => /ERROR/.test(l));
+        assert.equal(errors.length, 1, proc.output());
+        assert.match(errors[0] ?? '', new RegExp(`${busy}.*(in use|EADDRINUSE)`, 'i'));
+        return (errors[0] ?? '').replace(/^\S+ +\S+ +/, '');
+      };
       s.check('an entry port in use: one error line naming the port, exit status 1, within 5 s');
-      const entry = await startTcpipe(t, chain.topo, 'srv', 'server', ['-s', String(LINK_PORT), '-p', String(FWD_PORT)], { waitStarted: false });
-      const entryExit = await Promise.race([entry.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000))]);
-      assert.deepEqual(entryExit, { code: 1, signal: null }, entry.output());
-      const entryErrors = entry.since(0).filter((l) => /ERROR/.test(l));
-      assert.equal(entryErrors.length, 1, entry.output());
-      assert.match(entryErrors[0] ?? '', new RegExp(`${FWD_PORT}.*(in use|EADDRINUSE)`, 'i'));
-      s.figure('entry port error', (entryErrors[0] ?? '').replace(/^\S+ +\S+ +/, ''));
-
+      s.figure('entry port error', await refusesToStart(FWD_PORT, LINK_PORT, FWD_PORT));
       s.check('the link port in use: the same');
       await squatter.call('listen', { port: LINK_PORT, mode: 'echo' }, 5000);
-      const link = await startTcpipe(t, chain.topo, 'srv', 'server', ['-s', String(LINK_PORT), '-p', String(FWD_PORT + 50)], { waitStarted: false });
-      const linkExit = await Promise.race([link.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), 5000))]);
-      assert.deepEqual(linkExit, { code: 1, signal: null }, link.output());
-      const linkErrors = link.since(0).filter((l) => /ERROR/.test(l));
-      assert.equal(linkErrors.length, 1, link.output());
-      assert.match(linkErrors[0] ?? '', new RegExp(`${LINK_PORT}.*(in use|EADDRINUSE)`, 'i'));
-      s.figure('link port error', (linkErrors[0] ?? '').replace(/^\S+ +\S+ +/, ''));
+      s.figure('link port error', await refusesToStart(LINK_PORT, LINK_PORT, FWD_PORT + 50));
     }),
   );
 });

@@ -47,43 +47,37 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { SOAK, recordSkipped, scenario, type ScenarioContext } from './record.js';
 import {
-  FWD_PORT,
-  KiB,
-  LINK_PORT,
-  REV_PORT,
-  MiB,
-  PAIR_BOTH_WAYS,
-  assertBackToBaseline,
-  clientArgs,
-  createChain,
-  quietBaseline,
-  faultsAvailable,
-  lineTime,
   loadStats,
-  mib,
-  pollUntil,
-  serverArgs,
-  skipReason,
   startAgent,
   startFlowAgents,
   startLoads,
-  startTcpipe,
-  targetStats,
   targetsQuiet,
+  targetStats,
   waitLoads,
   type Agent,
   type BothWays,
-  type Chain,
   type Flows,
-  type Json,
   type LoadSummary,
   type TargetRecord,
-  type TcpipeProc,
   type UserRecord,
-} from './kit.js';
-import { Flags } from './pattern.js';
+} from '../helpers/agent-driver.js';
+import { createChain, faultsAvailable, flapLink, FWD_PORT, LINK_PORT, REV_PORT, skipReason, type Chain } from '../helpers/chain.js';
+import {
+  assertBackToBaseline,
+  clientArgs,
+  mib,
+  PAIR_BOTH_WAYS,
+  quietBaseline,
+  serverArgs,
+  startTcpipe,
+  type TcpipeProc,
+} from '../helpers/chain-tcpipe.js';
+import { lineTime } from '../helpers/logs.js';
+import { KiB, MiB } from '../helpers/net.js';
+import { Flags } from '../helpers/pattern.js';
+import { recordSkipped, scenario, SOAK, type ScenarioContext } from '../helpers/scenario.js';
+import { pollUntil } from '../helpers/wait.js';
 
 const HB = '--heartbeat=2';
 const HEARTBEAT_MS = 2000;
@@ -228,8 +222,7 @@ async function targetRecords(flows: Flows): Promise<TargetMaps> {
 
 function brief(r: UserRecord | TargetRecord | undefined): string {
   if (r === undefined) return 'none';
-  const o = r as unknown as Record<string, Json>;
-  return JSON.stringify(Object.fromEntries(Object.entries(o).filter(([k]) => ['key', 'size', 'replySize', 'sent', 'recv', 'bad', 'sawEnd', 'err', 'connected', 'didReset', 'closedAt'].includes(k))));
+  return JSON.stringify(Object.fromEntries(Object.entries(r).filter(([k]) => ['key', 'size', 'replySize', 'sent', 'recv', 'bad', 'sawEnd', 'err', 'connected', 'didReset', 'closedAt'].includes(k))));
 }
 
 /**
@@ -300,6 +293,20 @@ async function inFlight(flows: Flows, ids: readonly string[], perWay: number): P
     15_000,
     `streams of ${ids.join(', ')} in flight`,
   );
+}
+
+/** Starts `streams` paced streams each way (64 MiB each way, more than a scenario lets through) as load `id`, and waits until all are in flight. */
+async function pacedInFlight(flows: Flows, chain: Chain, id: string, streams: number): Promise<void> {
+  await startLoads(flows, chain, id, { count: streams, concurrency: streams, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
+  await inFlight(flows, [id], streams);
+}
+
+/** Cuts the link (iptables DROP both ways): each side's log mark just before, and when. */
+async function cut(chain: Chain, sides: readonly TcpipeProc[]): Promise<{ marks: number[]; cutAt: number }> {
+  const marks = sides.map((p) => p.mark());
+  const cutAt = Date.now();
+  await chain.topo.cutLink('cli', 'srv');
+  return { marks, cutAt };
 }
 
 /** New connections work both ways: 4 streams each way, 256 KiB each way, all clean. */
@@ -409,9 +416,7 @@ async function resumeAcrossCut(t: TestContext, s: ScenarioContext, o: CutOptions
   const perWay = o.bulk + o.fast + holdIds.length * ev;
   await inFlight(flows, ids, perWay);
 
-  const marks = sides.map((p) => p.mark());
-  const cutAt = Date.now();
-  await chain.topo.cutLink('cli', 'srv');
+  const { marks, cutAt } = await cut(chain, sides);
   await o.duringCut?.(chain);
   const atCut = await Promise.all(ids.map((id) => loadStats(flows, id)));
   s.check(`at the cut, every transfer was still in flight (${perWay} streams each way)`);
@@ -549,8 +554,7 @@ async function killedDuringCut(t: TestContext, s: ScenarioContext, victimRole: '
   const common = ['--resume=10', HB, ...secret];
   const pair = await startResumePair(t, chain, common, common);
   const STREAMS = 8;
-  await startLoads(flows, chain, 'held', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-  await inFlight(flows, ['held'], STREAMS);
+  await pacedInFlight(flows, chain, 'held', STREAMS);
 
   const victim = victimRole === 'server' ? pair.server : pair.client;
   const survivor = victimRole === 'server' ? pair.client : pair.server;
@@ -651,12 +655,9 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const { server, client } = await startResumePair(t, chain, ['--resume=3', HB], ['--resume=3', HB, '--log-format=json']);
       const sides = [server, client] as const;
       const STREAMS = 8;
-      await startLoads(flows, chain, 'held', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-      await inFlight(flows, ['held'], STREAMS);
+      await pacedInFlight(flows, chain, 'held', STREAMS);
 
-      const marks = sides.map((p) => p.mark());
-      const cutAt = Date.now();
-      await chain.topo.cutLink('cli', 'srv');
+      const { marks, cutAt } = await cut(chain, sides);
       const held = await Promise.all(sides.map((p, i) => p.waitFor(LINK_HELD, HEARTBEAT_MS + 1000, marks[i])));
       // New connections at both entry ports while held: they wait, and are reset when the grace ends.
       await startLoads(flows, chain, 'during', { count: 2, concurrency: 2, sizeMin: 64 * KiB, replyMin: 64 * KiB, timeoutMs: 60_000, keyBase: keys() });
@@ -745,16 +746,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
 
       const marks = procs.map((p) => p.mark());
       await startLoads(flows, chain, 'flap', { ...load, keyBase: keys() });
-      const started = Date.now();
-      let cuts = 0;
-      for (let i = 0; Date.now() - started < FLAP_MS; i++) {
-        const [cutMs, healMs] = CYCLE[i % CYCLE.length] ?? [1000, 1000];
-        await chain.topo.cutLink('cli', 'srv');
-        cuts++;
-        await delay(cutMs);
-        await chain.topo.healLink('cli', 'srv');
-        await delay(healMs);
-      }
+      const cuts = await flapLink(chain, FLAP_MS, CYCLE);
       // Healed for good: every hold ends in a resume; stop the load and let every stream finish.
       await pollUntil(
         () => procs.map((p, i) => matching(p, marks[i] ?? 0, LINK_HELD).length - matching(p, marks[i] ?? 0, LINK_RESUMED).length),
@@ -897,11 +889,8 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
           const { server, client } = await startResumePair(t, chain, [...v.server, HB], [...v.client, HB]);
           const sides = [server, client] as const;
           const STREAMS = 4;
-          await startLoads(flows, chain, 'cut', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-          await inFlight(flows, ['cut'], STREAMS);
-          const marks = sides.map((p) => p.mark());
-          const cutAt = Date.now();
-          await chain.topo.cutLink('cli', 'srv');
+          await pacedInFlight(flows, chain, 'cut', STREAMS);
+          const { marks, cutAt } = await cut(chain, sides);
           const downs = await Promise.all(sides.map((p, i) => p.waitFor(DOWN, HEARTBEAT_MS + 3000, marks[i])));
           for (const [i, p] of sides.entries()) {
             const ms = timeOf(downs[i] ?? '') - cutAt;
@@ -968,8 +957,7 @@ describe('faults: stream resumption', { skip: skipReason(avail), concurrency: fa
       const common = ['--resume=30', HB];
       const { server, client } = await startResumePair(t, chain, common, common);
       const STREAMS = 4;
-      await startLoads(flows, chain, 'bye', { count: STREAMS, concurrency: STREAMS, sizeMin: 64 * MiB, replyMin: 64 * MiB, flags: Flags.PACED, timeoutMs: 60_000, keyBase: keys() });
-      await inFlight(flows, ['bye'], STREAMS);
+      await pacedInFlight(flows, chain, 'bye', STREAMS);
       const from = server.mark();
       const stopAt = Date.now();
       client.child.kill('SIGTERM');

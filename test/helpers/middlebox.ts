@@ -24,7 +24,12 @@ import { spawn as cpSpawn, execFileSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { waitForLine, outputOf, type Topology } from './netns.js';
+import type { Topology } from './netns.js';
+import { outputOf, waitForLine } from './output.js';
+import { stopProcess } from './proc.js';
+
+/** Process stops are proc.ts's; re-exported for tests that import them from here. */
+export { stopProcess, waitExit } from './proc.js';
 
 // ---------------------------------------------------------------------------
 // Processes outside namespaces
@@ -180,35 +185,6 @@ export class TempDir {
 // ---------------------------------------------------------------------------
 // Processes in namespaces
 // ---------------------------------------------------------------------------
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null;
-}
-
-/** Waits (bounded) for a child to exit; resolves false on timeout. */
-export function waitExit(child: ChildProcess, timeoutMs: number): Promise<boolean> {
-  if (exited(child)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, timeoutMs);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
-}
-
-/** SIGTERM (or `signal`), then SIGKILL if the process is still there after `graceMs`. */
-export async function stopProcess(child: ChildProcess, graceMs = 3000, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (exited(child)) return;
-  child.kill(signal);
-  if (await waitExit(child, graceMs)) return;
-  child.kill('SIGKILL');
-  if (!(await waitExit(child, 3000))) throw new Error(`process ${String(child.pid)} did not exit after SIGKILL`);
-}
 
 /** A middlebox process: the child, its output so far, and a bounded stop. */
 export interface Middlebox {

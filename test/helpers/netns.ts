@@ -38,7 +38,11 @@
 import { spawn as cpSpawn, execFileSync } from 'node:child_process';
 import type { ChildProcess, SpawnOptions } from 'node:child_process';
 import { StringDecoder } from 'node:string_decoder';
-import type { Readable } from 'node:stream';
+import { trackOutput } from './output.js';
+
+/** A child's output is output.ts's; re-exported for tests that import it from here. */
+export { outputOf, trackOutput, waitForLine } from './output.js';
+import { waitExit } from './proc.js';
 
 const IP = 'ip';
 const IFNAMSIZ_MAX = 15;
@@ -200,137 +204,12 @@ export async function netnsAvailable(opts: AvailabilityOptions = {}): Promise<Av
 }
 
 // ---------------------------------------------------------------------------
-// Line waiting
+// Topology
 // ---------------------------------------------------------------------------
-
-interface LineLog {
-  lines: string[];
-  /** Total characters retained in `lines` (bounded). */
-  chars: number;
-  listeners: Set<(line: string) => void>;
-  partial: Map<Readable, string>;
-  combined: string;
-}
-
-const MAX_LOG_CHARS = 1024 * 1024;
-const logs = new WeakMap<ChildProcess, LineLog>();
-
-function pushLine(log: LineLog, line: string): void {
-  log.lines.push(line);
-  log.chars += line.length + 1;
-  while (log.chars > MAX_LOG_CHARS && log.lines.length > 1) {
-    const dropped = log.lines.shift();
-    log.chars -= (dropped?.length ?? 0) + 1;
-  }
-  for (const l of [...log.listeners]) l(line);
-}
-
-/**
- * Starts recording a child's stdout/stderr as lines (idempotent). Children
- * created by `Topology.spawn` are tracked from the start, so `waitForLine`
- * also sees lines printed before it was called. For other children only
- * output after the first call is seen.
- */
-export function trackOutput(child: ChildProcess): void {
-  if (logs.has(child)) return;
-  const log: LineLog = { lines: [], chars: 0, listeners: new Set(), partial: new Map(), combined: '' };
-  logs.set(child, log);
-  const attach = (stream: Readable | null): void => {
-    if (stream === null) return;
-    const dec = new StringDecoder('utf8');
-    log.partial.set(stream, '');
-    const onText = (text: string): void => {
-      if (log.combined.length < MAX_LOG_CHARS) log.combined += text;
-      const parts = ((log.partial.get(stream) ?? '') + text).split(/\r?\n/);
-      const rest = parts.pop() ?? '';
-      log.partial.set(stream, rest);
-      for (const p of parts) pushLine(log, p);
-    };
-    stream.on('data', (d: Buffer | string) => onText(typeof d === 'string' ? d : dec.write(d)));
-    stream.on('end', () => {
-      const text = dec.end();
-      if (text.length > 0) onText(text);
-      const rest = log.partial.get(stream) ?? '';
-      log.partial.set(stream, '');
-      if (rest.length > 0) pushLine(log, rest);
-    });
-  };
-  attach(child.stdout);
-  attach(child.stderr);
-}
-
-/** Everything the child has written to stdout/stderr so far (interleaved, bounded). */
-export function outputOf(child: ChildProcess): string {
-  return logs.get(child)?.combined ?? '';
-}
 
 function hasExited(child: ChildProcess): boolean {
   return child.exitCode !== null || child.signalCode !== null;
 }
-
-export interface WaitForLineOptions {
-  /** Also match lines printed before this call (default true). */
-  includePast?: boolean;
-}
-
-/**
- * Resolves with the first line of the child's stdout or stderr matching
- * `regex`. Rejects, with the collected output, on timeout or when the child
- * exits without printing a matching line.
- */
-export function waitForLine(
-  child: ChildProcess,
-  regex: RegExp,
-  timeoutMs: number,
-  opts: WaitForLineOptions = {},
-): Promise<string> {
-  trackOutput(child);
-  const log = logs.get(child);
-  if (log === undefined) return Promise.reject(new Error('waitForLine: output tracking failed'));
-  const test = (line: string): boolean => {
-    regex.lastIndex = 0;
-    return regex.test(line);
-  };
-  if (opts.includePast ?? true) {
-    const found = log.lines.find(test);
-    if (found !== undefined) return Promise.resolve(found);
-  }
-  return new Promise<string>((resolve, reject) => {
-    let done = false;
-    const finish = (err: Error | null, line?: string): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      log.listeners.delete(onLine);
-      child.off('close', onClose);
-      if (err !== null) reject(err);
-      else resolve(line ?? '');
-    };
-    const onLine = (line: string): void => {
-      if (test(line)) finish(null, line);
-    };
-    const onClose = (code: number | null, signal: NodeJS.Signals | null): void => {
-      // 'close' fires after stdio ended, so every line has been seen.
-      finish(
-        new Error(
-          `process ${String(child.pid)} exited (code ${String(code)}, signal ${String(signal)}) without printing a line matching ${String(regex)}; output:\n${log.combined}`,
-        ),
-      );
-    };
-    const timer = setTimeout(() => {
-      finish(new Error(`timed out after ${timeoutMs} ms waiting for a line matching ${String(regex)}; output:\n${log.combined}`));
-    }, timeoutMs);
-    log.listeners.add(onLine);
-    child.on('close', onClose);
-    if (hasExited(child) && (child.stdout === null || child.stdout.readableEnded) && (child.stderr === null || child.stderr.readableEnded)) {
-      onClose(child.exitCode, child.signalCode);
-    }
-  });
-}
-
-// ---------------------------------------------------------------------------
-// Topology
-// ---------------------------------------------------------------------------
 
 export interface TopologyOptions<H extends string> {
   /** Host names in chain order, e.g. ['a', 'b'] or ['a', 'b', 'c']. At least 2; [A-Za-z0-9]+ only. */
@@ -494,20 +373,6 @@ function checkIfName(name: string): string {
   return name;
 }
 
-function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (hasExited(child)) return Promise.resolve(true);
-  return new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => {
-      child.off('exit', onExit);
-      resolve(false);
-    }, ms);
-    const onExit = (): void => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    child.once('exit', onExit);
-  });
-}
 
 const FW_IN = 'TP_NODIAL_IN';
 const FW_OUT = 'TP_NODIAL_OUT';

@@ -3,6 +3,8 @@
  * no thresholds. It checks that the harness works: every path that ran
  * produced a number for each of its metrics, the JSON and the chart were
  * written, and a peer that is missing is reported as skipped, not dropped.
+ * The bench has its own tsconfig (bench/tsconfig.json), outside `npm test`'s
+ * build: this test builds it first, as `npm run build:bench` does.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -10,8 +12,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { TRANSPORT_PATHS } from '../../bench/paths.js';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const distRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bench = join(distRoot, 'bench', 'run.js');
@@ -21,7 +22,6 @@ const repoRoot = join(distRoot, '..');
 const RELAY_ONLY = /^(cpu_|mem_|stream_kib_|idle_held_|slow_)/;
 /** Metrics the transport paths skip (bench/plan.ts: they run RTT, bulk and connections only). */
 const NOT_CORE = /^(mem_|stream_kib_|idle_held_|slow_|fair_|scale_)/;
-const transportPaths = new Set<string>(TRANSPORT_PATHS);
 /** Paths that need nothing but Node and tcpipe itself: they must always run. */
 const ALWAYS = ['direct', 'node-relay', 'tcpipe', 'tcpipe-secret', 'tcpipe-ws', 'tcpipe-ws-secret'];
 
@@ -31,14 +31,22 @@ interface SmokeJson {
   medians: Record<string, Record<string, number | null> | undefined>;
 }
 
-function run(args: readonly string[]): Promise<{ code: number | null; stderr: string }> {
+function run(args: readonly string[]): Promise<{ code: number | null; output: string }> {
+  return node([bench, ...args], false);
+}
+
+/** Runs node with `args` from the repository root; `output` is stderr, and stdout too when `withStdout` (tsc reports there). */
+function node(args: readonly string[], withStdout = true): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [bench, ...args], { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk: string) => (stderr += chunk));
+    const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    const keep = (chunk: string): void => {
+      output += chunk;
+    };
+    child.stdout.setEncoding('utf8').on('data', withStdout ? keep : () => undefined);
+    child.stderr.setEncoding('utf8').on('data', keep);
     child.once('error', reject);
-    child.once('close', (code) => resolve({ code, stderr }));
+    child.once('close', (code) => resolve({ code, output }));
   });
 }
 
@@ -46,10 +54,15 @@ const dir = mkdtempSync(join(tmpdir(), 'tcpipe-bench-smoke-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('bench --smoke measures every available path and writes its JSON and chart', { timeout: 240_000 }, async (t) => {
+  const tsc = join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc');
+  const built = await node([tsc, '-p', join(repoRoot, 'bench', 'tsconfig.json')]);
+  assert.equal(built.code, 0, `the bench did not build:\n${built.output}`);
+  const paths = (await import(pathToFileURL(join(distRoot, 'bench', 'paths.js')).href)) as { TRANSPORT_PATHS: readonly string[] };
+  const transportPaths = new Set<string>(paths.TRANSPORT_PATHS);
   const out = join(dir, 'smoke.json');
   const svg = join(dir, 'smoke.svg');
   const result = await run(['--smoke', '--out', out, '--svg', svg]);
-  assert.equal(result.code, 0, `the smoke run failed:\n${result.stderr}`);
+  assert.equal(result.code, 0, `the smoke run failed:\n${result.output}`);
 
   const json = JSON.parse(readFileSync(out, 'utf8')) as SmokeJson;
   const ran = json.paths.filter((p) => p.skipped === null).map((p) => p.id);

@@ -2,39 +2,24 @@
 // statuses, what goes to stdout and stderr, and no stack traces.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { HELP_TEXT, USAGE } from '../../src/cli/help.js';
+import { runCli, type CliRun } from '../helpers/cli.js';
+import { freePort } from '../helpers/net.js';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-interface Result {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+type Result = Omit<CliRun, 'code'> & { readonly status: number | null };
 
-/** Runs the CLI with `args`; kills it and rejects if it has not exited within `timeoutMs`. */
+/** Runs the CLI with `args`; fails if it has not exited within `timeoutMs`. */
 async function tcpipe(args: readonly string[], timeoutMs = 10_000): Promise<Result> {
-  const env = { ...process.env };
-  delete env.TCPIPE_SECRET;
-  const child = spawn(process.execPath, [MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const [status, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
-  clearTimeout(timer);
-  if (signal === 'SIGKILL') {
-    assert.fail(`tcpipe ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`);
+  const { code, ...rest } = await runCli(args, {}, timeoutMs);
+  if (rest.signal === 'SIGKILL') {
+    assert.fail(`tcpipe ${args.join(' ')} did not exit within ${timeoutMs} ms\nstdout: ${rest.stdout}\nstderr: ${rest.stderr}`);
   }
-  return { status, signal, stdout, stderr };
+  return { status: code, ...rest };
 }
 
 function noStackTrace(r: Result, what: string): void {
@@ -49,14 +34,6 @@ async function occupy(host?: string): Promise<{ server: net.Server; port: number
   const address = server.address();
   if (address === null || typeof address === 'string') throw new Error('no address');
   return { server, port: address.port };
-}
-
-/** A port that was free a moment ago (listen on 0, close). */
-async function freePort(): Promise<number> {
-  const { server, port } = await occupy();
-  server.close();
-  await once(server, 'close');
-  return port;
 }
 
 // [argv, the one-line reason after 'tcpipe: ']
@@ -120,7 +97,7 @@ describe('tcpipe CLI', { concurrency: true }, () => {
   test('link port already in use: exit 1 with one clear error line', async () => {
     const { server, port } = await occupy();
     try {
-      const r = await tcpipe(['-s', String(port), '-p', String(await freePort())]);
+      const r = await tcpipe(['-s', String(port), '-p', String(await freePort('::'))]);
       checkPortInUse(r, port, `tcpipe -s ${port}`);
     } finally {
       server.close();
@@ -131,7 +108,7 @@ describe('tcpipe CLI', { concurrency: true }, () => {
     const { server, port } = await occupy('127.0.0.1');
     try {
       for (const spec of [`127.0.0.1:${port}`, String(port)]) {
-        const r = await tcpipe(['-s', String(await freePort()), '-p', spec]);
+        const r = await tcpipe(['-s', String(await freePort('::')), '-p', spec]);
         checkPortInUse(r, port, `tcpipe -p ${spec}`);
       }
     } finally {

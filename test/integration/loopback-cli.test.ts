@@ -11,45 +11,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import {
-  ENTRY_HOST,
-  LINK_HOST,
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  freePort,
-  linkUpWith,
-  MiB,
-  nextEvent,
-  spawnCli,
-  startEchoTarget,
-  startTestServer,
-  track,
-  withTimeout,
-  type UserConn,
-} from '../helpers/loopback.js';
-
-/** A user connection to host:port, proven end to end with one echoed line. */
-async function liveUser(t: TestContext, host: string, port: number): Promise<UserConn> {
-  const user = await connectUser(t, host, port);
-  user.socket.write('ping\n');
-  await withTimeout(
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (!user.data().toString().startsWith('ping\n')) return;
-        user.socket.off('data', check);
-        resolve();
-      };
-      user.socket.on('data', check);
-      check();
-    }),
-    5000,
-    'the echo of ping',
-  );
-  return user;
-}
+import { spawnCli } from '../helpers/cli.js';
+import { entryOf, eventCount, linkUpWith, nextEvent, startTestServer } from '../helpers/loopback.js';
+import { ENTRY_HOST, freePort, LINK_HOST, MiB } from '../helpers/net.js';
+import { startEchoTarget } from '../helpers/targets.js';
+import { echoRound, liveUser, track, type UserConn } from '../helpers/users.js';
+import { assertWithin, withTimeout } from '../helpers/wait.js';
 
 /** Keeps writing to the socket (respecting backpressure) until it dies: data always in flight. */
 function keepSending(user: UserConn): void {
@@ -112,34 +79,30 @@ async function cliPair(
   return { server, client, user, remote };
 }
 
-test('SIGTERM to the server: it exits 0 within 2 s, the client logs why, the user is closed', { timeout: 30_000 }, async (t) => {
-  const { server, client, user, remote } = await cliPair(t);
-  const started = performance.now();
-  server.child.kill('SIGTERM');
-  const exit = await withTimeout(server.exited, 5000, 'the server to exit');
-  assert.equal(exit.code, 0, `exit status (output:\n${server.output()})`);
-  assertWithin(t, exit.at - started, 2000, 'exit after SIGTERM');
-  await server.waitFor(/SIGTERM: stopping/, 100);
-  await client.waitFor(/link down with 127\.0\.0\.1:\d+: partner said goodbye: partner shutting down \(SIGTERM\)/, 2000);
-  const info = await user.closedWithin(2000);
-  assertWithin(t, info.at - started, 2000, 'user closed');
-  const remoteInfo = await remote.closedWithin(2000);
-  assertWithin(t, remoteInfo.at - started, 2000, "target's connection closed");
-  assert.equal(client.child.exitCode, null, 'the client keeps running (and retrying)');
-});
+/** SIGTERM to one end of a CLI pair: what the other end logs, and what the stopped one logs first (if anything). */
+const SIGTERMS = [
+  { stopped: 'server', partner: 'client', partnerSees: /link down with 127\.0\.0\.1:\d+: partner said goodbye: partner shutting down \(SIGTERM\)/, ownLine: /SIGTERM: stopping/ },
+  { stopped: 'client', partner: 'server', partnerSees: /link down with 127\.0\.0\.1:\d+: partner said goodbye: client shutting down/, ownLine: null },
+] as const;
 
-test('SIGTERM to the client: it exits 0 within 2 s, the server logs why, the user is closed', { timeout: 30_000 }, async (t) => {
-  const { server, client, user, remote } = await cliPair(t);
-  const started = performance.now();
-  client.child.kill('SIGTERM');
-  const exit = await withTimeout(client.exited, 5000, 'the client to exit');
-  assert.equal(exit.code, 0, `exit status (output:\n${client.output()})`);
-  assertWithin(t, exit.at - started, 2000, 'exit after SIGTERM');
-  await server.waitFor(/link down with 127\.0\.0\.1:\d+: partner said goodbye: client shutting down/, 2000);
-  const info = await user.closedWithin(2000);
-  assertWithin(t, info.at - started, 2000, 'user closed');
-  const remoteInfo = await remote.closedWithin(2000);
-  assertWithin(t, remoteInfo.at - started, 2000, "target's connection closed");
-  assert.ok(info.hadError, 'abortively: the stream did not finish');
-  assert.equal(server.child.exitCode, null, 'the server keeps running');
-});
+for (const c of SIGTERMS) {
+  test(`SIGTERM to the ${c.stopped}: it exits 0 within 2 s, the ${c.partner} logs why, the user is closed`, { timeout: 30_000 }, async (t) => {
+    const ends = await cliPair(t);
+    const { user, remote } = ends;
+    const stopped = ends[c.stopped];
+    const partner = ends[c.partner];
+    const started = performance.now();
+    stopped.child.kill('SIGTERM');
+    const exit = await withTimeout(stopped.exited, 5000, `the ${c.stopped} to exit`);
+    assert.equal(exit.code, 0, `exit status (output:\n${stopped.output()})`);
+    assertWithin(t, exit.at - started, 2000, 'exit after SIGTERM');
+    if (c.ownLine !== null) await stopped.waitFor(c.ownLine, 100);
+    await partner.waitFor(c.partnerSees, 2000);
+    const info = await user.closedWithin(2000);
+    assertWithin(t, info.at - started, 2000, 'user closed');
+    const remoteInfo = await remote.closedWithin(2000);
+    assertWithin(t, remoteInfo.at - started, 2000, "target's connection closed");
+    if (c.stopped === 'client') assert.ok(info.hadError, 'abortively: the stream did not finish');
+    assert.equal(partner.child.exitCode, null, `the ${c.partner} keeps running${c.partner === 'client' ? ' (and retrying)' : ''}`);
+  });
+}

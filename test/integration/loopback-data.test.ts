@@ -10,36 +10,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import type net from 'node:net';
 import type { Tcpipe } from '../../src/index.js';
-import {
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  MiB,
-  nextEvent,
-  pair,
-  retainedBufferBytes,
-  sha256,
-  startEchoTarget,
-  startHashTarget,
-  startTarget,
-  track,
-  untilStalled,
-  waitForEvent,
-  withTimeout,
-  writeInChunks,
-  type HashTarget,
-} from '../helpers/loopback.js';
+import { entryOf, eventCount, nextEvent, startTestPair } from '../helpers/loopback.js';
+import { MiB } from '../helpers/net.js';
+import { retainedBufferBytes } from '../helpers/proc.js';
+import { startEchoTarget, startHashTarget, startTarget, type HashTarget } from '../helpers/targets.js';
+import { connectUser, echoRound, liveUser, sha256, track, writeInChunks } from '../helpers/users.js';
+import { assertWithin, untilStalled, waitForEvent, withTimeout } from '../helpers/wait.js';
 
 test('integrity: 16 parallel streams, both directions at once, 2-4 MiB each way, SHA-256 at both ends', { timeout: 60_000 }, async (t) => {
   const size = (): number => 2 * MiB + Math.floor(Math.random() * 2 * MiB);
   // Reached through the server's ports (the client dials them) and through the client's ports (the server dials them).
   const behindClient = [await startHashTarget(t, size), await startHashTarget(t, size)];
   const behindServer = [await startHashTarget(t, size), await startHashTarget(t, size)];
-  const p = await pair(t, { serverPorts: behindClient, clientPorts: behindServer });
+  const p = await startTestPair(t, { serverPorts: behindClient, clientPorts: behindServer });
 
   const STREAMS = 16;
   const serverCloses = eventCount(p.server, 'stream-close', STREAMS, 45_000);
@@ -120,7 +104,7 @@ test('half-close: the user sends a request and its FIN, the target reads to EOF,
       socket.end(reply);
     });
   });
-  const p = await pair(t, { serverPorts: [target] });
+  const p = await startTestPair(t, { serverPorts: [target] });
   const { host, port } = entryOf(p.server);
   const user = await connectUser(t, host, port);
   user.socket.end('GET /'); // printf 'GET /' | nc
@@ -152,7 +136,7 @@ test('half-close, the other way: the target half-closes first, the user keeps se
     });
   });
   // Through the client's port this time: the server is the exit side.
-  const p = await pair(t, { clientPorts: [target] });
+  const p = await startTestPair(t, { clientPorts: [target] });
   const { host, port } = entryOf(p.client);
   const user = await connectUser(t, host, port);
   await withTimeout(new Promise((resolve) => user.socket.once('end', resolve)), 5000, "the target's FIN at the user");
@@ -177,57 +161,32 @@ async function openedStream(
   index: number,
 ): Promise<{ user: ReturnType<typeof track>; remote: ReturnType<typeof track> }> {
   const { host, port } = entryOf(entry);
-  const user = await connectUser(t, host, port);
-  const socket: net.Socket = await target.connection(index, 5000);
-  const remote = track(socket);
-  user.socket.write('ping\n');
-  await withTimeout(
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (user.data().toString() !== 'ping\n') return;
-        user.socket.off('data', check);
-        resolve();
-      };
-      user.socket.on('data', check);
-      check();
-    }),
-    5000,
-    'the echo of ping',
-  );
+  const user = await liveUser(t, host, port);
+  const remote = track(await target.connection(index, 5000));
   return { user, remote };
 }
 
 test('reset: a user that resets makes the target see ECONNRESET promptly, and the other way round', async (t) => {
   const target = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [target] });
+  const p = await startTestPair(t, { serverPorts: [target] });
 
-  // The user resets.
-  {
-    const { user, remote } = await openedStream(t, p.server, target, 0);
-    const exitClosed = nextEvent(p.client, 'stream-close', 2000);
+  // The user resets (the exit side closes the stream), then the target resets (the entry side does).
+  const cases = [
+    { resets: 'user', sees: 'target', closer: p.client, closerSays: /user application/, closerName: 'the exit side' },
+    { resets: 'target', sees: 'user', closer: p.server, closerSays: /target/, closerName: 'the entry side' },
+  ] as const;
+  for (const [index, c] of cases.entries()) {
+    const ends = await openedStream(t, p.server, target, index);
+    const [resetter, seer] = c.resets === 'user' ? [ends.user, ends.remote] : [ends.remote, ends.user];
+    const closed = nextEvent(c.closer, 'stream-close', 2000);
     const started = performance.now();
-    user.socket.resetAndDestroy();
-    const info = await remote.closedWithin(1000);
-    assert.ok(info.hadError, 'the target socket closed with an error');
+    resetter.socket.resetAndDestroy();
+    const info = await seer.closedWithin(1000);
+    assert.ok(info.hadError, `the ${c.sees} socket closed with an error`);
     assert.equal(info.error?.code, 'ECONNRESET');
-    assertWithin(t, info.at - started, 1000, 'user reset seen by the target');
-    const close = await exitClosed;
-    assert.match(close.reason, /user application/, 'the exit side says who reset');
-  }
-
-  // The target resets.
-  {
-    const { user, remote } = await openedStream(t, p.server, target, 1);
-    const entryClosed = nextEvent(p.server, 'stream-close', 2000);
-    const started = performance.now();
-    remote.socket.resetAndDestroy();
-    const info = await user.closedWithin(1000);
-    assert.ok(info.hadError, 'the user socket closed with an error');
-    assert.equal(info.error?.code, 'ECONNRESET');
-    assert.ok(!info.ended, 'a reset, not a FIN');
-    assertWithin(t, info.at - started, 1000, 'target reset seen by the user');
-    const close = await entryClosed;
-    assert.match(close.reason, /target/, 'the entry side says who reset');
+    if (c.sees === 'user') assert.ok(!info.ended, 'a reset, not a FIN');
+    assertWithin(t, info.at - started, 1000, `${c.resets} reset seen by the ${c.sees}`);
+    assert.match((await closed).reason, c.closerSays, `${c.closerName} says who reset`);
   }
   assert.ok(p.server.linkUp && p.client.linkUp, 'resets end streams, not the link');
 });
@@ -239,7 +198,7 @@ test('slow reader: backpressure reaches the user, buffering stays bounded, other
   // The reader does not read at all until told to.
   const slow = await startTarget(t, (socket) => socket.pause());
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [slow, echo], common: { limits } });
+  const p = await startTestPair(t, { serverPorts: [slow, echo], common: { limits } });
 
   const payload = randomBytes(TOTAL);
   const want = sha256(payload);

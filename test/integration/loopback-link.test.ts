@@ -10,49 +10,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Tcpipe } from '../../src/index.js';
-import {
-  LINK_HOST,
-  assertWithin,
-  connectUser,
-  echoRound,
-  entryOf,
-  eventCount,
-  nextEvent,
-  pair,
-  startEchoTarget,
-  startTestClient,
-  startTestServer,
-  withTimeout,
-  type UserConn,
-} from '../helpers/loopback.js';
+import { entryOf, eventCount, nextEvent, startTestClient, startTestPair, startTestServer } from '../helpers/loopback.js';
+import { LINK_HOST } from '../helpers/net.js';
+import { startEchoTarget } from '../helpers/targets.js';
+import { echoRound, liveUser, type UserConn } from '../helpers/users.js';
+import { assertWithin } from '../helpers/wait.js';
 import type { TestContext } from 'node:test';
 
 /** A user connection through `entry`'s i-th port, proven end to end with one echoed line. */
-async function liveUser(t: TestContext, entry: Tcpipe, index = 0): Promise<UserConn> {
+function liveUserVia(t: TestContext, entry: Tcpipe, index = 0): Promise<UserConn> {
   const { host, port } = entryOf(entry, index);
-  const user = await connectUser(t, host, port);
-  user.socket.write('ping\n');
-  await withTimeout(
-    new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (user.data().toString() !== 'ping\n') return;
-        user.socket.off('data', check);
-        resolve();
-      };
-      user.socket.on('data', check);
-      check();
-    }),
-    5000,
-    'the echo of ping',
-  );
-  return user;
+  return liveUser(t, host, port);
 }
 
 test('silent link: both sides declare it dead within the heartbeat timeout and close their users', async (t) => {
   const behindClient = await startEchoTarget(t);
   const behindServer = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [behindClient], clientPorts: [behindServer], viaRelay: true, common: { heartbeatSeconds: 1 } });
-  const users = [await liveUser(t, p.server), await liveUser(t, p.client)];
+  const p = await startTestPair(t, { serverPorts: [behindClient], clientPorts: [behindServer], viaRelay: true, common: { heartbeatSeconds: 1 } });
+  const users = [await liveUserVia(t, p.server), await liveUserVia(t, p.client)];
   const downs = [nextEvent(p.server, 'link-down', 3000), nextEvent(p.client, 'link-down', 3000)] as const;
   // Each side holds two streams: the entry of its own user, the exit of the other side's user.
   const closes = [eventCount(p.server, 'stream-close', 2, 3000), eventCount(p.client, 'stream-close', 2, 3000)];
@@ -78,10 +53,10 @@ test('silent link: both sides declare it dead within the heartbeat timeout and c
   assert.equal(p.server.openStreams + p.client.openStreams, 0);
 });
 
-test('cut link: users are closed at once, and the client re-forms the pair by itself', async (t) => {
+test('cut link: users are closed at once, and the client re-forms the startTestPair by itself', async (t) => {
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [echo], viaRelay: true });
-  const user = await liveUser(t, p.server);
+  const p = await startTestPair(t, { serverPorts: [echo], viaRelay: true });
+  const user = await liveUserVia(t, p.server);
   const serverDown = nextEvent(p.server, 'link-down', 2000);
   const clientDown = nextEvent(p.client, 'link-down', 2000);
   const serverUp = nextEvent(p.server, 'link-up', 5000);
@@ -107,7 +82,7 @@ test('server replaced on the same link port: the client reconnects within its ba
   const firstUp = nextEvent(first.server, 'link-up', 5000);
   const { client, log } = await startTestClient(t, { port: linkPort, limits: { backoffMinMs: 50, backoffMaxMs: 200 } });
   await firstUp;
-  const user = await liveUser(t, first.server);
+  const user = await liveUserVia(t, first.server);
 
   const clientDown = nextEvent(client, 'link-down', 3000);
   await first.server.stop();

@@ -13,26 +13,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import {
-  LINK_HOST,
-  assertWithin,
-  connectUser,
-  dialUser,
-  echoRound,
-  entryOf,
-  MiB,
-  nextEvent,
-  pair,
-  recordEvents,
-  startChaosRelay,
-  startDeadTarget,
-  startEchoTarget,
-  startTestClient,
-  startTestServer,
-  track,
-  withTimeout,
-  type UserConn,
-} from '../helpers/loopback.js';
+import { entryOf, nextEvent, recordEvents, startTestClient, startTestPair, startTestServer } from '../helpers/loopback.js';
+import { LINK_HOST, MiB } from '../helpers/net.js';
+import { startChaosRelay } from '../helpers/relay.js';
+import { startDeadTarget, startEchoTarget } from '../helpers/targets.js';
+import { connectUser, dialUser, echoRound, track, type UserConn } from '../helpers/users.js';
+import { assertWithin, withTimeout } from '../helpers/wait.js';
 import type { TestContext } from 'node:test';
 
 function escape(text: string | number): string {
@@ -41,7 +27,7 @@ function escape(text: string | number): string {
 
 test('target refused: the user is reset promptly and both sides say why', async (t) => {
   const dead = await startDeadTarget(t);
-  const p = await pair(t, { serverPorts: [dead] });
+  const p = await startTestPair(t, { serverPorts: [dead] });
   const exitRefused = nextEvent(p.client, 'refused', 3000);
   const entryRefused = nextEvent(p.server, 'refused', 3000);
   const entryClosed = nextEvent(p.server, 'stream-close', 3000);
@@ -92,7 +78,7 @@ test('no partner: a server alone resets users at once, with the reason logged', 
 
 test('--one-per-port: a second connection to a busy port is refused; once the first closes, the port accepts again', async (t) => {
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [echo], common: { onePerPort: true } });
+  const p = await startTestPair(t, { serverPorts: [echo], common: { onePerPort: true } });
   const { host, port } = entryOf(p.server);
   const opened = nextEvent(p.server, 'stream-open', 3000);
   const first = await connectUser(t, host, port);
@@ -182,9 +168,9 @@ test('garbage on the link port: closed with a logged reason; the server stays he
   await echoRound(t, host, port, 256 * 1024);
 });
 
-test('garbage on the link port while a pair is live does not disturb the pair', async (t) => {
+test('garbage on the link port while a startTestPair is live does not disturb the startTestPair', async (t) => {
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [echo] });
+  const p = await startTestPair(t, { serverPorts: [echo] });
   const downs = [...[p.server, p.client].map((i) => recordEvents(i, 'link-down'))];
   const { host, port } = entryOf(p.server);
   const held = await connectUser(t, host, port);
@@ -210,9 +196,9 @@ test('garbage on the link port while a pair is live does not disturb the pair', 
   assert.equal(p.server.status().linksUp, 1, 'still the first link');
 });
 
-test('a second client is refused while the first is alive; both sides log it and the first pair keeps relaying', async (t) => {
+test('a second client is refused while the first is alive; both sides log it and the first startTestPair keeps relaying', async (t) => {
   const echo = await startEchoTarget(t);
-  const p = await pair(t, { serverPorts: [echo] });
+  const p = await startTestPair(t, { serverPorts: [echo] });
   const downs = [p.server, p.client].map((i) => recordEvents(i, 'link-down'));
   const second = await startTestClient(t, { port: p.linkPort, name: 'second' });
 
@@ -226,7 +212,7 @@ test('a second client is refused while the first is alive; both sides log it and
   await echoRound(t, host, port, MiB);
   const exits = p.client.status().streamsTotal;
   assert.equal(exits, 1, 'the stream went through the first client');
-  assert.deepEqual(downs, [[], []], 'the first pair never went down');
+  assert.deepEqual(downs, [[], []], 'the first startTestPair never went down');
   assert.equal(p.server.status().linksUp, 1);
 });
 

@@ -12,7 +12,10 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI_MAIN, LINK_HOST, ENTRY_HOST, TARGET_HOST, freePort, spawnCli, startTarget, withTimeout } from '../helpers/loopback.js';
+import { CLI_MAIN, spawnCli } from '../helpers/cli.js';
+import { ENTRY_HOST, freePort, LINK_HOST, TARGET_HOST } from '../helpers/net.js';
+import { startTarget } from '../helpers/targets.js';
+import { withTimeout } from '../helpers/wait.js';
 
 const ROUTED_HOST = '127.0.0.4';
 

@@ -24,25 +24,13 @@ import { startClient, startServer, type ClientOptions, type ServerOptions, type 
 import type { LogLevel } from '../../src/log/logger.js';
 import { PREFACE } from '../../src/protocol/constants.js';
 import { Secret, generateSecret } from '../../src/security/secret.js';
-import {
-  ENTRY_HOST,
-  TARGET_HOST,
-  captureLog,
-  echoRound,
-  escapeRegExp,
-  rawConnect,
-  runCli,
-  startCli,
-  startCliServer,
-  startEchoTarget,
-  startForwarder,
-  windowOf,
-  withTimeout,
-  type CliChild,
-  type Forwarder,
-  type LogCapture,
-  type Target,
-} from '../helpers/security-kit.js';
+import { runCli, spawnCli, startCliServer, type CliChild } from '../helpers/cli.js';
+import { captureLog, escapeRegExp, type LogCapture } from '../helpers/logs.js';
+import { ENTRY_HOST, rawConnect, TARGET_HOST } from '../helpers/net.js';
+import { startChaosRelay, type ChaosRelay } from '../helpers/relay.js';
+import { startEchoTarget, type Target } from '../helpers/targets.js';
+import { echoAttempt } from '../helpers/users.js';
+import { observationWindow, withTimeout } from '../helpers/wait.js';
 
 // ---------------------------------------------------------------------------
 // Setup helpers
@@ -69,7 +57,7 @@ function track(inst: Tcpipe, log: LogCapture): Side {
 }
 
 async function server(t: TestContext, options: ServerExtra, level: LogLevel = 'debug'): Promise<ServerSide> {
-  const log = captureLog(level, 'server');
+  const log = captureLog('server', level);
   const inst = await startServer({ port: 0, host: '127.0.0.1', logger: log.logger, ...options });
   t.after(() => inst.stop());
   const port = inst.linkAddress?.port;
@@ -78,22 +66,22 @@ async function server(t: TestContext, options: ServerExtra, level: LogLevel = 'd
 }
 
 async function client(t: TestContext, port: number, options: ClientExtra, level: LogLevel = 'debug'): Promise<Side> {
-  const log = captureLog(level, 'client');
+  const log = captureLog('client', level);
   const inst = await startClient({ host: '127.0.0.1', port, logger: log.logger, proxy: null, ...options });
   t.after(() => inst.stop());
   return track(inst, log);
 }
 
+/** An echo target on 127.0.0.3:P, its port P free on 127.0.0.2 for the entry listener. */
 async function target(t: TestContext): Promise<Target> {
-  const tg = await startEchoTarget();
-  t.after(() => tg.close());
+  const tg = await startEchoTarget(t);
+  tg.releaseEntry();
   return tg;
 }
 
-async function forwarder(t: TestContext, port: number, source: string): Promise<Forwarder> {
-  const f = await startForwarder('127.0.0.1', port, source);
-  t.after(() => f.close());
-  return f;
+/** A relay to the link port that dials from `source`, recording up to 4 MiB each way per connection. */
+function forwarder(t: TestContext, port: number, source: string): Promise<ChaosRelay> {
+  return startChaosRelay(t, '127.0.0.1', port, { localAddress: source, recordBytes: 4 * 1024 * 1024 });
 }
 
 function linkUp(side: Side, ms: number): Promise<void> {
@@ -137,7 +125,7 @@ function keepRelaying(
   const failures: string[] = [];
   const loop = (async () => {
     while (running && failures.length < 50) {
-      const r = await echoRound(ENTRY_HOST, port, size, 3000);
+      const r = await echoAttempt(ENTRY_HOST, port, size, 3000);
       if (r.ok) ms.push(r.ms);
       else failures.push(r.detail);
     }
@@ -189,13 +177,13 @@ describe('shared secret', () => {
     await linkUp(cli, 5000);
 
     const marker = Buffer.from(`TCPIPE-MARKER-${randomBytes(8).toString('hex')}-`.repeat(64));
-    const big = await echoRound(ENTRY_HOST, tg.port, 1024 * 1024, 10_000, marker);
+    const big = await echoAttempt(ENTRY_HOST, tg.port, 1024 * 1024, 10_000, marker);
     assert.ok(big.ok, big.detail);
-    const parallel = await Promise.all(Array.from({ length: 8 }, () => echoRound(ENTRY_HOST, tg.port, 64 * 1024, 10_000)));
+    const parallel = await Promise.all(Array.from({ length: 8 }, () => echoAttempt(ENTRY_HOST, tg.port, 64 * 1024, 10_000)));
     for (const r of parallel) assert.ok(r.ok, r.detail);
 
-    const up = Buffer.concat(wire.up);
-    const down = Buffer.concat(wire.down);
+    const up = wire.recorded('up');
+    const down = wire.recorded('down');
     assert.ok(up.length > 1024 * 1024 && down.length > 1024 * 1024, 'the relayed bytes crossed the forwarder');
     assert.equal(up[0], 0x16, 'the client opens with a TLS handshake record');
     assert.equal(down[0], 0x16, 'the server answers with a TLS handshake record');
@@ -208,7 +196,7 @@ describe('shared secret', () => {
       assert.equal(bytes.indexOf(Buffer.from(secret)), -1, `${name}: the secret is not on the wire`);
       assert.equal(bytes.indexOf(Secret.fromText(secret, 't').psk()), -1, `${name}: the PSK is not on the wire`);
     }
-    assert.equal(tg.accepted, 9);
+    assert.equal(tg.sockets.length, 9);
 
     // Control: the same forwarder check on a pair without a secret does see the marker.
     const tg2 = await target(t);
@@ -217,9 +205,9 @@ describe('shared secret', () => {
     const plainCli = await client(t, plainWire.port, { target: TARGET_HOST });
     await linkUp(plainSrv, 5000);
     await linkUp(plainCli, 5000);
-    const r = await echoRound(ENTRY_HOST, tg2.port, 1024, 5000, marker);
+    const r = await echoAttempt(ENTRY_HOST, tg2.port, 1024, 5000, marker);
     assert.ok(r.ok, r.detail);
-    const plainUp = Buffer.concat(plainWire.up);
+    const plainUp = plainWire.recorded('up');
     assert.ok(plainUp.indexOf(marker.subarray(0, 40)) >= 0, 'control: without a secret the marker is on the wire');
     assert.equal(plainUp.indexOf(PREFACE), 0, 'control: a plaintext link starts with the preface');
   });
@@ -239,7 +227,7 @@ describe('shared secret', () => {
       throw new Error(`${String(err)}; client log:\n${wrong.log.text()}`);
     });
     const elapsed = performance.now() - startedAt;
-    await windowOf(Math.max(0, 3500 - elapsed));
+    await observationWindow(Math.max(0, 3500 - elapsed));
     const attempts = wrongWire.connections;
     assert.ok(attempts >= 3 && attempts <= 8, `attempts in ~3.5 s: ${attempts} (expected a handful: the backoff doubles from 0.5 s)`);
     assert.ok(wrong.log.count(/authentication failed with/) >= 2, wrong.log.text());
@@ -252,7 +240,7 @@ describe('shared secret', () => {
     const right = await client(t, srv.port, { target: TARGET_HOST, secret });
     await linkUp(right, 5000);
     await linkUp(srv, 5000);
-    const r = await echoRound(ENTRY_HOST, tg.port, 64 * 1024);
+    const r = await echoAttempt(ENTRY_HOST, tg.port, 64 * 1024);
     assert.ok(r.ok, r.detail);
     assert.equal(wrong.ups(), 0);
   });
@@ -267,7 +255,7 @@ describe('shared secret', () => {
     await plain.log.waitFor(/no link: authentication failed with 127\.0\.0\.1:\d+: refused by the partner: plaintext link refused: this server requires a secret/, 5000);
     assert.ok(plain.log.count(/no secret: the link is neither authenticated nor encrypted/) === 1, 'the plaintext side warns at start');
     // The refusal is the server's GOAWAY, in plaintext, never a HELLO.
-    const down = Buffer.concat(wire.down);
+    const down = wire.recorded('down');
     assert.equal(down.indexOf(PREFACE), 0);
     assert.equal(down[PREFACE.length], 0x08, 'first frame after the preface is GOAWAY');
     assert.equal(down[PREFACE.length + 10], 8, 'GOAWAY code auth-required (8)');
@@ -286,7 +274,7 @@ describe('shared secret', () => {
       5000,
     );
     await sec.log.waitFor(/no link: authentication failed with 127\.0\.0\.1:\d+: the server closed the link during the TLS handshake/, 5000);
-    assert.equal(Buffer.concat(wire.down).length, 0, 'the plaintext server sent nothing: no HELLO, so no downgrade');
+    assert.equal(wire.recorded('down').length, 0, 'the plaintext server sent nothing: no HELLO, so no downgrade');
     assert.equal(sec.ups() + srv.ups(), 0);
   });
 });
@@ -365,7 +353,7 @@ describe('hostile connections to the link port', () => {
       assert.ok(result.ok >= 1, `the live pair relayed throughout (${result.ok} rounds)`);
       assert.equal(downs, 0, 'the live link never went down');
       assert.ok(srv.inst.linkUp && cli.inst.linkUp);
-      const after = await echoRound(ENTRY_HOST, tg.port, 256 * 1024);
+      const after = await echoAttempt(ENTRY_HOST, tg.port, 256 * 1024);
       assert.ok(after.ok, after.detail);
     });
   }
@@ -373,7 +361,7 @@ describe('hostile connections to the link port', () => {
   test('a WebSocket upgrade followed by a malformed frame is refused and does not kill the server (CLI, with a secret)', { timeout: 30_000 }, async (t) => {
     const secret = generateSecret();
     // One handshake slot: if the bad link kept its slot, the correct client below could not get in.
-    const { cli: srv, port } = await startCliServer(['--max-handshakes=1'], { TCPIPE_SECRET: secret });
+    const { cli: srv, port } = await startCliServer(t, ['--max-handshakes=1'], { TCPIPE_SECRET: secret });
     t.after(() => srv.stop());
     const upgrade = Buffer.from(
       'GET /tcpipe HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
@@ -386,7 +374,7 @@ describe('hostile connections to the link port', () => {
     // Logged at once, or at the latest at the handshake deadline (10 s by default).
     await srv.waitFor(/refused link from 127\.0\.0\.79:\d+/, 12_000);
     // Still there, and the bad link's handshake slot is free again: a correct client pairs.
-    const log = captureLog('info');
+    const log = captureLog('client', 'info');
     const good = await startClient({ host: '127.0.0.1', port, proxy: null, secret, logger: log.logger });
     t.after(() => good.stop());
     await log.waitFor(/link up with/, 5000);
@@ -403,7 +391,7 @@ describe('hostile connections to the link port', () => {
     // Baseline latency of the live pair.
     const base: number[] = [];
     for (let i = 0; i < 20; i++) {
-      const r = await echoRound(ENTRY_HOST, tg.port, 64);
+      const r = await echoAttempt(ENTRY_HOST, tg.port, 64);
       assert.ok(r.ok, r.detail);
       base.push(r.ms);
     }
@@ -453,11 +441,11 @@ describe('--allow', () => {
     const secret = generateSecret();
     const p1 = await target(t);
     const p2 = await target(t);
-    const { cli: srv, port: linkPort } = await startCliServer(['-p', `${ENTRY_HOST}:${p1.port},${ENTRY_HOST}:${p2.port}`, ...serverArgs], {
+    const { cli: srv, port: linkPort } = await startCliServer(t, ['-p', `${ENTRY_HOST}:${p1.port},${ENTRY_HOST}:${p2.port}`, ...serverArgs], {
       TCPIPE_SECRET: secret,
     });
     t.after(() => srv.stop());
-    const cli = startCli(['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, `--allow=${p1.port}`], { TCPIPE_SECRET: secret });
+    const cli = spawnCli(t, ['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, `--allow=${p1.port}`], { TCPIPE_SECRET: secret });
     t.after(() => cli.stop());
     await srv.waitFor(/link up with/, 5000);
     await cli.waitFor(/link up with/, 5000);
@@ -479,12 +467,12 @@ describe('--allow', () => {
     const refused = await refusedConnection(p2.port);
     assert.equal(refused.code, 'ECONNRESET', "the user's connection is reset, not closed cleanly");
     assert.ok(refused.ms < 1000, `reset promptly (${refused.ms.toFixed(0)} ms)`);
-    assert.equal(p2.accepted, 0, 'the exit side never connected to the refused port');
+    assert.equal(p2.sockets.length, 0, 'the exit side never connected to the refused port');
     await cli.waitFor(new RegExp(`WARN .*refused stream \\d+ for port ${p2.port} from the partner: port ${p2.port} is not in --allow`), 3000);
     await srv.waitFor(new RegExp(`port ${p2.port}.*not in --allow`), 3000);
-    const ok = await echoRound(ENTRY_HOST, p1.port, 64 * 1024);
+    const ok = await echoAttempt(ENTRY_HOST, p1.port, 64 * 1024);
     assert.ok(ok.ok, ok.detail);
-    assert.equal(p1.accepted, 1);
+    assert.equal(p1.sockets.length, 1);
   });
 
   test('the entry side logs the partner refusing a port at the default verbosity (SECURITY.md: "both sides log it")', { timeout: 20_000 }, async (t) => {
@@ -514,29 +502,29 @@ describe('the secret stays secret', () => {
     const tg = await target(t);
 
     // Server and client with --secret-file and -v; a relayed round.
-    const { cli: srv, port: linkPort } = await startCliServer(['-p', `${ENTRY_HOST}:${tg.port}`, `--secret-file=${file}`, '-v']);
+    const { cli: srv, port: linkPort } = await startCliServer(t, ['-p', `${ENTRY_HOST}:${tg.port}`, `--secret-file=${file}`, '-v']);
     t.after(() => srv.stop());
-    const cliA = startCli(['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '--secret-file', file, '-v']);
+    const cliA = spawnCli(t, ['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '--secret-file', file, '-v']);
     t.after(() => cliA.stop());
     await cliA.waitFor(/link up with/, 5000);
     await srv.waitFor(/link up with/, 5000);
-    const r1 = await echoRound(ENTRY_HOST, tg.port, 4096);
+    const r1 = await echoAttempt(ENTRY_HOST, tg.port, 4096);
     assert.ok(r1.ok, r1.detail);
     await srv.waitFor(/stream \d+ closed on port/, 3000);
     assert.equal(await cliA.stop(), 0);
     outputs.push({ name: 'client --secret-file -v', text: cliA.output() });
 
     // A client with TCPIPE_SECRET and JSON logs (fields too must not leak).
-    const cliB = startCli(['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '-v', '--log-format=json'], { TCPIPE_SECRET: secret });
+    const cliB = spawnCli(t, ['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '-v', '--log-format=json'], { TCPIPE_SECRET: secret });
     t.after(() => cliB.stop());
     await cliB.waitFor(/"event":"link_up"/, 8000);
-    const r2 = await echoRound(ENTRY_HOST, tg.port, 4096);
+    const r2 = await echoAttempt(ENTRY_HOST, tg.port, 4096);
     assert.ok(r2.ok, r2.detail);
     assert.equal(await cliB.stop(), 0);
     outputs.push({ name: 'client TCPIPE_SECRET json', text: cliB.output() });
 
     // A wrong secret, through the variable: both sides log the failure, neither logs a secret.
-    const cliC = startCli(['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '-v'], { TCPIPE_SECRET: other });
+    const cliC = spawnCli(t, ['-c', `127.0.0.1:${linkPort}`, '-t', TARGET_HOST, '-v'], { TCPIPE_SECRET: other });
     t.after(() => cliC.stop());
     await cliC.waitFor(/authentication failed with/, 8000);
     await srv.waitFor(/authentication failed from/, 3000);
@@ -577,7 +565,7 @@ describe('the secret stays secret', () => {
     const loose = join(dir, 'loose.key');
     writeFileSync(loose, `${secret}\n`);
     chmodSync(loose, 0o640);
-    const { cli: looseSrv } = await startCliServer([`--secret-file=${loose}`]);
+    const { cli: looseSrv } = await startCliServer(t, [`--secret-file=${loose}`]);
     t.after(() => looseSrv.stop());
     const warning = await looseSrv.waitFor(/WARN .*can be read by group or others/, 5000);
     assert.match(warning, new RegExp(`chmod 600 ${escapeRegExp(loose)}`));
@@ -686,17 +674,17 @@ describe('certificates (mutual TLS)', async () => {
   test('CLI: mutual TLS with --tls-server-name relays', { timeout: 30_000 }, async (t) => {
     await makePki();
     const tg = await target(t);
-    const { cli: srv, port: linkPort } = await startCliServer(['-p', `${ENTRY_HOST}:${tg.port}`, ...certArgs('server')]);
+    const { cli: srv, port: linkPort } = await startCliServer(t, ['-p', `${ENTRY_HOST}:${tg.port}`, ...certArgs('server')]);
     t.after(() => srv.stop());
     const wire = await forwarder(t, linkPort, '127.0.0.1');
-    const cli = startCli(['-c', `127.0.0.1:${wire.port}`, '-t', TARGET_HOST, ...certArgs('client'), '--tls-server-name=tcpipe-test-server']);
+    const cli = spawnCli(t, ['-c', `127.0.0.1:${wire.port}`, '-t', TARGET_HOST, ...certArgs('client'), '--tls-server-name=tcpipe-test-server']);
     t.after(() => cli.stop());
     await srv.waitFor(/link up with/, 5000);
     await cli.waitFor(/link up with/, 5000);
     const marker = Buffer.from('TCPIPE-MARKER-CERT-'.repeat(50));
-    const r = await echoRound(ENTRY_HOST, tg.port, 256 * 1024, 5000, marker);
+    const r = await echoAttempt(ENTRY_HOST, tg.port, 256 * 1024, 5000, marker);
     assert.ok(r.ok, r.detail);
-    const up = Buffer.concat(wire.up);
+    const up = wire.recorded('up');
     assert.equal(up[0], 0x16);
     assert.ok(tlsRecordTypes(up).includes(0x17));
     assert.equal(up.indexOf(marker.subarray(0, 38)), -1, 'the marker is encrypted');
@@ -730,7 +718,7 @@ describe('certificates (mutual TLS)', async () => {
     const cli = await client(t, srv.port, { target: TARGET_HOST, tls: tlsOf('client') });
     await linkUp(cli, 5000);
     await linkUp(srv, 5000);
-    const r = await echoRound(ENTRY_HOST, tg.port, 64 * 1024);
+    const r = await echoAttempt(ENTRY_HOST, tg.port, 64 * 1024);
     assert.ok(r.ok, r.detail);
   });
 
@@ -754,17 +742,17 @@ describe('certificates (mutual TLS)', async () => {
     // The server still pairs with the right client.
     const good = await client(t, srv.port, { target: TARGET_HOST, tls: tlsOf('client', 'ca', 'tcpipe-test-server') });
     await linkUp(good, 5000);
-    const r = await echoRound(ENTRY_HOST, tg.port, 4096);
+    const r = await echoAttempt(ENTRY_HOST, tg.port, 4096);
     assert.ok(r.ok, r.detail);
     assert.equal(rogue.ups(), 0);
   });
 
   test('CLI: a server certificate that does not match --tls-server-name is refused by the client', { timeout: 30_000 }, async (t) => {
     await makePki();
-    const { cli: srv, port: linkPort } = await startCliServer(certArgs('server'));
+    const { cli: srv, port: linkPort } = await startCliServer(t, certArgs('server'));
     t.after(() => srv.stop());
     const wire = await forwarder(t, linkPort, '127.0.0.81');
-    const cli = startCli(['-c', `127.0.0.1:${wire.port}`, ...certArgs('client'), '--tls-server-name=not-the-server']);
+    const cli = spawnCli(t, ['-c', `127.0.0.1:${wire.port}`, ...certArgs('client'), '--tls-server-name=not-the-server']);
     t.after(() => cli.stop());
     const line = await cli.waitFor(/no link: authentication failed with 127\.0\.0\.1:\d+/, 5000);
     assert.match(line, /not-the-server|altnames|does not match/i);

@@ -663,12 +663,12 @@ describe('known byte vectors', () => {
   test('the allowed flags per type are the protocol table', () => {
     // HELLO -, OPEN -, ACCEPT LOCAL, DATA FIN|LOCAL, WINDOW FIN_RECEIVED|RESUMED|ACCEPTED|LOCAL,
     // RESET LOCAL, PING ACK, GOAWAY -, RESUME -.
-    assert.deepEqual({ ...ALLOWED_FLAGS }, { 1: 0, 2: 0, 3: 0x80, 4: 0x81, 5: 0x87, 6: 0x80, 7: 0x01, 8: 0, 9: 0 });
+    assert.deepEqual({ ...ALLOWED_FLAGS }, { 1: 0, 2: 0, 3: 0x80, 4: 0x81, 5: 0x87, 6: 0x80, 7: 0x01, 8: 0, 9: 0, 10: 0, 11: 0x80, 12: 0x80 });
   });
 
   test('the resumption constants are the protocol table', () => {
     assert.equal(FrameType.RESUME, 0x09);
-    assert.equal(MAX_FRAME_TYPE, 0x09);
+    assert.equal(MAX_FRAME_TYPE, 0x0c); // FLOW_OPEN, DATAGRAM, FLOW_CLOSE (capability udp) follow RESUME
     assert.deepEqual([Flag.FIN_RECEIVED, Flag.RESUMED, Flag.ACCEPTED], [0x01, 0x02, 0x04]);
     assert.deepEqual({ ...ResumeKind }, { NEW: 1, RESUME: 2, RESUMED: 3, FRESH: 4, DONE: 5 });
     assert.equal(GoAwayCode.RESUME_REFUSED, 9);
@@ -1326,8 +1326,8 @@ describe('validation: preface', () => {
 });
 
 describe('validation: frame header', () => {
-  test('unknown types 0, 10, 255', () => {
-    for (const type of [0, 10, 255]) {
+  test('unknown types 0, 13, 255', () => {
+    for (const type of [0, 13, 255]) {
       assertProtocolError(() => nextOf(rawFrame(type, 0, 0, Buffer.alloc(0))), {
         message: new RegExp(`unknown frame type 0x${type.toString(16)}\\b`),
       });
@@ -1503,9 +1503,9 @@ describe('validation: frame header', () => {
 
   test('an error leaves the decoder failing the same way (nothing half-consumed)', () => {
     const decoder = new FrameDecoder(NO_PREFACE);
-    decoder.push(rawFrame(10, 0, 0, Buffer.alloc(0)));
-    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xa\b/ });
-    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xa\b/ });
+    decoder.push(rawFrame(13, 0, 0, Buffer.alloc(0)));
+    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xd\b/ });
+    assertProtocolError(() => decoder.next(), { message: /unknown frame type 0xd\b/ });
     assert.equal(decoder.bufferedBytes, HEADER_LENGTH);
   });
 

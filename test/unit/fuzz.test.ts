@@ -52,7 +52,10 @@ import {
 import { decodeHelloInfo, encodeHelloInfo, type HelloInfo } from '../../src/protocol/hello.js';
 import type { Frame } from '../../src/protocol/frame.js';
 import { generateSecret } from '../../src/security/secret.js';
-import { REPO_ROOT, captureLog, openFds, rssKiB, startCliServer, withTimeout, type CliChild } from '../helpers/security-kit.js';
+import { REPO_ROOT, startCliServer, type CliChild } from '../helpers/cli.js';
+import { captureLog } from '../helpers/logs.js';
+import { openFds, rssKiB } from '../helpers/proc.js';
+import { withTimeout } from '../helpers/wait.js';
 
 const CORPUS_DIR = join(REPO_ROOT, 'test', 'fixtures', 'fuzz-corpus');
 
@@ -454,7 +457,7 @@ async function recordClientOpening(secret: string | undefined): Promise<Buffer> 
       });
     });
   });
-  const log = captureLog('error');
+  const log = captureLog('client', 'error');
   const client = await startClient({ host: '127.0.0.1', port, proxy: null, logger: log.logger, ...(secret !== undefined ? { secret } : {}) });
   try {
     return await withTimeout(got, 5000, 'a real client opening');
@@ -536,14 +539,14 @@ function crashOf(cli: CliChild): string | null {
   return m === null ? null : `logged ${m[0].trim()}`;
 }
 
-async function startFuzzServer(secret: string | undefined): Promise<{ cli: CliChild; port: number }> {
-  return startCliServer([], secret !== undefined ? { TCPIPE_SECRET: secret } : {});
+async function startFuzzServer(t: TestContext, secret: string | undefined): Promise<{ cli: CliChild; port: number }> {
+  return startCliServer(t, [], secret !== undefined ? { TCPIPE_SECRET: secret } : {});
 }
 
 /** Resolves once the child has exited, or after `ms`: a crash shows within a few ms of its input. */
 function exitWithin(cli: CliChild, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  return Promise.race([cli.exited().then(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() =>
+  return Promise.race([cli.exited.then(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]).finally(() =>
     clearTimeout(timer),
   );
 }
@@ -553,13 +556,14 @@ function exitWithin(cli: CliChild, ms: number): Promise<void> {
  * each crash. Returns the inputs that crashed it, with what happened.
  */
 async function crashingInputs(
+  t: TestContext,
   rng: Rng,
   inputs: readonly Buffer[],
   secret: string | undefined,
   maxFound = Infinity,
 ): Promise<{ input: Buffer; crash: string }[]> {
   const found: { input: Buffer; crash: string }[] = [];
-  let server = await startFuzzServer(secret);
+  let server = await startFuzzServer(t, secret);
   try {
     for (const input of inputs) {
       if (found.length >= maxFound) break;
@@ -569,7 +573,7 @@ async function crashingInputs(
       if (crash === null) continue;
       found.push({ input, crash: `${crash}: ${server.cli.output().split('\n').filter((l) => CRASH_LINE.test(l)).slice(0, 3).join(' / ')}` });
       await server.cli.stop();
-      server = await startFuzzServer(secret);
+      server = await startFuzzServer(t, secret);
     }
   } finally {
     await server.cli.stop();
@@ -605,7 +609,7 @@ async function fuzzServer(t: TestContext, target: FuzzTarget, seeds: readonly Bu
   const crash = crashOf(target.cli);
   if (crash !== null) {
     // Find which of the last inputs do it on their own (newest first, a few), keep those in the corpus.
-    const culprits = await crashingInputs(rng, [...recent].reverse(), target.secret, 2);
+    const culprits = await crashingInputs(t, rng, [...recent].reverse(), target.secret, 2);
     const saved =
       culprits.length > 0
         ? culprits.map((c) => saveFinding('handshake', c.input, `${target.name} server ${c.crash}`))
@@ -631,7 +635,7 @@ async function fuzzServer(t: TestContext, target: FuzzTarget, seeds: readonly Bu
   assert.ok(maxRss - rss0 < 96 * 1024, `${summary}: RSS grew by ${((maxRss - rss0) / 1024).toFixed(0)} MiB`);
 
   // Still healthy: a correct client (from 127.0.0.1, never used above) pairs.
-  const log = captureLog('info');
+  const log = captureLog('client', 'info');
   const client = await startClient({ host: '127.0.0.1', port: target.port, proxy: null, logger: log.logger, ...(target.secret !== undefined ? { secret: target.secret } : {}) });
   try {
     await log.waitFor(/link up with/, 8000);
@@ -656,14 +660,14 @@ async function handshakeSeeds(secret: string): Promise<Buffer[]> {
 }
 
 describe('fuzz: handshakes against live CLI servers', () => {
-  test('corpus replay: no saved handshake input crashes a server, with or without a secret', { timeout: 60_000 }, async () => {
+  test('corpus replay: no saved handshake input crashes a server, with or without a secret', { timeout: 60_000 }, async (t) => {
     const corpus = readCorpus('handshake');
     assert.ok(corpus.length >= 5, `corpus in ${CORPUS_DIR} (${corpus.length} handshake inputs)`);
     const rng = new Rng(SEED);
     const secret = generateSecret();
     const [withSecret, without] = await Promise.all([
-      crashingInputs(rng, corpus.map((e) => e.bytes), secret),
-      crashingInputs(rng, corpus.map((e) => e.bytes), undefined),
+      crashingInputs(t, rng, corpus.map((e) => e.bytes), secret),
+      crashingInputs(t, rng, corpus.map((e) => e.bytes), undefined),
     ]);
     const name = (input: Buffer): string => corpus.find((e) => e.bytes === input)?.name ?? input.toString('hex').slice(0, 40);
     const report = [
@@ -677,7 +681,7 @@ describe('fuzz: handshakes against live CLI servers', () => {
     t.diagnostic(`seed ${SEED}`);
     const secret = generateSecret();
     const seeds = await handshakeSeeds(secret);
-    const [withSecret, without] = await Promise.all([startFuzzServer(secret), startFuzzServer(undefined)]);
+    const [withSecret, without] = await Promise.all([startFuzzServer(t, secret), startFuzzServer(t, undefined)]);
     t.after(() => withSecret.cli.stop());
     t.after(() => without.cli.stop());
     const results = await Promise.allSettled([

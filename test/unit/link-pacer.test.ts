@@ -79,6 +79,8 @@ test('link pacer: a probe goes out after an eighth of the cap, and its answer ac
 test('link pacer: the cap holds only after an interactive send met a backlog', () => {
   const pacer = new LinkPacer(new RoundTrip());
   pacer.wrote(INITIAL_CAP * 3);
+  // As LinkWriter does after each DATA frame: the probe is due (only an answer to one reopens the cap).
+  assert.notEqual(pacer.probe(0), null);
   assert.equal(pacer.backlogged, true);
   assert.equal(pacer.closed, false, 'a lone bulk transfer is not held back');
   pacer.contended(0);

@@ -4,7 +4,7 @@
  * real loopback sockets.
  */
 import { describe, test } from 'node:test';
-import { socketPair } from '../helpers/loopback.js';
+import { socketPair } from '../helpers/net.js';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import type { Duplex } from 'node:stream';

@@ -139,17 +139,11 @@ const newDecoder = (): FrameDecoder => new FrameDecoder({ maxDataPayload: 64 * 1
  */
 function side(name: string, link: Duplex, changes: Changes, settings: MuxSettings, onRequest?: (stream: Stream, sink: Recorder) => void): Side {
   const sinks = new Map<number, Recorder>();
-  const self: { -readonly [K in keyof Side]: Side[K] } = {
-    name,
-    session: undefined as unknown as Session,
-    sinks,
-    held: null,
-    resumed: null,
-    ended: null,
-  };
+  /** What the hooks record; the Side is this plus the session. */
+  const seen: Pick<Side, 'held' | 'resumed' | 'ended'> = { held: null, resumed: null, ended: null };
   // A stream forgotten by its session (FIN acknowledged) is a change too: the tests wait for it.
   const unsubscribe = subscribe('tcpipe:stream:finished', () => changes.notify());
-  self.session = new Session(
+  const session = new Session(
     link,
     newDecoder(),
     settings,
@@ -164,22 +158,22 @@ function side(name: string, link: Duplex, changes: Changes, settings: MuxSetting
         changes.notify();
       },
       onEnd: (end) => {
-        self.ended = end;
+        seen.ended = end;
         unsubscribe();
         changes.notify();
       },
       onHeld: (end) => {
-        self.held = end;
+        seen.held = end;
         changes.notify();
       },
       onResumed: (info) => {
-        self.resumed = info;
+        seen.resumed = info;
         changes.notify();
       },
     },
     systemClock,
   );
-  return self;
+  return Object.assign(seen, { name, session, sinks });
 }
 
 function open(entry: Side, changes: Changes): { stream: Stream; sink: Recorder } {

@@ -18,10 +18,11 @@ type ClearFn = (handle: NodeJS.Timeout | string | number | undefined) => void;
 const liveTimeouts = new Set<NodeJS.Timeout>();
 const liveIntervals = new Set<NodeJS.Timeout>();
 
-const realSetTimeout = globalThis.setTimeout as unknown as TimerFn;
-const realClearTimeout = globalThis.clearTimeout as unknown as ClearFn;
-const realSetInterval = globalThis.setInterval as unknown as TimerFn;
-const realClearInterval = globalThis.clearInterval as unknown as ClearFn;
+const originals = { setTimeout, clearTimeout, setInterval, clearInterval };
+const realSetTimeout: TimerFn = (callback, ms, ...args) => originals.setTimeout(callback, ms, ...args);
+const realClearTimeout: ClearFn = (handle) => originals.clearTimeout(handle);
+const realSetInterval: TimerFn = (callback, ms, ...args) => originals.setInterval(callback, ms, ...args);
+const realClearInterval: ClearFn = (handle) => originals.clearInterval(handle);
 
 function isTimeout(handle: unknown): handle is NodeJS.Timeout {
   return typeof handle === 'object' && handle !== null;
@@ -62,8 +63,13 @@ for (const [name, fn] of [
   Object.defineProperty(globalThis, name, { value: fn, writable: true, configurable: true });
 }
 
-interface ProcessWithHandles {
-  _getActiveHandles?: () => unknown[];
+declare global {
+  namespace NodeJS {
+    interface Process {
+      /** Node's own (undocumented) list of the handles keeping the loop alive. */
+      _getActiveHandles?(): unknown[];
+    }
+  }
 }
 
 let seq = 0;
@@ -73,8 +79,10 @@ process.on('SIGUSR2', () => {
     gc();
     gc();
   }
+  // The live handles by class (Socket, TLSSocket, Server...): process.getActiveResourcesInfo()
+  // names libuv's wraps instead and counts sockets a Socket no longer holds.
   const handles: Record<string, number> = {};
-  for (const h of (process as unknown as ProcessWithHandles)._getActiveHandles?.() ?? []) {
+  for (const h of process._getActiveHandles?.() ?? []) {
     const name = typeof h === 'object' && h !== null ? h.constructor.name : typeof h;
     handles[name] = (handles[name] ?? 0) + 1;
   }
