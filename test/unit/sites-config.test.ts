@@ -44,6 +44,27 @@ test('port ranges: -p A-B, BIND:A-B and --allow ranges; at most 1000 ports; back
   assert.deepEqual(command.allow, [5000, 5001, 5002, 22]);
 });
 
+test('port ranges with /udp: the suffix applies to the range; TCP and UDP ranges on the same ports do not clash', () => {
+  assert.deepEqual(parsePortList('40000-40001/udp', true), [
+    { port: 40000, protocol: 'udp' },
+    { port: 40001, protocol: 'udp' },
+  ]);
+  assert.deepEqual(parsePortList('[::1]:40000-40001/udp', true), [
+    { host: '::1', port: 40000, protocol: 'udp' },
+    { host: '::1', port: 40001, protocol: 'udp' },
+  ]);
+  assert.equal(parsePortList('40000-40009,40000-40009/udp', true).length, 20);
+  assert.throws(() => parsePortList('40000-40009/udp,40005/udp', true), usage(/port 40005\/udp is listed twice/));
+  assert.throws(() => parsePortList('40000-40009/tcp,40005', true), usage(/port 40005 is listed twice/));
+  assert.throws(() => parsePortList('40000-41000/udp', true), usage(/has 1001 ports/));
+  const command = parseCommandLine(['-s', '50000', '-p', '40000-40002,40000-40002/udp', '--allow=5000-5001,53-54/udp']);
+  assert.equal(command.kind, 'run');
+  if (command.kind !== 'run') return;
+  assert.equal(command.ports.filter((p) => p.protocol === 'udp').length, 3);
+  assert.deepEqual(command.allow, [5000, 5001]);
+  assert.deepEqual(command.allowUdp, [53, 54]);
+});
+
 test('[[client]] tables: each client with its secret, ports (ranges too), target and allow', () => {
   withDir((dir) => {
     const a = keyFile(dir, 'a');
@@ -86,6 +107,10 @@ test('bad [[client]] tables: one line naming the file, the client and the key', 
       [`server = 50000\n[[client]]\nsecret-file = "${a}"\n`, /client 1: key 'name': missing/],
       [`server = 50000\n${client('x', a, 'port = 1\n')}`, /client 'x': key 'port': unknown key/],
       [`server = 50000\nports = [40000]\n${client('x', a)}`, /ports, target and allow go in each client's table/],
+      [`server = 50000\n${client('x', a, 'ports = [40000, "5353/udp"]\n')}`, /client 'x': key 'ports': 5353\/udp: a client's ports are TCP only/],
+      [`server = 50000\n${client('x', a, 'target = ["53/udp=dns:53"]\n')}`, /client 'x': key 'target': 53\/udp: a client's routes are TCP only/],
+      [`server = 50000\n${client('x', a, 'allow = ["53/udp"]\n')}`, /client 'x': key 'allow': 53\/udp: a client's allowed ports are TCP only/],
+      [`server = 50000\nallow = ["53/udp"]\n${client('x', a)}`, /ports, target and allow go in each client's table/],
       [`server = 50000\n${client('x', a)}`.replace('[[client]]', '[[client]]').replace(`secret-file = "${a}"\n`, ''), /client 'x': key 'secret-file': missing/],
     ];
     for (const [text, pattern] of cases) {
