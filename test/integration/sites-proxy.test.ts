@@ -94,3 +94,33 @@ test('a server with clients refuses /udp entry ports (UDP serves one partner)', 
     (err: unknown) => err instanceof TcpipeError && /client 'x': \/udp ports are for a server without clients/.test(err.message),
   );
 });
+
+test('a site with a /udp route is refused at the handshake by a server with clients (it offers no capability udp), logged on both sides', async (t) => {
+  const secret = generateSecret();
+  const serverLog = captureLog('server');
+  const server = await startServer({
+    port: 0,
+    host: LINK_HOST,
+    clients: [{ name: 'site-a', secret: [secret], ports: [] }],
+    logger: serverLog.logger,
+    heartbeatSeconds: 5,
+    limits: TEST_LIMITS,
+  });
+  t.after(() => server.stop());
+  const clientLog = captureLog('site-a');
+  const client = await startClient({
+    host: LINK_HOST,
+    port: server.linkAddress?.port ?? 0,
+    proxy: null,
+    secret,
+    routes: [{ port: 5353, host: TARGET_HOST, protocol: 'udp' }],
+    logger: clientLog.logger,
+    heartbeatSeconds: 5,
+    limits: TEST_LIMITS,
+  });
+  t.after(() => client.stop());
+  const line = /lacks capability 'udp', which the \/udp route for port 5353 needs/;
+  await clientLog.waitFor(line, 5000);
+  await serverLog.waitFor(line, 5000);
+  assert.equal(server.linkUp, false);
+});
