@@ -2,7 +2,7 @@
  * One server, many sites, at scale (issue 19): N clients (default 1000), each with its
  * own secret, held by one server process (the CLI, with N [[client]] tables).
  *
- *   node dist/bench/sites-scale.js [--clients=1000] [--idle=20]
+ *   npm run build && npm run build:bench && node dist/bench/sites-scale.js [--clients=1000] [--idle=20]
  *
  * Reports: the server's memory per idle client link (RSS and heap growth over N links,
  * against the same server with one partner, with and without a secret), its CPU for
