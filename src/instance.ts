@@ -1,6 +1,7 @@
 /**
- * One tcpipe instance: the link (server or client side), the entry ports and
- * the exit dialer, wired together. The public API (index.ts) starts one.
+ * One tcpipe instance: the link (server or client side), its sites (entry
+ * ports, exit dialer and session of each partner: site.ts) and the UDP relay
+ * (one partner only), wired together. The public API (index.ts) starts one.
  */
 import { EventEmitter } from 'node:events';
 import type net from 'node:net';
@@ -8,9 +9,7 @@ import { systemClock, type Clock } from './clock.js';
 import { DEFAULTS } from './config/defaults.js';
 import type { Logger } from './log/logger.js';
 import { silentLogger } from './log/logger.js';
-import { EntryPorts } from './endpoints/entry.js';
-import { ExitDialer } from './endpoints/exit.js';
-import type { StreamPipe } from './endpoints/pipe.js';
+import type { RouteTable } from './endpoints/routes.js';
 import { LinkClient } from './link/client.js';
 import { describeProxy } from './link/proxy.js';
 import { clientProxy, clientTarget, linkSettingsFrom, requirementsFrom, routeTable, securityFrom, udpRequirement, udpRouteTable } from './config/resolve.js';
@@ -23,28 +22,13 @@ import type { ResumeInfo, Session, SessionEnd } from './mux/session.js';
 import { LinkReport } from './link-report.js';
 import type { Stream } from './mux/stream.js';
 import { VERSION } from './version.js';
-import type {
-  ClientOptions,
-  Limits,
-  RefusalKind,
-  ReloadableOptions,
-  ServerOptions,
-  StreamCloseInfo,
-  TcpipeEvents,
-  TcpipeStatus,
-} from './options.js';
-import { ResetCode } from './protocol/constants.js';
+import type { ClientOptions, Limits, LiveOptions, ReloadableOptions, ServerOptions, SiteOptions, TcpipeEvents, TcpipeStatus } from './options.js';
+import { Capability, GoAwayCode, ResetCode } from './protocol/constants.js';
 import type { LinkSecurity } from './link/security.js';
-import { formatAddress } from './link/transport.js';
-
-const KIND_BY_RESET: Readonly<Record<number, RefusalKind>> = Object.freeze({
-  [ResetCode.TARGET_REFUSED]: 'target_refused',
-  [ResetCode.TARGET_UNREACHABLE]: 'target_unreachable',
-  [ResetCode.NOT_ALLOWED]: 'not_allowed',
-  [ResetCode.LIMIT]: 'limit',
-});
-
-
+import { ErrorCodes, TcpipeError } from './errors.js';
+import { listenKey, Site, type SiteSettings } from './site.js';
+import { SiteDirectory } from './site-directory.js';
+import { applyPortChanges, applySites, listenSpecs, portChange, udpSpecs } from './site-reload.js';
 
 export type {
   ClientOptions,
@@ -55,6 +39,9 @@ export type {
   ReloadableOptions,
   RouteSpec,
   ServerOptions,
+  SiteOptions,
+  LiveOptions,
+  ClientStatus,
   StreamCloseInfo,
   StreamInfo,
   TcpipeEvents,
@@ -62,32 +49,27 @@ export type {
 } from './options.js';
 
 export class Tcpipe extends EventEmitter<TcpipeEvents> {
-  private session: Session | null = null;
-  private readonly entry: EntryPorts;
-  private readonly exit: ExitDialer;
-  private readonly udp: UdpRelay;
-  private readonly udpEntry: UdpEntryPorts;
-  private readonly udpExit: UdpExitDialer;
-  private readonly pipes = new Map<StreamPipe, string>();
+  /** One site ('') without `clients`; one per client with them. */
+  private readonly sites = new Map<string, Site>();
+  /** A server with `clients`: who is who on the link. */
+  private directory: SiteDirectory | null = null;
   private linkServer: LinkServer | null = null;
   private linkClient: LinkClient | null = null;
   private readonly abort = new AbortController();
   private loop: Promise<void> = Promise.resolve();
   private serverAddress: net.AddressInfo | null = null;
   private stopping: Promise<void> | null = null;
-  private linkPeer = '';
-  private linkUpSince = 0;
-  private linksUp = 0;
-  private streamsTotal = 0;
-  private pastBytesIn = 0;
-  private pastBytesOut = 0;
+  private reconfiguring: Promise<unknown> = Promise.resolve();
   private readonly limits: Limits;
   private readonly linkSettings: LinkSettings;
-  /** Sessions whose HELLOs both listed capability origin. */
-  private readonly originSessions = new WeakSet<Session>();
+  /** UDP flows: the one partner's only (a server with `clients` takes no /udp ports). */
+  private readonly udp: UdpRelay;
+  private readonly udpEntry: UdpEntryPorts;
+  private readonly udpExit: UdpExitDialer;
   private readonly security: LinkSecurity;
   private readonly logger: Logger;
   private readonly clock: Clock;
+  private readonly siteSettings: SiteSettings;
 
   constructor(
     private readonly role: 'server' | 'client',
@@ -98,57 +80,34 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     if (options.heartbeatSeconds !== undefined) this.limits.heartbeatSeconds = options.heartbeatSeconds;
     this.logger = options.logger ?? silentLogger;
     this.clock = options.clock ?? systemClock;
-    this.security = securityFrom(options);
-    this.linkSettings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, [...requirementsFrom(options), ...udpRequirement(options)]);
     const keepAliveMs = Math.max(1000, Math.floor((this.limits.heartbeatSeconds * 1000) / 2));
-    const listen = (options.ports ?? []).map((p) => (typeof p === 'number' ? { port: p } : p));
+    this.siteSettings = {
+      onePerPort: options.onePerPort ?? false,
+      keepAliveMs,
+      connectTimeoutMs: this.limits.connectTimeoutMs,
+      acceptProxyProtocol: options.acceptProxyProtocol ?? false,
+      proxyHeaderTimeoutMs: this.limits.proxyHeaderTimeoutMs,
+    };
+    const clients = role === 'server' ? ((options as ServerOptions).clients ?? []) : [];
+    const requirements = [...requirementsFrom({ ...options, routes: [...(options.routes ?? []), ...clients.flatMap((c) => c.routes ?? [])] }), ...udpRequirement(options)];
+    const settings = linkSettingsFrom(this.limits, options.resumeSeconds ?? 0, requirements);
+    // A server with clients relays no UDP: it does not offer capability udp, so a site with /udp routes is told so at the handshake.
+    this.linkSettings = clients.length > 0 ? { ...settings, capabilities: settings.capabilities.filter((c) => c !== Capability.UDP) } : settings;
     this.udp = new UdpRelay({ maxFlows: this.limits.udpMaxFlows, idleMs: this.limits.udpTimeoutSeconds * 1000 }, this.clock, this.logger);
-    this.udpEntry = new UdpEntryPorts(listen.filter((p) => p.protocol === 'udp'), this.udp, this.clock, this.logger);
-    this.udpExit = new UdpExitDialer(udpRouteTable(options), this.udp, this.clock, this.logger);
-    this.entry = new EntryPorts(
-      {
-        listen: listen.filter((p) => p.protocol !== 'udp'),
-        onePerPort: options.onePerPort ?? false,
-        keepAliveMs,
-        acceptProxyProtocol: options.acceptProxyProtocol ?? false,
-        proxyHeaderTimeoutMs: this.limits.proxyHeaderTimeoutMs,
-      },
-      {
-        currentSession: () => this.session,
-        carriesOrigin: (session) => this.originSessions.has(session),
-        onBadProxyHeader: (port, peer, reason) => {
-          this.logger.warn('proxy_header', `closed connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
-          this.emit('refused', { port, peer, reason, kind: 'bad_proxy_header' });
-        },
-        onRefused: (port, peer, reason, session) => {
-          this.logger.warn('stream_refused', `refused connection on port ${port} from ${peer}: ${reason}`, { port, peer, reason });
-          this.emit('refused', { port, peer, reason, kind: session === null ? 'no_partner' : 'link_full' });
-        },
-        onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
-        onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
-      },
-      this.clock,
-      this.logger,
-    );
-    this.exit = new ExitDialer(
-      {
-        routes: routeTable(options),
-        connectTimeoutMs: this.limits.connectTimeoutMs,
-        keepAliveMs,
-      },
-      {
-        onRefused: (stream, reason) => {
-          this.logger.warn('stream_refused', `refused stream ${stream.id} for port ${stream.port} from the partner: ${reason}`, {
-            port: stream.port,
-            stream: stream.id,
-            reason,
-          });
-          this.emit('refused', { port: stream.port, peer: 'partner', reason, kind: 'not_allowed' });
-        },
-        onPipe: (pipe, peer) => this.pipeOpened(pipe, peer),
-        onClosed: (pipe, reason) => this.pipeClosed(pipe, reason),
-      },
-    );
+    this.udpEntry = new UdpEntryPorts(clients.length > 0 ? [] : udpSpecs(options.ports), this.udp, this.clock, this.logger);
+    this.udpExit = new UdpExitDialer(udpRouteTable(clients.length > 0 ? {} : options), this.udp, this.clock, this.logger);
+    if (clients.length > 0) {
+      if (options.secret !== undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'with clients, each client has its own secret: give no top-level secret');
+      const udpPort = clients.find((c) => udpSpecs(c.ports).length > 0);
+      if (udpPort !== undefined) throw new TcpipeError(ErrorCodes.CONFIG, `client '${udpPort.name}': /udp ports are for a server without clients`);
+      if (udpSpecs(options.ports).length > 0) throw new TcpipeError(ErrorCodes.CONFIG, '/udp ports are for a server without clients');
+      this.directory = new SiteDirectory(clients, options.tls);
+      this.security = this.directory.security;
+      for (const c of clients) this.sites.set(c.name, this.newSite(c.name, c));
+    } else {
+      this.security = securityFrom(options);
+      this.sites.set('', this.newSite('', options));
+    }
   }
 
   /** The link listener's address (server only). */
@@ -156,9 +115,14 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     return this.serverAddress;
   }
 
-  /** The entry ports' bound addresses, in the order given. */
+  /** The entry ports' bound addresses, in the order given (every site's, by site). */
   get entryAddresses(): net.AddressInfo[] {
-    return this.entry.addresses();
+    return [...this.sites.values()].flatMap((site) => site.addresses());
+  }
+
+  /** One site's entry addresses (a server with `clients`). */
+  clientAddresses(name: string): net.AddressInfo[] {
+    return this.sites.get(name)?.addresses() ?? [];
   }
 
   /** The /udp entry ports' bound addresses, in the order given. */
@@ -166,12 +130,15 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     return this.udpEntry.addresses();
   }
 
+  /** The link is up (with `clients`: some client's link). */
   get linkUp(): boolean {
-    return this.session !== null && !this.session.isEnded && !this.session.isHeld;
+    return [...this.sites.values()].some((site) => site.linkUp);
   }
 
   get openStreams(): number {
-    return this.pipes.size;
+    let n = 0;
+    for (const site of this.sites.values()) n += site.pipes.size;
+    return n;
   }
 
   /** Binds the entry ports and the link (server) or starts dialing (client). */
@@ -182,11 +149,14 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
         'no secret: the link is neither authenticated nor encrypted, and anyone who can reach it can pose as the partner (see tcpipe keygen)',
       );
     }
-    await this.entry.listen();
+    const clients = this.role === 'server' ? ((this.options as ServerOptions).clients ?? []) : [];
     try {
+      if (this.directory === null) await this.sites.get('')?.listen(listenSpecs(this.options.ports));
+      else for (const c of clients) await this.sites.get(c.name)?.listen(listenSpecs(c.ports));
       await this.udpEntry.listen();
     } catch (err) {
-      this.entry.stop();
+      for (const site of this.sites.values()) site.stopListening();
+      this.udpEntry.stop();
       throw err;
     }
     const settings = this.linkSettings;
@@ -194,6 +164,7 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     const software = `tcpipe/${VERSION} node/${process.versions.node}`;
     if (this.role === 'server') {
       const o = this.options as ServerOptions;
+      const directory = this.directory;
       this.linkServer = new LinkServer(
         {
           port: o.port,
@@ -205,15 +176,17 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
           security: this.security,
           transports: new Set(o.transports ?? ['tcp', 'ws']),
           wsPath: o.wsPath ?? '/tcpipe',
+          ...(directory !== null ? { identify: (identity) => (this.directory ?? directory).identify(identity) } : {}),
         },
         handlers,
         this.clock,
         this.logger,
       );
+      if (directory !== null) this.linkServer.setSecurity(directory.security, directory.names);
       try {
         this.serverAddress = await this.linkServer.listen();
       } catch (err) {
-        this.entry.stop();
+        for (const site of this.sites.values()) site.stopListening();
         this.udpEntry.stop();
         throw err;
       }
@@ -247,13 +220,61 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
    * streams stay; new streams follow the new table. Returns the changes made.
    */
   reload(options: ReloadableOptions): string[] {
+    const site = this.sites.get('');
+    if (site === undefined) throw new TcpipeError(ErrorCodes.CONFIG, 'this server has clients: use reconfigure with the clients');
     const next = routeTable(options);
     const nextUdp = udpRouteTable(options);
-    const changes = this.exit.routeTable.describeChanges(next);
+    const changes = site.routes.describeChanges(next);
     for (const change of this.udpExit.routeTable.describeChanges(nextUdp)) changes.push(`udp: ${change}`);
-    this.exit.setRoutes(next);
+    site.setRoutes(next);
     this.udpExit.setRoutes(nextUdp);
     return changes;
+  }
+
+  /**
+   * SIGHUP: applies a new configuration in place: routes, entry ports and (a server
+   * with `clients`) added, removed and changed clients. What did not change is not
+   * touched. Rejects, changing nothing, if the new configuration is refused.
+   */
+  reconfigure(next: LiveOptions): Promise<string[]> {
+    const run = this.reconfiguring.then(() => this.applyLive(next));
+    this.reconfiguring = run.catch(() => undefined);
+    return run;
+  }
+
+  private async applyLive(next: LiveOptions): Promise<string[]> {
+    const clients = next.clients ?? [];
+    if ((clients.length > 0) !== (this.directory !== null)) {
+      throw new TcpipeError(ErrorCodes.CONFIG, 'switching between one partner and [[client]] tables needs a restart');
+    }
+    if (this.directory === null) {
+      const site = this.sites.get('');
+      if (site === undefined) return [];
+      const changes = this.reload(next);
+      if (next.ports === undefined) return changes;
+      const udpKeys = (ports: LiveOptions['ports']): string => JSON.stringify(udpSpecs(ports).map(listenKey));
+      if (udpKeys(next.ports) !== udpKeys(this.options.ports)) {
+        this.logger.warn('reload', 'changes to the /udp ports need a restart; they were not applied');
+      }
+      return [...changes, ...(await applyPortChanges([portChange(site, listenSpecs(next.ports))], this.logger))];
+    }
+    const directory = new SiteDirectory(clients, this.options.tls);
+    return applySites(
+      {
+        sites: this.sites,
+        before: this.directory,
+        after: directory,
+        newSite: (c) => this.newSite(c.name, c, next.proxyProtocol),
+        routes: (c) => siteRoutes(c, next.proxyProtocol),
+        commit: (d) => {
+          this.directory = d;
+          this.linkServer?.setSecurity(d.security, d.names);
+        },
+        dropClient: (name, reason) => this.linkServer?.dropClient(name, reason),
+        logger: this.logger,
+      },
+      clients,
+    );
   }
 
   /** Stops accepting, says goodbye to the partner, closes every connection. */
@@ -263,18 +284,18 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
   }
 
   private async doStop(reason: string): Promise<void> {
-    this.entry.stop();
+    for (const site of this.sites.values()) site.stopListening();
     this.udpEntry.stop();
     this.udp.stop();
     this.linkServer?.stop(reason);
     this.abort.abort();
     await this.loop;
-    for (const pipe of [...this.pipes.keys()]) pipe.abort(ResetCode.SHUTDOWN, reason);
-    if (this.pipes.size === 0) return;
+    for (const site of this.sites.values()) site.abortAll(reason);
+    if (this.openStreams === 0) return;
     await new Promise<void>((resolve) => {
       const timer = this.clock.setTimer(this.limits.shutdownGraceMs, resolve);
       const check = (): void => {
-        if (this.pipes.size > 0) return;
+        if (this.openStreams > 0) return;
         timer.cancel();
         this.off('stream-close', check);
         resolve();
@@ -283,28 +304,42 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
     });
   }
 
+  private newSite(name: string, options: SiteOptions | ReloadableOptions, proxyProtocol = this.options.proxyProtocol): Site {
+    return new Site(name, siteRoutes(options, proxyProtocol), this.siteSettings, this, this.clock, this.logger);
+  }
+
+  private siteOf(peer: LinkPeer): Site | undefined {
+    return this.sites.get(peer.client ?? '');
+  }
+
   private linkHandlers(): LinkHandlers {
     const report = new LinkReport(this.logger, this, this.options.resumeSeconds ?? 0);
     return {
-      onStreamRequest: (stream: Stream) => this.exit.handleStreamRequest(stream),
+      onStreamRequest: (stream: Stream, peer: LinkPeer) => {
+        const site = this.siteOf(peer);
+        if (site !== undefined) site.handleStreamRequest(stream);
+        else stream.reset(ResetCode.NOT_ALLOWED, 'this client was removed from the configuration');
+      },
       onSessionUp: (session: Session, peer: LinkPeer) => {
-        this.udp.sessionUp(session, peer.hello);
-        this.session = session;
-        if (originNegotiated(this.linkSettings, peer.hello)) this.originSessions.add(session);
-        else this.originSessions.delete(session);
-        this.linkPeer = peer.address;
-        this.linkUpSince = Date.now();
-        this.linksUp++;
+        const site = this.siteOf(peer);
+        if (site === undefined) {
+          session.goAway(GoAwayCode.NORMAL, 'this client was removed from the configuration');
+          return;
+        }
+        if (this.directory === null) this.udp.sessionUp(session, peer.hello);
+        site.sessionUp(session, peer, originNegotiated(this.linkSettings, peer.hello));
         report.up(peer);
       },
       onSessionDown: (session: Session, end: SessionEnd, peer: LinkPeer) => {
-        if (this.session === session) this.session = null;
+        const site = this.siteOf(peer);
+        site?.sessionDown(session);
         this.udp.sessionDown(session);
-        this.pastBytesIn += session.bytesIn;
-        this.pastBytesOut += session.bytesOut;
-        report.down(peer, end, this.pipes.size);
+        report.down(peer, end, site?.pipes.size ?? 0);
       },
-      onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => report.held(peer, end, session.streamCount),
+      onSessionHeld: (session: Session, end: SessionEnd, peer: LinkPeer) => {
+        this.siteOf(peer)?.sessionHeld();
+        report.held(peer, end, session.streamCount);
+      },
       onSessionResumed: (_session: Session, peer: LinkPeer, info: ResumeInfo) => report.resumed(peer, info),
       onDatagramFrame: (_session: Session, frame) => this.udp.handleFrame(frame),
     };
@@ -317,104 +352,33 @@ export class Tcpipe extends EventEmitter<TcpipeEvents> {
 
   /** A snapshot for `tcpipe status` and the metrics. */
   status(): TcpipeStatus {
-    const session = this.session;
     const now = this.clock.now();
-    const current = session !== null && !session.isEnded && !session.isHeld ? session : null;
+    const sites = [...this.sites.values()];
+    let linksUp = 0;
+    let streamsTotal = 0;
+    let bytesIn = 0;
+    let bytesOut = 0;
+    for (const site of sites) {
+      linksUp += site.linksUp;
+      streamsTotal += site.streamsTotal;
+      bytesIn += site.bytes.bytesIn;
+      bytesOut += site.bytes.bytesOut;
+    }
     return {
       role: this.role,
-      link:
-        current === null
-          ? null
-          : {
-              peer: this.linkPeer,
-              upSince: this.linkUpSince,
-              rttMs: current.roundTrip.smoothed,
-              bytesIn: current.bytesIn,
-              bytesOut: current.bytesOut,
-              bufferedBytes: current.bufferedBytes,
-            },
-      linksUp: this.linksUp,
-      streamsTotal: this.streamsTotal,
-      bytesIn: this.pastBytesIn + (current?.bytesIn ?? 0),
-      bytesOut: this.pastBytesOut + (current?.bytesOut ?? 0),
-      streams: [...this.pipes].map(([pipe, peer]) => ({
-        id: pipe.stream.id,
-        port: pipe.stream.port,
-        side: pipe.stream.isEntry ? ('entry' as const) : ('exit' as const),
-        peer,
-        ageMs: now - pipe.stream.openedAt,
-        bytesIn: pipe.stream.receivedBytes,
-        bytesOut: pipe.stream.sentBytes,
-      })),
+      link: this.directory === null ? (this.sites.get('')?.linkStatus() ?? null) : null,
+      linksUp,
+      streamsTotal,
+      bytesIn,
+      bytesOut,
+      streams: sites.flatMap((site) => site.streams(now)),
+      ...(this.directory !== null ? { clients: sites.map((site) => site.clientStatus()) } : {}),
       udp: { ...this.udp.stats(), flowList: this.udp.flows() },
     };
   }
-
-  private pipeOpened(pipe: StreamPipe, peer: string): void {
-    this.pipes.set(pipe, peer);
-    this.streamsTotal++;
-    const { stream } = pipe;
-    const side = stream.isEntry ? 'entry' : 'exit';
-    // The exit side names the user too when the OPEN carried the origin (capability origin).
-    const user = !stream.isEntry && stream.origin !== null ? formatAddress(stream.origin.sourceAddress, stream.origin.sourcePort) : null;
-    this.logger.debug('stream_open', `stream ${stream.id} open on port ${stream.port} (${side}, ${peer}${user !== null ? `, user ${user}` : ''})`, {
-      stream: stream.id,
-      port: stream.port,
-      peer,
-      ...(user !== null ? { user } : {}),
-    });
-    this.emit('stream-open', { id: stream.id, port: stream.port, side, peer });
-  }
-
-  private pipeClosed(pipe: StreamPipe, reason: string): void {
-    const { stream } = pipe;
-    const peer = this.pipes.get(pipe);
-    const side = stream.isEntry ? 'entry' : 'exit';
-    if (peer === undefined) {
-      // Never opened: the target could not be reached, or the link refused it.
-      if (reason !== '') {
-        this.logger.warn('stream_failed', `port ${stream.port}: ${reason}`, { port: stream.port, stream: stream.id, reason });
-      }
-      this.emit('refused', {
-        port: stream.port,
-        peer: side === 'entry' ? 'user' : 'partner',
-        reason,
-        kind: KIND_BY_RESET[pipe.closeCode] ?? 'other',
-      });
-      return;
-    }
-    this.pipes.delete(pipe);
-    if (side === 'entry' && !pipe.accepted && pipe.closeCode >= 0 && pipe.closeCode !== ResetCode.SHUTDOWN) {
-      // The partner refused the stream (or could not reach its target): say so here too.
-      this.logger.warn('stream_refused', `connection from ${peer} on port ${stream.port} refused by the partner: ${reason}`, {
-        port: stream.port,
-        stream: stream.id,
-        peer,
-        reason,
-      });
-      this.emit('refused', { port: stream.port, peer, reason, kind: KIND_BY_RESET[pipe.closeCode] ?? 'other' });
-    }
-    const durationMs = this.clock.now() - stream.openedAt;
-    const info: StreamCloseInfo = {
-      id: stream.id,
-      port: stream.port,
-      side,
-      peer,
-      durationMs,
-      bytesIn: stream.receivedBytes,
-      bytesOut: stream.sentBytes,
-      reason,
-    };
-    const text = `stream ${stream.id} closed on port ${stream.port} after ${(durationMs / 1000).toFixed(2)}s: ${stream.receivedBytes} B in, ${stream.sentBytes} B out${reason ? ` (${reason})` : ''}`;
-    this.logger.debug('stream_close', text, {
-      stream: stream.id,
-      port: stream.port,
-      peer,
-      bytes_in: stream.receivedBytes,
-      bytes_out: stream.sentBytes,
-      reason: reason || undefined,
-    });
-    this.emit('stream-close', info);
-  }
 }
 
+/** A site's TCP routes: a client's routes take the server's --proxy-protocol where they do not choose. */
+function siteRoutes(options: SiteOptions | ReloadableOptions, proxyProtocol: ReloadableOptions['proxyProtocol']): RouteTable {
+  return routeTable({ ...options, ...(proxyProtocol !== undefined ? { proxyProtocol } : {}) });
+}

@@ -18,8 +18,8 @@ export class LinkReport {
   ) {}
 
   up(peer: LinkPeer): void {
-    this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})`, { peer: peer.address });
-    this.events.emit('link-up', { peer: peer.address });
+    this.logger.info('link_up', `link up with ${peer.address} (${peer.hello.software || 'unknown software'})${of(peer)}`, { peer: peer.address, ...who(peer) });
+    this.events.emit('link-up', { peer: peer.address, ...who(peer) });
   }
 
   /** The session ended; `streams` connections close with it. */
@@ -29,29 +29,39 @@ export class LinkReport {
       const event = code === ErrorCodes.RESUME_EXPIRED ? 'resume_expired' : 'resume_failed';
       this.logger.warn(event, `${end.reason}; closing ${streams} held connections`, { peer: peer.address, reason: end.reason, streams });
     } else {
-      this.logger.info('link_down', `link down with ${peer.address}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
+      this.logger.info('link_down', `link down with ${peer.address}${of(peer)}: ${end.reason}${streams > 0 ? ` (closing ${streams} connections)` : ''}`, {
         peer: peer.address,
         reason: end.reason,
+        ...who(peer),
       });
     }
-    this.events.emit('link-down', { peer: peer.address, reason: end.reason });
+    this.events.emit('link-down', { peer: peer.address, reason: end.reason, ...who(peer) });
   }
 
   held(peer: LinkPeer, end: SessionEnd, streams: number): void {
     this.logger.warn(
       'link_held',
-      `link lost with ${peer.address}: ${end.reason}; holding ${streams} connections for up to ${this.graceSeconds}s to resume`,
+      `link lost with ${peer.address}${of(peer)}: ${end.reason}; holding ${streams} connections for up to ${this.graceSeconds}s to resume`,
       { peer: peer.address, reason: end.reason, streams },
     );
     this.events.emit('link-held', { peer: peer.address, reason: end.reason, streams });
   }
 
   resumed(peer: LinkPeer, info: ResumeInfo): void {
-    this.logger.info('link_resumed', `link resumed with ${peer.address}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
+    this.logger.info('link_resumed', `link resumed with ${peer.address}${of(peer)}: ${info.streams} connections resumed, ${info.replayedBytes} bytes sent again`, {
       peer: peer.address,
       streams: info.streams,
       replayed_bytes: info.replayedBytes,
     });
     this.events.emit('link-resumed', { peer: peer.address, streams: info.streams, replayedBytes: info.replayedBytes });
   }
+}
+
+/** A server with many sites names the client in its link lines and events. */
+function who(peer: LinkPeer): { client?: string } {
+  return peer.client !== undefined ? { client: peer.client } : {};
+}
+
+function of(peer: LinkPeer): string {
+  return peer.client !== undefined ? `, client '${peer.client}'` : '';
 }

@@ -70,9 +70,42 @@ export interface RouteSpec {
 /** What SIGHUP (or `reload`) may change without touching the link. */
 export type ReloadableOptions = Pick<CommonOptions, 'target' | 'routes' | 'allow' | 'allowUdp' | 'proxyProtocol'>;
 
+/**
+ * One site of a server that serves many (`[[client]]` in the file): the client
+ * that proves this secret (or presents a certificate with this name) is this
+ * site; the site's entry ports relay to it alone, and its streams go through
+ * its own target, routes and allowed ports.
+ */
+export interface SiteOptions {
+  /** Names the site in logs, metrics (`client` label) and status. */
+  readonly name: string;
+  /** The site's secret (or several, for rotation): its TLS PSK identity tells the server who dialed. */
+  readonly secret?: readonly (string | Secret)[];
+  /** With certificates: the name in the site's certificate (subject CN or a DNS SAN). */
+  readonly certName?: string;
+  readonly ports?: readonly (number | ListenSpec)[];
+  readonly target?: string;
+  readonly routes?: readonly RouteSpec[];
+  readonly allow?: readonly number[];
+}
+
+/** What `Tcpipe.reconfigure` (SIGHUP) applies in place: entry ports too, and the sites. */
+export interface LiveOptions extends ReloadableOptions {
+  /** The one partner's entry ports (absent: unchanged). */
+  readonly ports?: readonly (number | ListenSpec)[];
+  /** A server with clients: the whole new list. */
+  readonly clients?: readonly SiteOptions[];
+}
+
 export interface ServerOptions extends CommonOptions {
   /** Port the link listens on (0 picks a free one: see `linkAddress`). */
   readonly port: number;
+  /**
+   * Many sites: one partner per site, told apart by its secret or certificate
+   * name. Without it (or empty at start) the server takes one partner, as the seed says;
+   * the top-level ports, target, routes and allow are then unused.
+   */
+  readonly clients?: readonly SiteOptions[];
   readonly host?: string;
   /** Link transports accepted on the port (default both: told apart by the first bytes). */
   readonly transports?: readonly ('tcp' | 'ws')[];
@@ -100,6 +133,8 @@ export interface ClientOptions extends CommonOptions {
 }
 
 export interface StreamInfo {
+  /** The site (a server with `clients`); absent otherwise. */
+  readonly client?: string;
   readonly id: number;
   readonly port: number;
   /** 'entry': a user application connected here; 'exit': this side connected to the target. */
@@ -130,6 +165,8 @@ export type RefusalKind =
   | 'other';
 
 export interface RefusedInfo {
+  /** The site (a server with `clients`); absent otherwise. */
+  readonly client?: string;
   readonly port: number;
   readonly peer: string;
   readonly reason: string;
@@ -154,13 +191,33 @@ export interface TcpipeStatus {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly streams: readonly (StreamInfo & { readonly ageMs: number; readonly bytesIn: number; readonly bytesOut: number })[];
+  /** A server with `clients`: each site's link and traffic. */
+  readonly clients?: readonly ClientStatus[];
   /** UDP flows and their counters (in: from the partner, out: to it). */
   readonly udp: UdpStats & { readonly flowList: readonly UdpFlowInfo[] };
 }
 
+export interface ClientStatus {
+  readonly name: string;
+  readonly link: {
+    readonly peer: string;
+    readonly upSince: number;
+    readonly rttMs: number;
+    readonly bufferedBytes: number;
+  } | null;
+  /** Links this client made since start (or since it was added). */
+  readonly linksUp: number;
+  /** Since when the link has been down (start, or the last link's end); null while up. */
+  readonly downSince: number | null;
+  readonly openStreams: number;
+  /** DATA bytes from / to this site since start. */
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+}
+
 export interface TcpipeEvents {
-  'link-up': [{ peer: string }];
-  'link-down': [{ peer: string; reason: string }];
+  'link-up': [{ peer: string; client?: string }];
+  'link-down': [{ peer: string; reason: string; client?: string }];
   /** Resumption: the link was lost and `streams` connections are held for the next one. */
   'link-held': [{ peer: string; reason: string; streams: number }];
   /** Resumption: the held connections flow again on a new link. */

@@ -3,13 +3,16 @@
  * or a UsageError with a one-line reason (the CLI prints it with the usage
  * and exits 2).
  */
-import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.js';
 import type { ListenSpec } from '../endpoints/entry.js';
-import type { RouteSpec } from '../instance.js';
-import { readConfigFile, type OptionValues } from '../config/file.js';
-import { parseProxyFlags, parseRouteOptions } from './proxy-args.js';
+import type { RouteSpec, SiteOptions } from '../instance.js';
+import { CLIENT_TABLES, readConfigFile, type OptionValues } from '../config/file.js';
+import { sitesOf } from '../config/site-args.js';
+import { parseProxyFlags } from './proxy-args.js';
+import { parseHostPort, parsePort, parsePortList, parseTargets } from './port-args.js';
+
+export { MAX_PORT_RANGE, parseHostPort, parsePort, parsePortList, parsePortRange, parseTargets, splitProtocol } from './port-args.js';
 
 export type LogFormat = 'text' | 'json';
 
@@ -53,6 +56,8 @@ export interface RunCommand {
   readonly wsCaFile: string | undefined;
   /** --metrics=HOST:PORT: where to serve Prometheus metrics and status. */
   readonly metrics: { readonly host: string; readonly port: number } | undefined;
+  /** A server's `[[client]]` tables (config file only): many sites, one partner each. */
+  readonly sites?: readonly SiteOptions[];
   /** --proxy-protocol: the PROXY header written to targets (routes may choose their own). */
   readonly proxyProtocol: 'v1' | 'v2' | undefined;
   /** --accept-proxy-protocol: entry connections start with a load balancer's PROXY header. */
@@ -130,8 +135,9 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
     merged[key] = Array.isArray(value) && !MULTIPLE.has(key) ? value.join(',') : value;
     fromFile.add(key);
   }
+  let command: Command;
   try {
-    return validate(merged as typeof values, positionals);
+    command = validate(merged as typeof values, positionals, file[CLIENT_TABLES] !== undefined);
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     // Name the file and key when the bad value came from the file.
@@ -140,11 +146,14 @@ export function parseCommandLine(argv: readonly string[], parseOptions: ParseOpt
     if (label === null || key === undefined || !fromFile.has(key)) throw err;
     throw new UsageError(`config ${configPath}: key '${key}': ${err.message.slice(label[0].length)}`);
   }
+  const tables = file[CLIENT_TABLES];
+  return tables === undefined || command.kind !== 'run' ? command : { ...command, sites: sitesOf(command, tables) };
 }
 
 type ParsedValues = ReturnType<typeof parseArgs<{ args: string[]; options: typeof OPTIONS; allowPositionals: true; strict: true }>>['values'];
 
-function validate(values: ParsedValues, positionals: readonly string[]): Command {
+/** `clientTables`: the file has [[client]] tables, whose ports count as entry ports. */
+function validate(values: ParsedValues, positionals: readonly string[], clientTables = false): Command {
   if (values.verbose === true && values.quiet === true) throw new UsageError('-v/--verbose and -q/--quiet cannot be used together');
   const verbosity = values.verbose === true ? 'verbose' : values.quiet === true ? 'quiet' : 'normal';
 
@@ -283,7 +292,7 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
     }
   }
 
-  const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0);
+  const { proxyProtocol, acceptProxyProtocol } = parseProxyFlags(values['proxy-protocol'], values['accept-proxy-protocol'] === true, ports.length > 0 || clientTables);
 
   let maxHandshakes: number | undefined;
   if (values['max-handshakes'] !== undefined) {
@@ -329,63 +338,6 @@ function validate(values: ParsedValues, positionals: readonly string[]): Command
   };
 }
 
-export function parsePort(text: string, what: string): number {
-  if (!/^\d{1,5}$/.test(text)) throw new UsageError(`${what}: '${text}' is not a port number (1-65535)`);
-  const port = Number(text);
-  if (port < 1 || port > 65535) throw new UsageError(`${what}: port ${port} is outside 1-65535`);
-  return port;
-}
-
-/** `host:port`, `[v6]:port`. */
-export function parseHostPort(text: string, what: string): { host: string; port: number } {
-  if (text.startsWith('[')) {
-    const v6 = /^\[([^\]]*)\](.*)$/.exec(text);
-    const host = v6?.[1] ?? '';
-    const rest = v6?.[2] ?? '';
-    if (v6 !== null && host === '') throw new UsageError(`${what}: '[]' is not a host name or address`);
-    if (v6 === null || !rest.startsWith(':') || rest === ':') {
-      throw new UsageError(`${what}: '${text}' needs a port, as [${host || '<address>'}]:<port>`);
-    }
-    validateHost(host, what);
-    return { host, port: parsePort(rest.slice(1), what) };
-  }
-  if (isIP(text) === 6) throw new UsageError(`${what}: '${text}' needs a port; write it as [${text}]:<port>`);
-  const colon = text.lastIndexOf(':');
-  if (colon < 0) throw new UsageError(`${what}: '${text}' needs a port, as <host>:<port>`);
-  const host = text.slice(0, colon);
-  if (host.includes(':')) throw new UsageError(`${what}: write an IPv6 address in brackets, as [${host}]:${text.slice(colon + 1)}`);
-  if (host === '') throw new UsageError(`${what}: '${text}' has no host`);
-  validateHost(host, what);
-  return { host, port: parsePort(text.slice(colon + 1), what) };
-}
-
-/** A `/udp` or `/tcp` suffix (default TCP), and the text before it. */
-export function splitProtocol(item: string): { text: string; protocol: 'tcp' | 'udp' } {
-  const m = /^(.*)\/(udp|tcp)$/i.exec(item);
-  if (m === null) return { text: item, protocol: 'tcp' };
-  return { text: m[1] ?? '', protocol: (m[2] ?? '').toLowerCase() === 'udp' ? 'udp' : 'tcp' };
-}
-
-/** `[BIND:]PORT[/udp|/tcp][,...]`. */
-export function parsePortList(text: string, given: boolean, what = '-p/--ports'): ListenSpec[] {
-  if (!given) return [];
-  const specs: ListenSpec[] = [];
-  for (const entry of text.split(',')) {
-    if (entry === '') throw new UsageError(`${what}: empty entry in '${text}'`);
-    const { text: item, protocol } = splitProtocol(entry);
-    if (/\/\w*$/.test(item) || item === '') throw new UsageError(`${what}: '${entry}': a port takes /udp or /tcp, nothing else`);
-    const address: ListenSpec = /^\d+$/.test(item) ? { port: parsePort(item, what) } : parseHostPort(item, what);
-    const spec: ListenSpec = protocol === 'udp' ? { ...address, protocol } : address;
-    // Two listeners clash on one port when either takes every address, or both take the same one (TCP and UDP apart).
-    const clash = specs.some(
-      (o) => o.port === spec.port && (o.protocol ?? 'tcp') === protocol && (o.host === undefined || spec.host === undefined || o.host === spec.host),
-    );
-    if (clash) throw new UsageError(`${what}: port ${spec.port}${protocol === 'udp' ? '/udp' : ''} is listed twice`);
-    specs.push(spec);
-  }
-  return specs;
-}
-
 /** A size in bytes, with an optional K, M or G suffix (powers of 1024). */
 export function parseSize(text: string, what: string, min: number, max: number): number {
   const m = /^(\d+)([KMG]?)i?B?$/i.exec(text);
@@ -395,54 +347,6 @@ export function parseSize(text: string, what: string, min: number, max: number):
     throw new UsageError(`${what} must be a size from ${min / 1024} KiB to ${max / 1024 ** 2} MiB (like 16M), not '${text}'`);
   }
   return value;
-}
-
-/** `-t HOST` (once) and `-t PORT=HOST[:TPORT][,OPTION...]` (any number, one per port). */
-export function parseTargets(items: readonly string[]): { target: string | undefined; routes: RouteSpec[] } {
-  let target: string | undefined;
-  const routes: RouteSpec[] = [];
-  const seen = new Set<number>();
-  for (const item of items) {
-    const eq = item.indexOf('=');
-    const comma = item.indexOf(',');
-    if (comma >= 0 && (eq < 0 || comma < eq)) {
-      throw new UsageError(`-t/--target: '${item}': options follow a route (-t PORT=HOST,proxy-protocol=v2); for every port use --proxy-protocol`);
-    }
-    if (eq < 0) {
-      if (target !== undefined) throw new UsageError(`-t/--target: two default hosts ('${target}' and '${item}'); route one port with -t PORT=HOST[:TPORT]`);
-      const host = item.replace(/^\[(.+)\]$/, '$1');
-      if (host.includes(':') && isIP(host) !== 6) {
-        throw new UsageError(`-t/--target: '${item}' is not a host; to change the port, route it: -t PORT=HOST:TPORT`);
-      }
-      validateHost(host, '-t/--target');
-      target = host;
-      continue;
-    }
-    const what = `-t/--target ${item}`;
-    const { text: portText, protocol } = splitProtocol(item.slice(0, eq));
-    const port = parsePort(portText, what);
-    const key = protocol === 'udp' ? -port : port;
-    if (seen.has(key)) throw new UsageError(`-t/--target: port ${port}${protocol === 'udp' ? '/udp' : ''} has two routes`);
-    seen.add(key);
-    const udp = protocol === 'udp' ? { protocol } : {};
-    const [rest = '', ...options] = item.slice(eq + 1).split(',');
-    const routeOptions = parseRouteOptions(options, what);
-    if (rest === '') throw new UsageError(`${what}: no host after '='`);
-    const withPort = /^\[.+\]:\d+$/.test(rest) || (/^[^:]+:\d+$/.test(rest) && !rest.startsWith('['));
-    if (withPort) {
-      const address = parseHostPort(rest, what);
-      routes.push({ port, host: address.host, targetPort: address.port, ...udp, ...routeOptions });
-    } else {
-      const host = rest.replace(/^\[(.+)\]$/, '$1');
-      validateHost(host, what);
-      routes.push({ port, host, ...udp, ...routeOptions });
-    }
-  }
-  return { target, routes };
-}
-
-function validateHost(host: string, what: string): void {
-  if (host === '' || !/^[A-Za-z0-9._:%-]+$/.test(host)) throw new UsageError(`${what}: '${host}' is not a host name or address`);
 }
 
 function cleanParseError(err: unknown): string {

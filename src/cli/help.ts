@@ -23,14 +23,16 @@ Mode (exactly one):
   -c, --client=ws://<host>:<port>/<path> | wss://...
                                The same, with the link inside a WebSocket: through
                                web-only firewalls and reverse proxies (nginx).
-  -s, --server=<port>          Listen on <port> for one tcpipe client at a time.
+  -s, --server=<port>          Listen on <port> for one tcpipe client at a time
+                               (one per [[client]] table: see --config).
 
 Relaying (both modes, either or both):
   -p, --ports=<port>[,<port>...]
                                Accept user connections on these ports; the partner
                                connects to its target on the same port. A port may
                                be given as <addr>:<port> or [<v6addr>]:<port> to
-                               listen on one address only (default: all addresses).
+                               listen on one address only (default: all addresses),
+                               and a range as <a>-<b> (at most 1000 ports).
                                <port>/udp is a UDP port (5353/udp, [::1]:5353/udp);
                                /tcp may be written, and is the default.
   -t, --target=<host>          Connect to <host> when the partner relays a port,
@@ -68,8 +70,8 @@ Security (both ends alike; without either, tcpipe warns that the link is open):
                                (default: the host it dials).
       --allow=<port>[/udp][,<port>[/udp]...]
                                Ports the partner may ask this side to connect to
-                               (default: any port on the -t host); a UDP port
-                               needs /udp (--allow=53/udp).
+                               (default: any port on the -t host); ranges <a>-<b>;
+                               a UDP port needs /udp (--allow=53/udp).
       --max-handshakes=<n>     Links still in their handshake at once (default ${DEFAULTS.maxPendingHandshakes}).
 
 Windows (see README, Flow control and memory):
@@ -103,7 +105,11 @@ Operation:
                                names as keys (server = 50000, ports = [40000],
                                target = ["appli2", "5432=db:15432"]). Flags on the
                                command line override the file. SIGHUP re-reads it
-                               and applies target, routes and allow in place.
+                               and applies ports, target, routes and allow in place.
+                               A server's file may hold [[client]] tables: many
+                               sites, each with its own secret-file (or cert-name),
+                               ports, target and allow (README, One server, many
+                               sites).
       --metrics=<host>:<port>  Serve Prometheus metrics on /metrics and a status
                                snapshot on /status (for 'tcpipe status').
 

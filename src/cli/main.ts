@@ -37,6 +37,11 @@ function loadSecurity(command: RunCommand): { options: Pick<CommonOptions, 'secr
     }
     return { options: { tls }, warnings: [] };
   }
+  if (command.sites !== undefined) {
+    // Each [[client]] has its own secret file, read with the configuration.
+    const warnings = process.env[SECRET_ENV] !== undefined ? [`${SECRET_ENV} is ignored: each [[client]] has its own secret-file`] : [];
+    return { options: {}, warnings };
+  }
   const loaded = loadSecrets({ file: command.secretFile, env: process.env[SECRET_ENV] });
   return { options: loaded.secrets.length > 0 ? { secret: loaded.secrets } : {}, warnings: loaded.warnings };
 }
@@ -111,28 +116,34 @@ function clientLinkOptions(command: RunCommand): ClientOptions {
   };
 }
 
-/** SIGHUP: re-reads the command line and config file; routes and --allow change in place. */
-function reload(instance: Tcpipe, started: RunCommand, logger: Logger): void {
+/**
+ * SIGHUP: re-reads the command line and config file; routes, --allow (TCP and
+ * UDP), --proxy-protocol, the entry ports and a server's [[client]] tables change in place. A bad file changes nothing.
+ */
+async function reload(instance: Tcpipe, started: RunCommand, logger: Logger): Promise<void> {
   let next;
+  let changes: string[];
   try {
     next = parseCommandLine(process.argv.slice(2));
+    if (next.kind !== 'run') return;
+    changes = await instance.reconfigure({
+      ...(next.target !== undefined ? { target: next.target } : {}),
+      routes: next.routes,
+      ...(next.allow !== undefined ? { allow: next.allow } : {}),
+      ...(next.allowUdp !== undefined ? { allowUdp: next.allowUdp } : {}),
+      ...(next.proxyProtocol !== undefined ? { proxyProtocol: next.proxyProtocol } : {}),
+      ports: next.ports,
+      ...(next.sites !== undefined ? { clients: next.sites } : {}),
+    });
   } catch (err) {
     logger.error('reload_failed', `reload failed, keeping the running configuration: ${errorMessage(err)}`);
     return;
   }
-  if (next.kind !== 'run') return;
-  const changes = instance.reload({
-    ...(next.target !== undefined ? { target: next.target } : {}),
-    routes: next.routes,
-    ...(next.allow !== undefined ? { allow: next.allow } : {}),
-    ...(next.proxyProtocol !== undefined ? { proxyProtocol: next.proxyProtocol } : {}),
-    ...(next.allowUdp !== undefined ? { allowUdp: next.allowUdp } : {}),
-  });
-  const reloadable = new Set(['target', 'routes', 'allow', 'proxyProtocol', 'allowUdp']);
+  const reloadable = new Set(['target', 'routes', 'allow', 'allowUdp', 'proxyProtocol', 'ports', 'sites']);
   const fixed = (Object.keys(next) as (keyof RunCommand)[]).filter(
     (key) => !reloadable.has(key) && JSON.stringify(next[key]) !== JSON.stringify(started[key]),
   );
-  logger.info('reload', changes.length === 0 ? 'reloaded: routes and allowed ports unchanged' : `reloaded: ${changes.join('; ')}`, {
+  logger.info('reload', changes.length === 0 ? 'reloaded: nothing changed' : `reloaded: ${changes.join('; ')}`, {
     reason: changes.join('; '),
   });
   if (fixed.length > 0) logger.warn('reload', `changes to ${fixed.join(', ')} need a restart; they were not applied`);
@@ -170,7 +181,7 @@ async function run(command: RunCommand): Promise<number> {
     acceptProxyProtocol: command.acceptProxyProtocol,
     logger,
   };
-  if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0) {
+  if (command.ports.length === 0 && command.target === undefined && command.routes.length === 0 && command.sites === undefined) {
     logger.warn('config', 'neither -p nor -t given: this instance will hold the link but relay nothing');
   }
   let instance: Tcpipe;
@@ -193,6 +204,7 @@ async function run(command: RunCommand): Promise<number> {
             ...(command.linkHost !== undefined ? { host: command.linkHost } : {}),
             ...(command.transports !== undefined ? { transports: command.transports } : {}),
             ...(command.wsPath !== undefined ? { wsPath: command.wsPath } : {}),
+            ...(command.sites !== undefined ? { clients: command.sites } : {}),
             ...common,
           })
         : await startClient({ ...clientLinkOptions(command), ...common });
@@ -209,7 +221,7 @@ async function run(command: RunCommand): Promise<number> {
       : `server ${command.linkUrl ?? `${command.linkHost ?? ''}:${command.linkPort}`}`;
   logger.info(
     'started',
-    `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}`,
+    `tcpipe ${VERSION} ${command.mode}: ${where}${ports ? `, ports ${ports}` : ''}${command.target !== undefined ? `, target ${command.target}` : ''}${command.sites !== undefined ? `, ${command.sites.length} clients` : ''}`,
   );
   let metrics: MetricsServer | null = null;
   if (command.metrics !== undefined && metricsModule !== null) {
@@ -221,7 +233,11 @@ async function run(command: RunCommand): Promise<number> {
       return EXIT_FAILURE;
     }
   }
-  process.on('SIGHUP', () => reload(instance, command, logger));
+  // One reload at a time, in the order the signals came.
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(() => reload(instance, command, logger));
+  });
   // Timers inside are unref'd: hold the process until a signal stops it.
   const keepAlive = setInterval(() => undefined, 1 << 30);
   const signal = await new Promise<NodeJS.Signals>((resolve) => {

@@ -23,23 +23,63 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** Rows of cells as columns padded to their widest cell. */
+function table(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
+}
+
+/** A server with [[client]] tables: one row per client. */
+function renderClients(status: TcpipeStatus, now: number): string[] {
+  const clients = status.clients ?? [];
+  const up = clients.filter((c) => c.link !== null).length;
+  const rows = [['CLIENT', 'LINK', 'SINCE', 'PEER', 'RTT', 'STREAMS', 'IN', 'OUT']];
+  for (const c of clients) {
+    const since = c.link?.upSince ?? c.downSince ?? now;
+    rows.push([
+      c.name,
+      c.link === null ? 'down' : 'up',
+      formatDuration(now - since),
+      c.link?.peer ?? '-',
+      c.link === null ? '-' : `${c.link.rttMs.toFixed(2)} ms`,
+      String(c.openStreams),
+      formatBytes(c.bytesIn),
+      formatBytes(c.bytesOut),
+    ]);
+  }
+  return [`${status.role}: ${clients.length} clients, ${up} links up`, ...table(rows)];
+}
+
 export function renderStatus(status: TcpipeStatus, now: number): string {
   const lines: string[] = [];
   const link = status.link;
-  lines.push(
-    link === null
-      ? `${status.role}: link down`
-      : `${status.role}: link up with ${link.peer} for ${formatDuration(now - link.upSince)}, rtt ${link.rttMs.toFixed(2)} ms, ${formatBytes(link.bytesIn)} in, ${formatBytes(link.bytesOut)} out`,
-  );
+  if (status.clients !== undefined) lines.push(...renderClients(status, now));
+  else {
+    lines.push(
+      link === null
+        ? `${status.role}: link down`
+        : `${status.role}: link up with ${link.peer} for ${formatDuration(now - link.upSince)}, rtt ${link.rttMs.toFixed(2)} ms, ${formatBytes(link.bytesIn)} in, ${formatBytes(link.bytesOut)} out`,
+    );
+  }
   lines.push(
     `since start: ${status.linksUp} links, ${status.streamsTotal} streams, ${formatBytes(status.bytesIn)} in, ${formatBytes(status.bytesOut)} out; ${status.streams.length} streams open`,
   );
   if (status.streams.length > 0) {
-    const rows = [['STREAM', 'PORT', 'SIDE', 'PEER', 'AGE', 'IN', 'OUT']];
+    const named = status.clients !== undefined;
+    const rows = [[...(named ? ['CLIENT'] : []), 'STREAM', 'PORT', 'SIDE', 'PEER', 'AGE', 'IN', 'OUT']];
     for (const s of status.streams) {
-      rows.push([String(s.id), String(s.port), s.side, s.peer, formatDuration(s.ageMs), formatBytes(s.bytesIn), formatBytes(s.bytesOut)]);
+      rows.push([
+        ...(named ? [s.client ?? '-'] : []),
+        String(s.id),
+        String(s.port),
+        s.side,
+        s.peer,
+        formatDuration(s.ageMs),
+        formatBytes(s.bytesIn),
+        formatBytes(s.bytesOut),
+      ]);
     }
-    table(rows, lines);
+    lines.push(...table(rows));
   }
   // An instance older than UDP flows has no `udp` in its status.
   const udp = (status as Partial<TcpipeStatus>).udp;
@@ -62,16 +102,10 @@ export function renderStatus(status: TcpipeStatus, now: number): string {
           `${f.datagramsOut} (${formatBytes(f.bytesOut)})`,
         ]);
       }
-      table(rows, lines);
+      lines.push(...table(rows));
     }
   }
   return lines.join('\n');
-}
-
-/** Rows as columns padded to their widest cell. */
-function table(rows: readonly string[][], lines: string[]): void {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  for (const row of rows) lines.push(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd());
 }
 
 export function fetchStatus(host: string, port: number, timeoutMs = 3000): Promise<TcpipeStatus> {

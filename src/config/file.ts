@@ -14,9 +14,13 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'smol-toml';
 import { UsageError, errorMessage } from '../errors.js';
+import { isClientTables, type ClientTables } from './sites.js';
+
+/** Where a server's `[[client]]` tables ride along with the values (a symbol: not an option). */
+export const CLIENT_TABLES: unique symbol = Symbol('tcpipe [[client]] tables');
 
 /** The shape util.parseArgs gives: what the file's values are turned into. */
-export type OptionValues = Record<string, string | boolean | string[] | undefined>;
+export type OptionValues = Record<string, string | boolean | string[] | undefined> & { [CLIENT_TABLES]?: ClientTables };
 
 type Kind = 'string' | 'boolean' | 'list';
 
@@ -84,6 +88,10 @@ export function configValues(table: Record<string, unknown>, path: string): Opti
     const kind = CONFIG_KEYS[key];
     const where = `config ${path}: key '${key}'`;
     if (kind === undefined) throw new UsageError(`config ${path}: unknown key '${key}'`);
+    if (key === 'client' && isClientTables(value)) {
+      values[CLIENT_TABLES] = { path, tables: value };
+      continue;
+    }
     if (kind === 'boolean') {
       if (typeof value !== 'boolean') throw new UsageError(`${where} must be true or false`);
       values[key] = value;

@@ -32,7 +32,8 @@ export interface LinkSettings {
 
 /** What the endpoints give the link: where streams go, and who hears of sessions. */
 export interface LinkHandlers {
-  onStreamRequest(stream: Stream): void;
+  /** The partner opened a stream (`peer.client`: which site's partner, on a server with sites). */
+  onStreamRequest(stream: Stream, peer: LinkPeer): void;
   /** A link is up: a new session, or a held one on its new link. */
   onSessionUp(session: Session, peer: LinkPeer): void;
   /** The session ended (its streams are reset). */
@@ -48,6 +49,8 @@ export interface LinkHandlers {
 export interface LinkPeer {
   readonly address: string;
   readonly hello: HelloInfo;
+  /** A server with many sites: the client (site) this partner proved to be. */
+  readonly client?: string;
 }
 
 /**
@@ -136,7 +139,7 @@ export class LinkedSession {
       mux,
       peerSettings(settings, peer.hello),
       {
-        onStreamRequest: (stream) => handlers.onStreamRequest(stream),
+        onStreamRequest: (stream) => handlers.onStreamRequest(stream, this.peer),
         onEnd: (end) => {
           this.stopHeartbeat();
           handlers.onSessionDown(this.session, end, this.peer);

@@ -61,15 +61,62 @@ export function secureClient(socket: Duplex, security: LinkSecurity, host: strin
   return handshake(tls.connect(options), 'secureConnect', 'the server');
 }
 
+/** Who the client proved to be: the PSK identity (key id) it used, or the names in its certificate. */
+export type PeerIdentity =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'psk'; readonly keyId: string }
+  | { readonly kind: 'cert'; readonly names: readonly string[] };
+
 /** Server side: wraps an accepted socket whose first byte announced TLS. */
-export function secureServer(socket: Duplex, security: LinkSecurity): Promise<Duplex> {
-  if (security.kind === 'none') return Promise.resolve(socket);
-  if (security.kind === 'cert') return certificateServer(socket, security);
+export async function secureServer(socket: Duplex, security: LinkSecurity): Promise<Duplex> {
+  return (await secureServerIdentified(socket, security)).link;
+}
+
+/** As secureServer, and says who the client proved to be (a server with many sites tells them apart by it). */
+export async function secureServerIdentified(socket: Duplex, security: LinkSecurity): Promise<{ link: Duplex; identity: PeerIdentity }> {
+  if (security.kind === 'none') return { link: socket, identity: { kind: 'none' } };
+  if (security.kind === 'cert') {
+    const link = await certificateServer(socket, security);
+    return { link, identity: { kind: 'cert', names: certificateNames(link) } };
+  }
   // Node honours pskCallback on a server TLSSocket; its typings list it only for tls.createServer.
   const options: tls.TLSSocketOptions & Pick<tls.TlsOptions, 'pskCallback'> = { isServer: true, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', ciphers: CIPHERS };
-  const byId = new Map(security.secrets.map((s) => [s.keyId, s]));
-  options.pskCallback = (_socket, identity) => byId.get(identity)?.psk() ?? null;
-  return handshake(new tls.TLSSocket(socket, options), 'secure', 'the client');
+  const byId = secretsById(security);
+  let keyId = '';
+  options.pskCallback = (_socket, identity) => {
+    const secret = byId.get(identity);
+    if (secret !== undefined) keyId = identity;
+    return secret?.psk() ?? null;
+  };
+  const link = await handshake(new tls.TLSSocket(socket, options), 'secure', 'the client');
+  return { link, identity: { kind: 'psk', keyId } };
+}
+
+/** Each security's secrets by key id, built once: a server with many sites holds one per site. */
+const idTables = new WeakMap<LinkSecurity, ReadonlyMap<string, Secret>>();
+
+function secretsById(security: Extract<LinkSecurity, { kind: 'psk' }>): ReadonlyMap<string, Secret> {
+  let table = idTables.get(security);
+  if (table === undefined) {
+    table = new Map(security.secrets.map((s) => [s.keyId, s]));
+    idTables.set(security, table);
+  }
+  return table;
+}
+
+/** The subject CN and the DNS names of the client's (verified) certificate. */
+function certificateNames(link: Duplex): string[] {
+  if (!(link instanceof tls.TLSSocket)) return [];
+  const cert = link.getPeerCertificate();
+  const names: string[] = [];
+  const cn = cert.subject?.CN as string | string[] | undefined;
+  if (typeof cn === 'string') names.push(cn);
+  else if (Array.isArray(cn)) names.push(...cn);
+  for (const entry of (cert.subjectaltname ?? '').split(',')) {
+    const m = /^\s*DNS:(.+)$/.exec(entry);
+    if (m?.[1] !== undefined) names.push(m[1].trim());
+  }
+  return names;
 }
 
 /**

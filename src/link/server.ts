@@ -4,6 +4,9 @@
  * it answers, the newcomer is refused (GOAWAY partner-busy); if not, the
  * newcomer replaces it (admission.ts decides; this carries it out).
  * Admissions run one at a time.
+ * With many sites (`identify` given), each client is told apart by the secret
+ * or certificate it proved, and has its own current partner: the rule above
+ * applies per client, one client never touches another's.
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -20,7 +23,7 @@ import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHan
 import { PenaltyBox } from './penalty.js';
 import { createKeyShare, deriveIdentity, linkExporter, type KeyShare, type LinkBinding } from './resume-auth.js';
 import { readResumeRequest, requestProves, sendFresh, sendResumed, type ResumeRequest } from './resume.js';
-import { TLS_HANDSHAKE_BYTE, secureServer, type LinkSecurity } from './security.js';
+import { TLS_HANDSHAKE_BYTE, secureServerIdentified, type LinkSecurity, type PeerIdentity } from './security.js';
 import { remoteAddress, tuneSocket } from './transport.js';
 import type { WsAcceptor } from './websocket.js';
 
@@ -42,6 +45,8 @@ interface ResumeOffer {
 }
 
 interface Established {
+  /** The client (site) it proved to be; '' for the one partner of a server without sites. */
+  readonly client: string;
   readonly link: Duplex;
   readonly hello: HandshakeResult;
   readonly resume: ResumeOffer | null;
@@ -58,13 +63,20 @@ export interface LinkServerOptions {
   /** Link transports accepted on the port; both by default, told apart by the first byte. */
   readonly transports: ReadonlySet<'tcp' | 'ws'>;
   readonly wsPath: string;
+  /** Many sites: the client a proved identity belongs to; throws an AUTH error for none. Absent: one partner. */
+  readonly identify?: (identity: PeerIdentity) => string;
 }
 
 export class LinkServer {
   private readonly server: net.Server;
-  /** The partner's session: live, or held (its link lost) while it may resume. */
-  private current: CurrentLink | null = null;
-  private admission: Promise<void> = Promise.resolve();
+  /** Each client's partner session ('' without sites): live, or held (its link lost) while it may resume. */
+  private readonly current = new Map<string, CurrentLink>();
+  /** Many sites: the clients of the configuration in force (null: not tracked). */
+  private knownClients: ReadonlySet<string> | null = null;
+  /** The security in force: a reload may change the sites' secrets. */
+  private security: LinkSecurity;
+  /** Admissions run one at a time per client: one client's partner check never delays another's. */
+  private readonly admissions = new Map<string, Promise<void>>();
   private pendingHandshakes = 0;
   private readonly sockets = new Set<net.Socket>();
   private stopped = false;
@@ -81,6 +93,7 @@ export class LinkServer {
     private readonly logger: Logger,
   ) {
     this.penalty = new PenaltyBox(clock);
+    this.security = options.security;
     this.server = net.createServer({ allowHalfOpen: false, pauseOnConnect: true }, (socket) => this.handleConnection(socket));
     // Errors while binding are reported by listen(); this one is for a listener that was up.
     this.server.on('error', (err) => {
@@ -104,17 +117,34 @@ export class LinkServer {
   }
 
   get session(): Session | null {
-    return this.current?.linked.session ?? null;
+    return this.current.get('')?.linked.session ?? null;
+  }
+
+  /** New links are checked against this from now on (a reload changed the sites' secrets). */
+  setSecurity(security: LinkSecurity, clients: ReadonlySet<string> | null = null): void {
+    this.security = security;
+    this.knownClients = clients;
+  }
+
+  /** A client removed (or its secret changed): its link and session end with this reason. */
+  dropClient(client: string, reason: string): void {
+    const link = this.current.get(client);
+    if (link === undefined) return;
+    this.current.delete(client);
+    if (!link.linked.session.isEnded) {
+      this.logger.warn('client_removed', `closing the link of client '${client}' (${link.address}): ${reason}`, { client, peer: link.address, reason });
+      link.linked.session.goAway(GoAwayCode.NORMAL, reason);
+    }
   }
 
   /** Stops listening and closes the link with a goodbye. */
   stop(reason: string): void {
     this.stopped = true;
     this.server.close();
-    const linkSocket = this.current?.socket;
-    this.current?.linked.session.goAway(GoAwayCode.SHUTDOWN, reason);
+    const linkSockets = new Set([...this.current.values()].map((c) => c.socket));
+    for (const c of this.current.values()) c.linked.session.goAway(GoAwayCode.SHUTDOWN, reason);
     // Links still in their handshake have no session to say goodbye to.
-    for (const socket of this.sockets) if (socket !== linkSocket) socket.destroy();
+    for (const socket of this.sockets) if (!linkSockets.has(socket)) socket.destroy();
   }
 
   private handleConnection(socket: net.Socket): void {
@@ -154,11 +184,16 @@ export class LinkServer {
     });
     const cancelTimer = (): void => (timer as Timer | null)?.cancel();
     Promise.race([this.establish(socket), deadline]).then(
-      ({ link, hello, resume }) => {
+      ({ client, link, hello, resume }) => {
         cancelTimer();
         this.pendingHandshakes--;
         this.penalty.recordSuccess(source);
-        this.admission = this.admission.then(() => this.admit(socket, link, address, hello, resume));
+        const queued = (this.admissions.get(client) ?? Promise.resolve()).then(() => this.admit(client, socket, link, address, hello, resume));
+        this.admissions.set(client, queued);
+        const settled = (): void => {
+          if (this.admissions.get(client) === queued) this.admissions.delete(client);
+        };
+        queued.then(settled, settled);
       },
       (err: unknown) => {
         cancelTimer();
@@ -195,9 +230,9 @@ export class LinkServer {
     } else if (!transports.has('tcp')) {
       throw new TcpipeError(ErrorCodes.HANDSHAKE, 'a plain TCP link, and this server takes only WebSocket links (--transport=ws)');
     }
-    const { link, hello } = await this.negotiate(stream, first);
+    const { client, link, hello } = await this.negotiate(stream, first);
     const { settings } = this.options;
-    if (!resumeNegotiated(settings, hello.peer)) return { link, hello, resume: null };
+    if (!resumeNegotiated(settings, hello.peer)) return { client, link, hello, resume: null };
     // Resumption: HELLO and the client's RESUME cross before admission, under the handshake
     // deadline, so a client that stalls here never holds up the admission of others.
     const share = createKeyShare();
@@ -205,7 +240,7 @@ export class LinkServer {
     const binding = { clientShare: hello.peer.keyShare ?? Buffer.alloc(0), serverShare: share.publicKey, exporter: linkExporter(link) };
     try {
       const request = await readResumeRequest(link, hello.decoder, settings.handshakeTimeoutMs, this.clock);
-      return { link, hello, resume: { share, binding, request } };
+      return { client, link, hello, resume: { share, binding, request } };
     } catch (err) {
       // Our HELLO is out: a refusal is a bare GOAWAY now.
       if (err instanceof ProtocolError && !link.destroyed) {
@@ -217,15 +252,20 @@ export class LinkServer {
   }
 
   /** The security layer by the first byte, then the HELLO. */
-  private async negotiate(stream: Duplex, first: number): Promise<{ link: Duplex; hello: HandshakeResult }> {
-    const { security, settings } = this.options;
+  private async negotiate(stream: Duplex, first: number): Promise<{ client: string; link: Duplex; hello: HandshakeResult }> {
+    const { settings } = this.options;
+    const security = this.security;
     let link: Duplex;
+    let client = '';
     if (first === TLS_HANDSHAKE_BYTE) {
       if (security.kind === 'none') {
         throw new TcpipeError(ErrorCodes.AUTH, 'the client speaks TLS (it has a secret or a certificate) and this server has neither');
       }
-      link = await secureServer(stream, security);
+      const secured = await secureServerIdentified(stream, security);
+      link = secured.link;
       link.on('error', () => undefined);
+      // An identity of no client is refused as a wrong secret (the caller closes the socket).
+      if (this.options.identify !== undefined) client = this.options.identify(secured.identity);
     } else if (first === PREFACE[0] && security.kind !== 'none') {
       throw this.refuse(
         stream,
@@ -242,7 +282,7 @@ export class LinkServer {
       const hello = await readHello(link, settings.maxFramePayload, settings.handshakeTimeoutMs, this.clock);
       const unmet = unmetRequirement(settings.requirements, hello.peer);
       if (unmet !== null) throw new ProtocolError(GoAwayCode.MISSING_CAPABILITY, unmet, ErrorCodes.HANDSHAKE);
-      return { link, hello };
+      return { client, link, hello };
     } catch (err) {
       throw err instanceof ProtocolError ? this.refuse(link, err) : err;
     }
@@ -255,13 +295,23 @@ export class LinkServer {
     return err;
   }
 
-  private async admit(socket: net.Socket, link: Duplex, address: string, result: HandshakeResult, resume: ResumeOffer | null): Promise<void> {
-    if (socket.destroyed || this.stopped) {
+  private async admit(
+    client: string,
+    socket: net.Socket,
+    link: Duplex,
+    address: string,
+    result: HandshakeResult,
+    resume: ResumeOffer | null,
+  ): Promise<void> {
+    // A client removed by a reload while its handshake ran is not admitted.
+    const removed = client !== '' && this.knownClients !== null && !this.knownClients.has(client);
+    if (socket.destroyed || this.stopped || removed) {
       socket.destroy();
       return;
     }
     const { settings } = this.options;
-    const live = this.current !== null && !this.current.linked.session.isEnded ? this.current : null;
+    const currentLink = this.current.get(client);
+    const live = currentLink !== undefined && !currentLink.linked.session.isEnded ? currentLink : null;
     const identity = live?.linked.identity ?? null;
     const request: AdmissionRequest =
       resume === null
@@ -291,14 +341,18 @@ export class LinkServer {
       socket.destroy();
       return;
     }
-    const peer = { address, hello: result.peer };
+    const peer = { address, hello: result.peer, ...(client !== '' ? { client } : {}) };
     const onLinkGone = (end: SessionEnd): void => {
-      if (this.current !== null && this.current.socket === socket && this.current.linked.session.isEnded) this.current = null;
+      const mine = this.current.get(client);
+      if (mine !== undefined && mine.socket === socket && mine.linked.session.isEnded) this.current.delete(client);
       closeTransport(end, link, socket);
     };
     switch (decision.kind) {
       case 'refuse-busy':
-        refuseWith(GoAwayCode.PARTNER_BUSY, `this server already has a live partner (${live?.address ?? '?'})`);
+        refuseWith(
+          GoAwayCode.PARTNER_BUSY,
+          client === '' ? `this server already has a live partner (${live?.address ?? '?'})` : `client '${client}' already has a live link (${live?.address ?? '?'})`,
+        );
         return;
       case 'refuse-proof': {
         const delay = this.penalty.recordFailure(socket.remoteAddress ?? '?');
@@ -318,7 +372,7 @@ export class LinkServer {
           socket.destroy();
           return;
         }
-        this.current = { linked: live.linked, address, socket };
+        this.current.set(client, { linked: live.linked, address, socket });
         live.linked.resume(link, result.decoder, peer, onLinkGone);
         return;
       }
@@ -330,7 +384,7 @@ export class LinkServer {
         if (resume === null) sendHello(link, helloFor('server', settings, this.options.software));
         const newIdentity = resume !== null ? deriveIdentity(resume.share, resume.binding.clientShare, resume.binding) : null;
         const linked = new LinkedSession(link, result.decoder, peer, settings, this.handlers, this.clock, this.logger, onLinkGone, newIdentity);
-        if (!linked.session.isEnded) this.current = { linked, address, socket };
+        if (!linked.session.isEnded) this.current.set(client, { linked, address, socket });
         return;
       }
     }

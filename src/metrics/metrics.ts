@@ -3,6 +3,8 @@
  * GET /metrics serves the Prometheus text format (prom-client, the standard
  * client for Node), GET /status a JSON snapshot that `tcpipe status` prints.
  * Counters follow the instance's events; gauges are read at scrape time.
+ * A server with `[[client]]` tables labels every link and stream metric with
+ * `client`; without them the series are as they always were (no such label).
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -17,88 +19,115 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
+/** `{ client }` for a labelled series, nothing for an instance without clients. */
+function byClient(client: string | undefined): { client?: string } {
+  return client === undefined ? {} : { client };
+}
+
 export function createRegistry(instance: Tcpipe): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tcpipe_process_' });
-  new Gauge({
+  const linkUp = new Gauge({
     name: 'tcpipe_link_up',
-    help: '1 while the link to the partner is up',
+    help: '1 while the link to the partner is up (per client with [[client]] tables)',
+    labelNames: ['client'],
     registers: [registry],
     collect() {
-      this.set(instance.linkUp ? 1 : 0);
+      const clients = instance.status().clients;
+      if (clients === undefined) linkUp.set(instance.linkUp ? 1 : 0);
+      else for (const c of clients) linkUp.set({ client: c.name }, c.link === null ? 0 : 1);
     },
   });
-  new Gauge({
+  const uptime = new Gauge({
     name: 'tcpipe_link_uptime_seconds',
     help: 'Seconds since the current link came up (0 when down)',
+    labelNames: ['client'],
     registers: [registry],
     collect() {
-      const link = instance.status().link;
-      this.set(link === null ? 0 : (Date.now() - link.upSince) / 1000);
+      const status = instance.status();
+      const since = (upSince: number | undefined): number => (upSince === undefined ? 0 : (Date.now() - upSince) / 1000);
+      if (status.clients === undefined) uptime.set(since(status.link?.upSince));
+      else for (const c of status.clients) uptime.set({ client: c.name }, since(c.link?.upSince));
     },
   });
-  new Gauge({
+  const rtt = new Gauge({
     name: 'tcpipe_heartbeat_rtt_seconds',
     help: 'Smoothed round-trip time of heartbeat pings on the current link',
+    labelNames: ['client'],
     registers: [registry],
     collect() {
-      this.set((instance.status().link?.rttMs ?? 0) / 1000);
+      const status = instance.status();
+      if (status.clients === undefined) rtt.set((status.link?.rttMs ?? 0) / 1000);
+      else for (const c of status.clients) rtt.set({ client: c.name }, (c.link?.rttMs ?? 0) / 1000);
     },
   });
   new Gauge({
     name: 'tcpipe_receive_buffered_bytes',
     help: 'Bytes received from the partner not yet taken by local sockets',
+    labelNames: ['client'],
     registers: [registry],
     collect() {
-      this.set(instance.status().link?.bufferedBytes ?? 0);
+      const status = instance.status();
+      if (status.clients === undefined) this.set(status.link?.bufferedBytes ?? 0);
+      else for (const c of status.clients) this.set({ client: c.name }, c.link?.bufferedBytes ?? 0);
     },
   });
   new Counter({
     name: 'tcpipe_links_total',
     help: 'Links established since start (reconnects are this minus one)',
+    labelNames: ['client'],
     registers: [registry],
     collect() {
+      const status = instance.status();
       this.reset();
-      this.inc(instance.status().linksUp);
+      if (status.clients === undefined) this.inc(status.linksUp);
+      else for (const c of status.clients) this.inc({ client: c.name }, c.linksUp);
     },
   });
   const bytes = new Counter({
     name: 'tcpipe_bytes_total',
     help: 'Relayed payload bytes: in = from the partner, out = to the partner',
-    labelNames: ['direction'],
+    labelNames: ['direction', 'client'],
     registers: [registry],
     collect() {
       const status = instance.status();
       bytes.reset();
-      bytes.inc({ direction: 'in' }, status.bytesIn);
-      bytes.inc({ direction: 'out' }, status.bytesOut);
+      if (status.clients === undefined) {
+        bytes.inc({ direction: 'in' }, status.bytesIn);
+        bytes.inc({ direction: 'out' }, status.bytesOut);
+      } else {
+        for (const c of status.clients) {
+          bytes.inc({ direction: 'in', client: c.name }, c.bytesIn);
+          bytes.inc({ direction: 'out', client: c.name }, c.bytesOut);
+        }
+      }
     },
   });
   const open = new Gauge({
     name: 'tcpipe_streams_open',
     help: 'Open streams, per port and side',
-    labelNames: ['port', 'side'],
+    labelNames: ['port', 'side', 'client'],
     registers: [registry],
     collect() {
       open.reset();
-      for (const s of instance.status().streams) open.inc({ port: String(s.port), side: s.side });
+      for (const s of instance.status().streams) open.inc({ port: String(s.port), side: s.side, ...byClient(s.client) });
     },
   });
   const opened = new Counter({
     name: 'tcpipe_streams_total',
     help: 'Streams opened since start, per port and side',
-    labelNames: ['port', 'side'],
+    labelNames: ['port', 'side', 'client'],
     registers: [registry],
   });
   const refused = new Counter({
     name: 'tcpipe_refused_total',
     help: 'Connections and streams refused or failed, by reason',
-    labelNames: ['reason'],
+    labelNames: ['reason', 'client'],
     registers: [registry],
   });
   registerUdpMetrics(registry, instance);
-  instance.on('stream-open', (s) => opened.inc({ port: String(s.port), side: s.side }));
-  instance.on('refused', (r) => refused.inc({ reason: r.kind }));
+  instance.on('stream-open', (s) => opened.inc({ port: String(s.port), side: s.side, ...byClient(s.client) }));
+  instance.on('refused', (r) => refused.inc({ reason: r.kind, ...byClient(r.client) }));
   return registry;
 }
 
