@@ -10,6 +10,7 @@ import { generateSecret, Secret } from '../../src/security/secret.js';
 import { secureClient, secureServer, type LinkSecurity } from '../../src/link/security.js';
 import { WsAcceptor, wsConnect } from '../../src/link/websocket.js';
 import { socketPair } from './loopback.js';
+import type { StreamSink } from '../../src/mux/stream.js';
 
 export type LinkKind = 'memory' | 'tcp' | 'tls' | 'ws';
 export const LINK_KINDS: readonly LinkKind[] = ['memory', 'tcp', 'tls', 'ws'];
@@ -92,3 +93,12 @@ function memoryPair(): [Duplex, Duplex] {
   b.on('error', () => undefined);
   return [a, b];
 }
+
+/** A stream sink that ignores everything (streams whose data the test reads elsewhere, or never). */
+export const idleSink: StreamSink = Object.freeze({
+  onData: () => undefined,
+  onEnd: () => undefined,
+  onReset: () => undefined,
+  onAccept: () => undefined,
+  onWritable: () => undefined,
+});

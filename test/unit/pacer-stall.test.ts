@@ -21,7 +21,8 @@ import assert from 'node:assert/strict';
 import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings } from '../../src/mux/session.js';
-import type { Stream, StreamSink } from '../../src/mux/stream.js';
+import type { Stream } from '../../src/mux/stream.js';
+import { idleSink } from '../helpers/link-pairs.js';
 import { LinkPacer } from '../../src/mux/link-pacer.js';
 import { RoundTrip } from '../../src/mux/round-trip.js';
 import { PacerPolicy } from '../../src/mux/tunables.js';
@@ -119,13 +120,6 @@ class Partner {
   }
 }
 
-const idleSink: StreamSink = {
-  onData: () => undefined,
-  onEnd: () => undefined,
-  onReset: () => undefined,
-  onAccept: () => undefined,
-  onWritable: () => undefined,
-};
 
 test('session: bulk queued behind the closed cap goes on once the answers leave no probe in flight (issue 17 stall)', async (t) => {
   const { clock, advance } = manualClock();

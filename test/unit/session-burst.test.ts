@@ -11,7 +11,8 @@ import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings } from '../../src/mux/session.js';
-import type { Stream, StreamSink } from '../../src/mux/stream.js';
+import type { Stream } from '../../src/mux/stream.js';
+import { idleSink } from '../helpers/link-pairs.js';
 import { FrameDecoder } from '../../src/protocol/decode.js';
 import { Flag, FrameType } from '../../src/protocol/constants.js';
 import { encodePing } from '../../src/protocol/encode.js';
@@ -29,13 +30,6 @@ const SETTINGS: MuxSettings = {
   maxOpenRate: DEFAULTS.maxOpenRate,
 };
 
-const idleSink: StreamSink = {
-  onData: () => undefined,
-  onEnd: () => undefined,
-  onReset: () => undefined,
-  onAccept: () => undefined,
-  onWritable: () => undefined,
-};
 
 interface Counted {
   session: Session;
