@@ -44,8 +44,10 @@ export interface SendingStream {
   /** Payload bytes sent since the stream opened. */
   readonly sentBytes: number;
   readonly openedAt: number;
-  readonly finished: boolean;
-  /** Sends up to `frames` DATA frames within its credit; true when it has bytes and credit left. */
+  /**
+   * Sends up to `frames` DATA frames within its credit; true when it has bytes and credit left.
+   * A reset stream sends nothing; any other may have bytes, even closed (a resumed link's replay).
+   */
   flush(frames: number): boolean;
 }
 
@@ -198,7 +200,7 @@ export class Sender implements StreamSender {
       if (this.congested) break;
       queue.delete(stream);
       // Set iteration visits a stream added back at the end again, so this is round robin.
-      if (!stream.finished && stream.flush(SendPolicy.FLUSH_QUANTUM_FRAMES)) queue.add(stream);
+      if (stream.flush(SendPolicy.FLUSH_QUANTUM_FRAMES)) queue.add(stream);
     }
     link?.uncork();
   }

@@ -122,10 +122,6 @@ export class Stream implements SendingStream {
     return this.sendBuffer.sent;
   }
 
-  get finished(): boolean {
-    return isFinished(this.state);
-  }
-
   get hasSink(): boolean {
     return this.sink !== null;
   }
@@ -302,6 +298,9 @@ export class Stream implements SendingStream {
    * data and window remain (the sender queues it again).
    */
   flush(frames: number): boolean {
+    // A reset stream may still sit in the send queue: it sends nothing (not even a FIN to resend).
+    // A closed one may not be done: a resumed link rewinds it to what the partner holds.
+    if (this.state === StreamState.RESET) return false;
     const sender = this.context.sender;
     const send = this.sendBuffer;
     const frame = sender.maxFrame;
