@@ -106,11 +106,13 @@ test('conformance: the kit dials tcpipe as server (plaintext, with resumption) a
 test('conformance: the kit dials tcpipe as server over TLS with a shared secret (with resumption: proofs over the TLS exporter)', { timeout: 120_000 }, async (t) => {
   const echo = await startTarget(t, (socket) => socket.pipe(socket));
   const port = await freePort('127.0.0.1');
+  const udpEcho = await startUdpEcho(t, '127.0.0.3');
   const secret = secretFile(t);
   const server = spawnCli(t, ['-s', String(port), '-t', '127.0.0.3', '--secret-file', secret, '--resume', '30']);
   await server.waitFor(/server: link port/, 10_000);
-  const run = await runKit(t, ['--peer', `127.0.0.1:${port}`, '--echo-port', String(echo.port), '--secret-file', secret]);
-  assertAllPass(t, run, 30);
+  const run = await runKit(t, ['--peer', `127.0.0.1:${port}`, '--echo-port', String(echo.port), '--udp-echo-port', String(udpEcho.port), '--secret-file', secret]);
+  assertAllPass(t, run, 43);
+  assertPassed(run, CAPABILITY_CHECKS_AS_CLIENT);
   assert.ok(run.lines.some((l) => /^PASS\s+auth-required/.test(l)), 'a plaintext link is refused with auth-required');
   assert.ok(run.lines.some((l) => /^PASS\s+resume-proof/.test(l)), 'the proofs bind the TLS exporter alike on both sides');
 });
