@@ -11,6 +11,7 @@ import { encodeOpen, encodePing } from '../src/protocol/encode.js';
 import type { LinkSecurity } from '../src/link/security.js';
 import { goAwayWith, passIf, type Check, type Outcome } from './check.js';
 import { echoThrough } from './echo.js';
+import { CAPABILITY_UDP, lists, udpEcho, unknownFlow } from './udp.js';
 import { acceptNext, describe, kitHello, readPeerHello, type KitHello, type RawLink } from './wire.js';
 import type { HelloInfo } from '../src/protocol/hello.js';
 
@@ -18,6 +19,8 @@ export interface ServerContext {
   readonly server: net.Server;
   readonly security: LinkSecurity;
   readonly echoPort: number | null;
+  /** A /udp port the peer relays to a UDP echo server, or null. */
+  readonly udpEchoPort: number | null;
   readonly timeoutMs: number;
   /** How long to wait for the peer to dial again (its backoff grows with each failed link). */
   readonly redialMs: number;
@@ -70,6 +73,9 @@ function violation(id: string, section: string, must: string, code: number, byte
   };
 }
 
+/** How long one clean link is kept up so that a client's backoff starts again. */
+const LASTING_LINK_MS = 5500;
+
 export const SERVER_CHECKS: readonly Check<ServerContext>[] = [
   {
     id: 'client-handshake',
@@ -88,6 +94,42 @@ export const SERVER_CHECKS: readonly Check<ServerContext>[] = [
       return passIf(ok && echo.pass, `${saw}; stream: ${echo.saw}`);
     },
   },
+  {
+    id: 'udp-echo',
+    section: 'Datagrams (capability 2)',
+    must: 'with udp listed by both, the client as exit side takes FLOW_OPEN and DATAGRAMs right behind it; each reply comes back as one DATAGRAM on that flow, whole (a zero-length one too), with LOCAL; FLOW_CLOSE ends the flow without an answer',
+    async run(ctx) {
+      const up = await nextLink(ctx, serverHello({ capabilities: [CAPABILITY_UDP] }));
+      if (typeof up === 'string') return passIf(false, up);
+      try {
+        if (!lists(up.peer, CAPABILITY_UDP)) return { skip: 'the peer does not list capability 2 (udp)' };
+        if (ctx.udpEchoPort === null) return { skip: 'needs --udp-echo-port' };
+        return await udpEcho(up.link, ctx.udpEchoPort, ctx.timeoutMs);
+      } finally {
+        up.link.destroy();
+      }
+    },
+  },
+  {
+    id: 'udp-unknown-flow',
+    section: 'Datagrams (capability 2)',
+    must: 'a DATAGRAM for a flow the exit side does not hold is answered with FLOW_CLOSE no-flow (6, LOCAL set) and the link is kept',
+    async run(ctx) {
+      const up = await nextLink(ctx, serverHello({ capabilities: [CAPABILITY_UDP] }));
+      if (typeof up === 'string') return passIf(false, up);
+      const upAt = Date.now();
+      try {
+        if (!lists(up.peer, CAPABILITY_UDP)) return { skip: 'the peer does not list capability 2 (udp)' };
+        return await unknownFlow(up.link, ctx.timeoutMs);
+      } finally {
+        // A clean link that lasts lets the client's reconnection backoff start again (tcpipe's
+        // does after 5 s up), so the violations that follow do not cost it 30 s waits.
+        await up.link.closed(Math.max(0, upAt + LASTING_LINK_MS - Date.now()));
+        up.link.destroy();
+      }
+    },
+  },
+  violation('udp-datagram-not-negotiated', 'Datagrams (capability 2)', 'a DATAGRAM on a link where capability udp was not listed by both: GOAWAY protocol-error (2)', 2, Buffer.from('0b00000000010000000178', 'hex')),
   violation('unknown-type', 'Errors', 'an unknown frame type closes the link with GOAWAY protocol-error (2)', 2, Buffer.from([0x2a, 0, 0, 0, 0, 0, 0, 0, 0, 0])),
   violation('open-port-0', 'Errors', 'OPEN for port 0: GOAWAY protocol-error (2)', 2, encodeOpen(1, 0, 0)),
   {

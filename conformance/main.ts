@@ -6,12 +6,14 @@
  * one did, 2 for a bad command line.
  *
  *   npm run conformance -- --peer HOST:PORT [--role client|server] [--secret-file F]
- *                           [--echo-port P] [--only REGEX] [--expect-fail ID,...] [--timeout MS]
+ *                           [--echo-port P] [--udp-echo-port P] [--only REGEX] [--expect-fail ID,...] [--timeout MS]
  *
  * --role client (default): the kit dials the peer, a server listening on HOST:PORT.
  * --role server: the kit listens on HOST:PORT and the peer, a client, dials it.
  * --echo-port P: a port the peer relays to an echo server (its target); the
  *   stream checks need it and are skipped without.
+ * --udp-echo-port P: a /udp port the peer relays to a UDP echo server; the
+ *   datagram echo needs it (and the peer's capability udp) and is skipped without.
  */
 import net from 'node:net';
 import { parseArgs } from 'node:util';
@@ -23,7 +25,7 @@ import { CLIENT_CHECKS, plaintextRefusal, type ClientContext } from './as-client
 import { SERVER_CHECKS, type ServerContext } from './as-server.js';
 
 function usage(reason: string): never {
-  process.stderr.write(`conformance: ${reason}\nusage: npm run conformance -- --peer HOST:PORT [--role client|server] [--secret-file F] [--echo-port P] [--only REGEX] [--expect-fail ID,...] [--timeout MS]\n`);
+  process.stderr.write(`conformance: ${reason}\nusage: npm run conformance -- --peer HOST:PORT [--role client|server] [--secret-file F] [--echo-port P] [--udp-echo-port P] [--only REGEX] [--expect-fail ID,...] [--timeout MS]\n`);
   process.exit(2);
 }
 
@@ -43,6 +45,7 @@ async function main(): Promise<number> {
         role: { type: 'string', default: 'client' },
         'secret-file': { type: 'string' },
         'echo-port': { type: 'string' },
+        'udp-echo-port': { type: 'string' },
         only: { type: 'string' },
         'expect-fail': { type: 'string' },
         timeout: { type: 'string', default: '3000' },
@@ -57,6 +60,8 @@ async function main(): Promise<number> {
   if (role !== 'client' && role !== 'server') usage(`--role must be client or server, not '${role}'`);
   const echoPort = values['echo-port'] === undefined ? null : Number(values['echo-port']);
   if (echoPort !== null && !(echoPort >= 1 && echoPort <= 65535)) usage('--echo-port must be a port');
+  const udpEchoPort = values['udp-echo-port'] === undefined ? null : Number(values['udp-echo-port']);
+  if (udpEchoPort !== null && !(udpEchoPort >= 1 && udpEchoPort <= 65535)) usage('--udp-echo-port must be a port');
   const timeoutMs = Number(values.timeout);
   if (!(timeoutMs >= 100)) usage('--timeout must be at least 100 ms');
   let security: LinkSecurity = { kind: 'none' };
@@ -80,7 +85,7 @@ async function main(): Promise<number> {
   if (role === 'client') {
     print(`tcpipe conformance: dialing the server at ${values.peer} (${secured})`);
     const endpoint = { host, port, security };
-    const ctx: ClientContext = { endpoint, echoPort, timeoutMs, resume: null };
+    const ctx: ClientContext = { endpoint, echoPort, udpEchoPort, timeoutMs, resume: null };
     const checks = security.kind === 'none' ? CLIENT_CHECKS : [...CLIENT_CHECKS, plaintextRefusal(endpoint)];
     return (await runChecks(checks, ctx, options, print)) ? 0 : 1;
   }
@@ -91,7 +96,7 @@ async function main(): Promise<number> {
   }).catch((err: unknown) => usage(`cannot listen on ${values.peer}: ${errorMessage(err)}`));
   const address = server.address() as net.AddressInfo;
   print(`tcpipe conformance: listening on ${address.address}:${address.port} for the client (${secured})`);
-  const ctx: ServerContext = { server, security, echoPort, timeoutMs, redialMs: 40_000 };
+  const ctx: ServerContext = { server, security, echoPort, udpEchoPort, timeoutMs, redialMs: 40_000 };
   const ok = await runChecks(SERVER_CHECKS, ctx, options, print);
   server.close();
   return ok ? 0 : 1;

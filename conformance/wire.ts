@@ -209,6 +209,10 @@ export interface KitHello {
   readonly resumeMs?: number;
   readonly keyShare?: Buffer;
   readonly sessionId?: Buffer;
+  /** Capability ids for key 10 (absent: no key 10, as a side that knows none). */
+  readonly capabilities?: readonly number[];
+  /** Key 10's raw value instead (checks of a malformed list). */
+  readonly capabilitiesRaw?: Buffer;
   /** Keys to leave out (checks of the required keys). */
   readonly omit?: readonly number[];
 }
@@ -229,6 +233,8 @@ export function kitHello(h: KitHello): Buffer {
     params.set(8, h.keyShare);
     if (h.sessionId !== undefined) params.set(9, h.sessionId);
   }
+  if (h.capabilitiesRaw !== undefined) params.set(10, h.capabilitiesRaw);
+  else if (h.capabilities !== undefined) params.set(10, Buffer.concat(h.capabilities.map((id) => Buffer.from([id >> 8, id & 0xff]))));
   for (const key of h.omit ?? []) params.delete(key);
   return encodeHello(params);
 }

@@ -17,12 +17,17 @@ const u64 = (v) => { const b = Buffer.alloc(8); b.writeBigUInt64BE(BigInt(v)); r
 const frame = (type, flags, stream, payload = Buffer.alloc(0)) =>
   Buffer.concat([u8(type), u8(flags), u32(stream), u32(payload.length), payload]);
 const tlv = (key, value) => Buffer.concat([u16(key), u16(value.length), value]);
-const T = { HELLO: 1, OPEN: 2, ACCEPT: 3, DATA: 4, WINDOW: 5, RESET: 6, PING: 7, GOAWAY: 8, RESUME: 9 };
+const T = { HELLO: 1, OPEN: 2, ACCEPT: 3, DATA: 4, WINDOW: 5, RESET: 6, PING: 7, GOAWAY: 8, RESUME: 9, FLOW_OPEN: 0x0a, DATAGRAM: 0x0b, FLOW_CLOSE: 0x0c };
+// Capability ids ("Capabilities"): a vector that needs one says so in its "capabilities".
+const CAP = { origin: 1, udp: 2 };
 const PREFACE = Buffer.from('54435049504500' + '01', 'hex');
 
 const frames = [];
-const add = (name, type, flags, stream, payload, fields) =>
-  frames.push({ name, hex: hex(frame(type, flags, stream, payload)), type, flags, stream, fields });
+const add = (name, type, flags, stream, payload, fields, capabilities) =>
+  frames.push({ name, hex: hex(frame(type, flags, stream, payload)), type, flags, stream, ...(capabilities ? { capabilities } : {}), fields });
+// Addresses as "Origin addresses" and "Datagrams" lay them out: network order, written by hand.
+const ip4 = (text) => Buffer.from(text.split('.').map(Number));
+const ip6 = (groups) => Buffer.concat(groups.map(u16)); // eight u16 groups
 
 // ---- stream frames
 add('OPEN stream 1, port 40000', T.OPEN, 0, 1, u16(40000), { port: 40000 });
@@ -81,6 +86,64 @@ add('RESUME FRESH with a reason', T.RESUME, 0, 0, Buffer.concat([u8(4), Buffer.f
 add('RESUME FRESH without a reason', T.RESUME, 0, 0, u8(4), { kind: 4, body: '' });
 add('RESUME DONE, last id seen 12', T.RESUME, 0, 0, Buffer.concat([u8(5), u32(12)]), { kind: 5, body: hex(u32(12)) });
 
+// ---- capability origin (1): OPEN with the user's addresses ("Origin addresses (capability 1)")
+// payload: port u16 | fam u8 | source addr | dest addr | sport u16 | dport u16
+const openOrigin = (port, fam, src, dst, sport, dport) => Buffer.concat([u16(port), u8(fam), src, dst, u16(sport), u16(dport)]);
+const DB8_7 = ip6([0x2001, 0x0db8, 0, 0, 0, 0, 0, 7]);
+const DB8_1 = ip6([0x2001, 0x0db8, 0, 0, 0, 0, 0, 1]);
+add('OPEN with an origin, TCP over IPv4 (fam 0x11): stream 1, port 5432, user 127.0.0.9:40000 connected to 127.0.0.2:5432', T.OPEN, 0, 1,
+  openOrigin(5432, 0x11, ip4('127.0.0.9'), ip4('127.0.0.2'), 40000, 5432),
+  { port: 5432, origin: { fam: 0x11, source: '127.0.0.9', dest: '127.0.0.2', sport: 40000, dport: 5432 } }, [CAP.origin]);
+add('OPEN with an origin, TCP over IPv6 (fam 0x21): stream 3, port 443, user [2001:db8::7]:51000 connected to [2001:db8::1]:8443', T.OPEN, 0, 3,
+  openOrigin(443, 0x21, DB8_7, DB8_1, 51000, 8443),
+  { port: 443, origin: { fam: 0x21, source: '2001:db8::7', dest: '2001:db8::1', sport: 51000, dport: 8443 } }, [CAP.origin]);
+add('OPEN with an origin that a PROXY v2 header named as UDP over IPv4 (fam 0x12): accepted like 0x11', T.OPEN, 0, 4,
+  openOrigin(53, 0x12, ip4('192.0.2.7'), ip4('198.51.100.1'), 40000, 53),
+  { port: 53, origin: { fam: 0x12, source: '192.0.2.7', dest: '198.51.100.1', sport: 40000, dport: 53 } }, [CAP.origin]);
+add('OPEN of 2 bytes on a link with capability origin: no address known (PROXY LOCAL)', T.OPEN, 0, 2, u16(5432),
+  { port: 5432, origin: null }, [CAP.origin]);
+
+// ---- capability udp (2): FLOW_OPEN, DATAGRAM, FLOW_CLOSE ("Datagrams (capability 2)")
+add('FLOW_OPEN flow 1, port 53, no address', T.FLOW_OPEN, 0, 1, u16(53), { port: 53 }, [CAP.udp]);
+add('FLOW_OPEN flow 1, port 53, user 192.0.2.7:40000 (family 4)', T.FLOW_OPEN, 0, 1,
+  Buffer.concat([u16(53), u8(4), ip4('192.0.2.7'), u16(40000)]), { port: 53, family: 4, address: '192.0.2.7', srcPort: 40000 }, [CAP.udp]);
+add('FLOW_OPEN flow 9, port 51820, user [2001:db8::7]:51000 (family 6)', T.FLOW_OPEN, 0, 9,
+  Buffer.concat([u16(51820), u8(6), DB8_7, u16(51000)]), { port: 51820, family: 6, address: '2001:db8::7', srcPort: 51000 }, [CAP.udp]);
+add('FLOW_OPEN flow 4294967295 (the last id), port 65535, no address', T.FLOW_OPEN, 0, 0xffffffff, u16(65535), { port: 65535 }, [CAP.udp]);
+add('DATAGRAM flow 1 from the entry side, "hi"', T.DATAGRAM, 0x00, 1, Buffer.from('hi'), { data: hex('hi') }, [CAP.udp]);
+add('DATAGRAM flow 1 from the exit side (LOCAL), "hello"', T.DATAGRAM, 0x80, 1, Buffer.from('hello'), { data: hex('hello') }, [CAP.udp]);
+add('DATAGRAM flow 1 from the entry side, empty: a zero-length datagram', T.DATAGRAM, 0x00, 1, undefined, { data: '' }, [CAP.udp]);
+add('DATAGRAM flow 1 from the exit side, empty', T.DATAGRAM, 0x80, 1, undefined, { data: '' }, [CAP.udp]);
+const flowCloses = [
+  [0x80, 0, 'idle', 'idle'],
+  [0x80, 1, 'target-refused', 'target 127.0.0.3:53: ICMP port unreachable'],
+  [0x80, 3, 'not-allowed', 'udp: port 23 is not allowed'],
+  [0x00, 4, 'limit', 'udp-max-flows 4096 reached'],
+  [0x00, 5, 'shutdown', ''],
+  [0x80, 6, 'no-flow', 'no such flow'],
+  [0x80, 7, 'internal', 'internal error'],
+];
+for (const [flags, code, name, reason] of flowCloses) {
+  add(`FLOW_CLOSE flow 1 from the ${flags ? 'exit' : 'entry'} side, code ${code} ${name}${reason === '' ? ', empty reason' : ''}`, T.FLOW_CLOSE, flags, 1,
+    Buffer.concat([u8(code), Buffer.from(reason)]), { code, reason }, [CAP.udp]);
+}
+
+// Headers a receiver MUST accept: it waits for the payload they announce (too long to spell out).
+const headers = [];
+headers.push({
+  name: 'DATAGRAM header announcing 65,535 bytes (the largest): accepted, whatever the HELLO max-frame',
+  hex: hex(Buffer.concat([u8(T.DATAGRAM), u8(0), u32(1), u32(65535)])),
+  capabilities: [CAP.udp],
+  maxFrame: 1024,
+  payloadLength: 65535,
+});
+headers.push({
+  name: 'DATA header announcing exactly max-frame 65,536: accepted',
+  hex: hex(Buffer.concat([u8(T.DATA), u8(0), u32(1), u32(65536)])),
+  maxFrame: 65536,
+  payloadLength: 65536,
+});
+
 // ---- HELLOs
 const KEY = { role: 1, initialWindow: 2, maxFrame: 3, maxStreams: 4, heartbeat: 5, software: 6, resume: 7, keyShare: 8, session: 9, capabilities: 10 };
 const helloPayload = (entries) => Buffer.concat(entries.map(([k, v]) => tlv(k, v)));
@@ -107,6 +170,8 @@ addHello('heartbeat 100 ms is raised to 300', [...base(0), [KEY.heartbeat, u32(1
 addHello('software of 70 bytes: accepted, shown cut to 64', [...base(0), [KEY.software, Buffer.alloc(70, 0x61)]], { ...baseDecoded('client'), software: 'a'.repeat(64) });
 addHello('software with control bytes: shown with ? for each', [...base(0), [KEY.software, Buffer.from('a\nb\u00e9')]], { ...baseDecoded('client'), software: 'a?b?' });
 addHello('capabilities 1, 2 and an unknown 700', [...base(0), [KEY.capabilities, Buffer.concat([u16(1), u16(2), u16(700)])]], { ...baseDecoded('client'), capabilities: [1, 2, 700] });
+addHello('capabilities [1, 2] (origin, udp), as tcpipe 0.1 lists them', [...base(1), [KEY.capabilities, Buffer.concat([u16(1), u16(2)])]], { ...baseDecoded('server'), capabilities: [1, 2] });
+addHello('capabilities: only an unknown id 0x8001 (private range): ignored, no feature', [...base(0), [KEY.capabilities, u16(0x8001)]], { ...baseDecoded('client'), capabilities: [0x8001] });
 addHello('capabilities empty list', [...base(1), [KEY.capabilities, Buffer.alloc(0)]], baseDecoded('server'));
 const share32 = Buffer.alloc(32, 0x11);
 const session16 = Buffer.alloc(16, 0x22);
@@ -163,6 +228,33 @@ badHello('HELLO with resume and a 31-byte key-share', [...base(0), [KEY.resume, 
 badHello('HELLO with resume and no key-share', [...base(0), [KEY.resume, u32(1000)]]);
 badHello('HELLO with a 15-byte session', [...base(0), [KEY.resume, u32(1000)], [KEY.keyShare, share32], [KEY.session, Buffer.alloc(15)]]);
 badHello('HELLO with an odd-length capability list', [...base(0), [KEY.capabilities, Buffer.from([0, 1, 0])]]);
+
+// capability origin: OPEN lengths and fam
+const badCap = (name, bytes, goaway, capabilities, extra = {}) => bad(name, bytes, goaway, { capabilities, ...extra });
+const v4origin = openOrigin(5432, 0x11, ip4('127.0.0.9'), ip4('127.0.0.2'), 40000, 5432);
+badCap('OPEN of 15 bytes whose fam is 0x21 (IPv6)', frame(T.OPEN, 0, 1, Buffer.concat([u16(5432), u8(0x21), v4origin.subarray(3)])), 2, [CAP.origin]);
+badCap('OPEN of 39 bytes whose fam is 0x11 (IPv4)', frame(T.OPEN, 0, 1, openOrigin(443, 0x11, DB8_7, DB8_1, 51000, 443)), 2, [CAP.origin]);
+badCap('OPEN of 15 bytes with an unknown fam 0x31', frame(T.OPEN, 0, 1, Buffer.concat([u16(5432), u8(0x31), v4origin.subarray(3)])), 2, [CAP.origin]);
+badCap('OPEN of 16 bytes (neither 2, 15 nor 39)', frame(T.OPEN, 0, 1, Buffer.concat([v4origin, u8(0)])), 2, [CAP.origin]);
+badCap('OPEN with an origin on a link without capability origin', frame(T.OPEN, 0, 1, v4origin), 2, []);
+badCap('OPEN with an origin when only udp was negotiated', frame(T.OPEN, 0, 1, v4origin), 2, [CAP.udp]);
+// capability udp: the frames' limits and layouts
+badCap('DATAGRAM header announcing 65,536 bytes (header only)', Buffer.concat([u8(T.DATAGRAM), u8(0), u32(1), u32(65536)]), 4, [CAP.udp]);
+badCap('FLOW_OPEN of 3 bytes', frame(T.FLOW_OPEN, 0, 1, Buffer.concat([u16(53), u8(4)])), 2, [CAP.udp]);
+badCap('FLOW_OPEN of 8 bytes (a truncated IPv4 address)', frame(T.FLOW_OPEN, 0, 1, Buffer.concat([u16(53), u8(4), ip4('192.0.2.7'), u8(0)])), 2, [CAP.udp]);
+badCap('FLOW_OPEN of 9 bytes with family 6', frame(T.FLOW_OPEN, 0, 1, Buffer.concat([u16(53), u8(6), ip4('192.0.2.7'), u16(40000)])), 2, [CAP.udp]);
+badCap('FLOW_OPEN of 9 bytes with family 5', frame(T.FLOW_OPEN, 0, 1, Buffer.concat([u16(53), u8(5), ip4('192.0.2.7'), u16(40000)])), 2, [CAP.udp]);
+badCap('FLOW_OPEN for port 0', frame(T.FLOW_OPEN, 0, 1, u16(0)), 2, [CAP.udp]);
+badCap('FLOW_OPEN with flag LOCAL', frame(T.FLOW_OPEN, 0x80, 1, u16(53)), 2, [CAP.udp]);
+badCap('DATAGRAM with flow id 0', frame(T.DATAGRAM, 0, 0, Buffer.from('hi')), 2, [CAP.udp]);
+badCap('FLOW_CLOSE without a code', frame(T.FLOW_CLOSE, 0x80, 1, Buffer.alloc(0)), 2, [CAP.udp]);
+badCap('FLOW_CLOSE with a 257-byte reason', frame(T.FLOW_CLOSE, 0x80, 1, Buffer.concat([u8(0), Buffer.alloc(257, 0x78)])), 2, [CAP.udp]);
+// capability udp not negotiated: every datagram frame is a protocol-error (the session refuses it; its layout is fine)
+badCap('FLOW_OPEN on a link without capability udp', frame(T.FLOW_OPEN, 0, 1, u16(53)), 2, [], { refusedBy: 'session' });
+badCap('DATAGRAM on a link without capability udp', frame(T.DATAGRAM, 0, 1, Buffer.from('hi')), 2, [], { refusedBy: 'session' });
+badCap('FLOW_CLOSE on a link without capability udp', frame(T.FLOW_CLOSE, 0x80, 1, u8(6)), 2, [CAP.origin], { refusedBy: 'session' });
+badHello('HELLO with a 1-byte capability list', [...base(0), [KEY.capabilities, u8(1)]]);
+badHello('HELLO with a 5-byte capability list', [...base(1), [KEY.capabilities, Buffer.from([0, 1, 0, 2, 0])]]);
 
 // ---- handshakes (bytes each side sends, in order)
 const clientHello = frame(T.HELLO, 0, 0, helloPayload(base(0)));
@@ -253,6 +345,9 @@ const vectors = {
     'frames: each decodes to its fields, and encoding the fields gives the bytes.',
     'hellos: HELLO frames and what a receiver takes from them (software after the receiver replaces control bytes and cuts it to 64 bytes; heartbeatMs after it raises 1..299 to 300).',
     'invalid: bytes a receiver refuses, with the GOAWAY code it sends. expect: "hello" means the bytes are the first frame after the preface. preface: true means the bytes are the first bytes of the link. maxFrame is the receiver\'s HELLO max-frame.',
+    'capabilities: the capability ids both HELLOs listed on the link the vector belongs to ("Capabilities"); absent means none is needed, [] means a link where none was negotiated.',
+    'headers: frame headers a receiver MUST accept (it then waits for payloadLength bytes); maxFrame is the receiver\'s HELLO max-frame.',
+    'invalid with refusedBy "session": the frame decodes, and the receiving session refuses it (here: a datagram frame where capability udp was not negotiated).',
     'handshakes: each side\'s bytes in order; a side may send its first two entries in one write.',
     'resumption: X25519 private keys are raw 32-byte scalars (RFC 7748); the exporter stands for the TLS exporter of the link (empty without TLS).',
   ],
@@ -260,9 +355,10 @@ const vectors = {
   frames,
   hellos,
   invalid,
+  headers,
   handshakes,
   resumption,
 };
 mkdirSync(dirname(out), { recursive: true });
 writeFileSync(out, JSON.stringify(vectors, null, 1) + '\n');
-console.log(`${out}: ${frames.length} frames, ${hellos.length} hellos, ${invalid.length} invalid, ${handshakes.length} handshakes, resumption`);
+console.log(`${out}: ${frames.length} frames, ${hellos.length} hellos, ${invalid.length} invalid, ${headers.length} headers, ${handshakes.length} handshakes, resumption`);
