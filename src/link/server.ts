@@ -394,10 +394,8 @@ export class LinkServer {
   private retire(live: CurrentLink | null, fate: OldPartnerFate, newcomer: string): void {
     if (live === null || live.linked.session.isEnded) return;
     if (fate.kind === 'replace') {
-      this.logger.warn(
-        'partner_replaced',
-        `partner ${live.address} did not answer within ${this.options.partnerCheckTimeoutMs / 1000}s: replacing it with ${newcomer}`,
-      );
+      const silentFor = `${this.options.partnerCheckTimeoutMs / 1000}s`;
+      this.logger.warn('partner_replaced', `partner ${live.address} did not answer within ${silentFor}: replacing it with ${newcomer}`);
       live.linked.session.goAway(GoAwayCode.NORMAL, 'replaced by a new partner');
     } else if (fate.kind === 'abandon') {
       live.linked.session.abandon(new TcpipeError(ErrorCodes.RESUME_FAILED, fate.reason), fate.reason);

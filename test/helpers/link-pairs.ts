@@ -11,6 +11,8 @@ import { secureClient, secureServer, type LinkSecurity } from '../../src/link/se
 import { WsAcceptor, wsConnect } from '../../src/link/websocket.js';
 import { socketPair } from './loopback.js';
 import type { StreamSink } from '../../src/mux/stream.js';
+import { FrameDecoder } from '../../src/protocol/decode.js';
+import type { Frame } from '../../src/protocol/frame.js';
 
 export type LinkKind = 'memory' | 'tcp' | 'tls' | 'ws';
 export const LINK_KINDS: readonly LinkKind[] = ['memory', 'tcp', 'tls', 'ws'];
@@ -102,3 +104,27 @@ export const idleSink: StreamSink = Object.freeze({
   onAccept: () => undefined,
   onWritable: () => undefined,
 });
+
+/**
+ * A link whose every write is decoded into frames and handed to `onFrame` at
+ * once: the test is the partner, reading what a session writes, with no socket
+ * and no turn of the event loop in between.
+ */
+export function frameSink(onFrame: (frame: Frame) => void): Duplex {
+  const decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
+  const take = (chunk: Buffer): void => {
+    decoder.push(chunk);
+    for (let f = decoder.next(); f !== null; f = decoder.next()) onFrame(f);
+  };
+  return new Duplex({
+    read: () => undefined,
+    write: (chunk: Buffer, _encoding, callback) => {
+      take(chunk);
+      callback();
+    },
+    writev: (chunks, callback) => {
+      for (const { chunk } of chunks) take(chunk as Buffer);
+      callback();
+    },
+  });
+}

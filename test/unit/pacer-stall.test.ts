@@ -18,11 +18,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings } from '../../src/mux/session.js';
 import type { Stream } from '../../src/mux/stream.js';
-import { idleSink } from '../helpers/link-pairs.js';
+import { frameSink, idleSink } from '../helpers/link-pairs.js';
 import { LinkPacer } from '../../src/mux/link-pacer.js';
 import { RoundTrip } from '../../src/mux/round-trip.js';
 import { PacerPolicy } from '../../src/mux/tunables.js';
@@ -86,30 +85,13 @@ class Partner {
   /** Probes written and not answered yet, in order. */
   readonly unanswered: Buffer[] = [];
   probesSeen = 0;
-  private readonly decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
-
-  readonly link = new Duplex({
-    read: () => undefined,
-    write: (chunk: Buffer, _encoding, callback) => {
-      this.take(chunk);
-      callback();
-    },
-    writev: (chunks, callback) => {
-      for (const { chunk } of chunks) this.take(chunk as Buffer);
-      callback();
-    },
-  });
-
-  private take(chunk: Buffer): void {
-    this.decoder.push(chunk);
-    for (let f = this.decoder.next(); f !== null; f = this.decoder.next()) {
-      if (f.type === FrameType.DATA) this.dataBytes.set(f.streamId, (this.dataBytes.get(f.streamId) ?? 0) + f.payload.length);
-      else if (f.type === FrameType.PING && (f.flags & Flag.ACK) === 0 && isProbe(f.payload)) {
-        this.unanswered.push(Buffer.from(f.payload));
-        this.probesSeen++;
-      }
+  readonly link = frameSink((f) => {
+    if (f.type === FrameType.DATA) this.dataBytes.set(f.streamId, (this.dataBytes.get(f.streamId) ?? 0) + f.payload.length);
+    else if (f.type === FrameType.PING && (f.flags & Flag.ACK) === 0 && isProbe(f.payload)) {
+      this.unanswered.push(Buffer.from(f.payload));
+      this.probesSeen++;
     }
-  }
+  });
 
   /** Answers the oldest probe (the partner answers PINGs in order, as it reads them). */
   answerOne(): boolean {

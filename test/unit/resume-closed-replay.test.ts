@@ -16,7 +16,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Duplex } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Session, type MuxSettings, type PeerSettings } from '../../src/mux/session.js';
 import type { Stream, StreamSink } from '../../src/mux/stream.js';
@@ -25,6 +24,7 @@ import { encodeAccept, encodeDataHeader, encodeReset, encodeResume, encodeResume
 import { Flag, FrameType, ResetCode, ResumeKind } from '../../src/protocol/constants.js';
 import { ErrorCodes, TcpipeError } from '../../src/errors.js';
 import type { Clock } from '../../src/clock.js';
+import { frameSink } from '../helpers/link-pairs.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -39,29 +39,12 @@ class Partner {
   readonly fins = new Set<number>();
   /** DATA frames of a stream after its FIN (none may come). */
   afterFin = 0;
-  private readonly decoder = new FrameDecoder({ maxDataPayload: 1 << 20, expectPreface: false });
-
-  readonly link = new Duplex({
-    read: () => undefined,
-    write: (chunk: Buffer, _encoding, callback) => {
-      this.take(chunk);
-      callback();
-    },
-    writev: (chunks, callback) => {
-      for (const { chunk } of chunks) this.take(chunk as Buffer);
-      callback();
-    },
+  readonly link = frameSink((f) => {
+    if (f.type !== FrameType.DATA) return;
+    if (this.fins.has(f.streamId)) this.afterFin++;
+    this.dataBytes.set(f.streamId, (this.dataBytes.get(f.streamId) ?? 0) + f.payload.length);
+    if ((f.flags & Flag.FIN) !== 0) this.fins.add(f.streamId);
   });
-
-  private take(chunk: Buffer): void {
-    this.decoder.push(chunk);
-    for (let f = this.decoder.next(); f !== null; f = this.decoder.next()) {
-      if (f.type !== FrameType.DATA) continue;
-      if (this.fins.has(f.streamId)) this.afterFin++;
-      this.dataBytes.set(f.streamId, (this.dataBytes.get(f.streamId) ?? 0) + f.payload.length);
-      if ((f.flags & Flag.FIN) !== 0) this.fins.add(f.streamId);
-    }
-  }
 
   send(frame: Buffer): void {
     this.link.push(frame);
