@@ -43,6 +43,13 @@ export type Admission =
   | { readonly kind: 'resume' }
   | { readonly kind: 'fresh'; readonly old: OldPartnerFate };
 
+/** The newcomer's request: what its resume handshake asked (null: it does not resume), and whether it named the current session. */
+export function admissionRequest(resumeKind: 'new' | 'resume' | null, claimsCurrent: boolean): AdmissionRequest {
+  if (resumeKind === null) return 'plain';
+  if (resumeKind === 'new') return 'new';
+  return claimsCurrent ? 'resume-current' : 'resume-other';
+}
+
 /** Does the newcomer's admission wait for a check PING to the current partner? */
 export function needsPartnerCheck(current: CurrentPartner, request: AdmissionRequest): boolean {
   return current === 'live' && request !== 'resume-current';

@@ -17,7 +17,7 @@ import { GoAwayCode, PREFACE } from '../protocol/constants.js';
 import { encodeGoAway } from '../protocol/encode.js';
 import { unmetRequirement } from '../protocol/hello.js';
 import type { Session, SessionEnd } from '../mux/session.js';
-import { decideAdmission, needsPartnerCheck, type AdmissionRequest, type CurrentPartner, type OldPartnerFate } from './admission.js';
+import { admissionRequest, decideAdmission, needsPartnerCheck, type CurrentPartner, type OldPartnerFate } from './admission.js';
 import { readFirstByte, readHello, sendHello, sendRefusal, type HandshakeResult } from './handshake.js';
 import { LinkedSession, closeTransport, helloFor, resumeNegotiated, type LinkHandlers, type LinkSettings } from './link-session.js';
 import { PenaltyBox } from './penalty.js';
@@ -313,14 +313,8 @@ export class LinkServer {
     const currentLink = this.current.get(client);
     const live = currentLink !== undefined && !currentLink.linked.session.isEnded ? currentLink : null;
     const identity = live?.linked.identity ?? null;
-    const request: AdmissionRequest =
-      resume === null
-        ? 'plain'
-        : resume.request.kind === 'new'
-          ? 'new'
-          : live !== null && identity !== null && resume.request.id.equals(identity.id)
-            ? 'resume-current'
-            : 'resume-other';
+    const claimsCurrent = resume?.request.kind === 'resume' && identity !== null && resume.request.id.equals(identity.id);
+    const request = admissionRequest(resume?.request.kind ?? null, claimsCurrent);
     let current: CurrentPartner = live === null ? 'none' : live.linked.session.isHeld ? 'held' : 'live';
     if (live !== null && needsPartnerCheck(current, request)) {
       const rtt = await live.linked.session.ping(this.options.partnerCheckTimeoutMs);

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decideAdmission, needsPartnerCheck, type AdmissionInput, type AdmissionRequest, type CurrentPartner } from '../../src/link/admission.js';
+import { admissionRequest, decideAdmission, needsPartnerCheck, type AdmissionInput, type AdmissionRequest, type CurrentPartner } from '../../src/link/admission.js';
 
 const rows: ReadonlyArray<readonly [CurrentPartner, boolean, AdmissionRequest, boolean, string]> = [
   // current, current resumable, request, proof valid, decision
@@ -54,4 +54,11 @@ test('only a live partner that the newcomer does not claim is checked with a PIN
   assert.equal(needsPartnerCheck('live', 'resume-other'), true);
   assert.equal(needsPartnerCheck('live', 'resume-current'), false);
   for (const current of ['none', 'held'] as const) assert.equal(needsPartnerCheck(current, 'plain'), false);
+});
+
+test('the request a newcomer makes, from its resume handshake', () => {
+  assert.equal(admissionRequest(null, false), 'plain');
+  assert.equal(admissionRequest('new', false), 'new');
+  assert.equal(admissionRequest('resume', true), 'resume-current');
+  assert.equal(admissionRequest('resume', false), 'resume-other');
 });
